@@ -1,0 +1,107 @@
+"""The ``dataset.json`` schema of the nnU-Net v2 raw layout, validated with pydantic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medseg.errors import DatasetError, located
+
+
+class DatasetSpec(BaseModel):
+    """What ``dataset.json`` declares.
+
+    Examples
+    --------
+    >>> spec = DatasetSpec(
+    ...     channel_names={"0": "CT"}, labels={"background": 0, "liver": 1},
+    ...     numTraining=10, file_ending=".nii.gz")
+    >>> spec.label_values, spec.num_channels
+    ([0, 1], 1)
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    channel_names: dict[str, str]
+    labels: dict[str, int]
+    num_training: int = Field(alias="numTraining", ge=0)
+    file_ending: str
+    name: str | None = None
+
+    @field_validator("channel_names")
+    @classmethod
+    def _channels_are_numbered(cls, value: dict[str, str]) -> dict[str, str]:
+        expected = [str(i) for i in range(len(value))]
+        if sorted(value, key=lambda k: int(k) if k.isdigit() else -1) != expected:
+            raise ValueError(f"channel keys must be '0'..'{len(value) - 1}', got {list(value)}")
+        if not value:
+            raise ValueError("at least one channel is required")
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_are_integers(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for key, label in value.items():
+                if isinstance(label, (list, tuple)):
+                    raise ValueError(
+                        f"label '{key}' is a region (list of labels); region-based training "
+                        "is not supported yet"
+                    )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_start_at_background(cls, value: dict[str, int]) -> dict[str, int]:
+        values = sorted(value.values())
+        if not values or values[0] != 0:
+            raise ValueError("labels must include background = 0")
+        if len(set(values)) != len(values):
+            raise ValueError("two labels share a value")
+        if any(v < 0 for v in values):
+            raise ValueError("label values must be >= 0")
+        return value
+
+    @field_validator("file_ending")
+    @classmethod
+    def _ending_has_dot(cls, value: str) -> str:
+        if not value.startswith("."):
+            raise ValueError(f"file_ending must start with '.', got '{value}'")
+        return value
+
+    @property
+    def num_channels(self) -> int:
+        """Number of input channels."""
+        return len(self.channel_names)
+
+    @property
+    def label_values(self) -> list[int]:
+        """Sorted label values, background (0) first."""
+        return sorted(self.labels.values())
+
+    @property
+    def foreground_labels(self) -> dict[int, str]:
+        """Foreground label value -> name."""
+        return {v: k for k, v in sorted(self.labels.items(), key=lambda kv: kv[1]) if v != 0}
+
+
+def load_dataset_spec(path: str | Path) -> DatasetSpec:
+    """Read and validate a ``dataset.json`` file; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(located(path, "dataset.json not found"))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(located(path, f"not valid JSON ({exc})")) from None
+    if not isinstance(raw, dict):
+        raise DatasetError(located(path, "expected a JSON object"))
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "dataset.json"
+        message = first["msg"].removeprefix("Value error, ")
+        raise DatasetError(located(path, f"{where}: {message}")) from None

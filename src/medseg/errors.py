@@ -1,0 +1,38 @@
+"""Errors that medseg raises for problems the user can fix.
+
+Every message names the file (or folder) and the problem in one line; the CLI prints it and
+exits with code 2. Anything else that escapes is a bug (exit code 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedsegError(Exception):
+    """Base class of all user-facing errors."""
+
+
+class ImageReadError(MedsegError):
+    """A file could not be read as an image (unknown format, truncated, unreadable)."""
+
+
+class ImageWriteError(MedsegError):
+    """An image could not be written (unsupported format or data)."""
+
+
+class DatasetError(MedsegError):
+    """A dataset folder or its dataset.json is missing, malformed or inconsistent."""
+
+
+class RunFolderError(MedsegError):
+    """A run folder is missing, incomplete or holds no trained model."""
+
+
+class ConfigError(MedsegError):
+    """An option or configuration value is invalid."""
+
+
+def located(path: str | Path, problem: str) -> str:
+    """Return a one-line message ``"{path}: {problem}"``."""
+    return f"{path}: {problem}"

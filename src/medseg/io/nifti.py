@@ -1,0 +1,61 @@
+"""NIfTI (.nii, .nii.gz) reading and writing through nibabel."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medseg.errors import ImageReadError, ImageWriteError, located
+from medseg.io.atomic import atomic_path
+from medseg.io.image import Image
+
+
+def read_nifti(path: str | Path) -> Image:
+    """Read a 2D, 3D or 4D NIfTI file; a 4th axis (MSD multi-modal files) becomes channels.
+
+    Examples
+    --------
+    >>> img = read_nifti("case_0000.nii.gz")  # doctest: +SKIP
+    >>> img.array.shape  # (C, X, Y, Z)  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        nii = nib.load(str(path))
+        data = np.asanyarray(nii.dataobj)
+        affine = np.asarray(nii.affine, dtype=np.float64)
+    except FileNotFoundError:
+        raise ImageReadError(located(path, "file not found")) from None
+    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
+        raise ImageReadError(located(path, f"not a readable NIfTI file ({exc})")) from None
+    if data.ndim in (2, 3):
+        array = data[None]
+    elif data.ndim == 4:
+        array = np.moveaxis(data, -1, 0)
+    elif data.ndim == 5 and data.shape[3] == 1:
+        array = np.moveaxis(data[:, :, :, 0, :], -1, 0)
+    else:
+        raise ImageReadError(located(path, f"unsupported NIfTI shape {data.shape}"))
+    if not np.all(np.isfinite(affine)):
+        raise ImageReadError(located(path, "the affine holds NaN or infinite values"))
+    return Image(np.ascontiguousarray(array), affine)
+
+
+def write_nifti(image: Image, path: str | Path) -> None:
+    """Write ``image`` as NIfTI; one channel gives a 2D/3D file, several a 4D one."""
+    path = Path(path)
+    array = image.array
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    data = array[0] if image.channels == 1 else np.moveaxis(array, 0, -1)
+    try:
+        nii = nib.Nifti1Image(np.ascontiguousarray(data), image.affine)
+        nii.set_qform(image.affine, code=1)
+        nii.set_sform(image.affine, code=1)
+        nii.header.set_xyzt_units("mm", "sec")
+        with atomic_path(path) as tmp:
+            nib.save(nii, str(tmp))
+    except (nib.spatialimages.HeaderDataError, ValueError) as exc:
+        raise ImageWriteError(located(path, f"cannot write NIfTI ({exc})")) from None

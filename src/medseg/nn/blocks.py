@@ -1,0 +1,78 @@
+"""Building blocks shared by the networks, written once for 2D and 3D."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+
+class ConvNormAct(nn.Module):
+    """Convolution, instance normalisation (affine) and LeakyReLU(0.01)."""
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        stride: Sequence[int] | int = 1,
+    ) -> None:
+        super().__init__()
+        padding = tuple(k // 2 for k in kernel_size)
+        self.conv = CONV[dim](in_channels, out_channels, tuple(kernel_size), stride, padding)
+        self.norm = INSTANCE_NORM[dim](out_channels, eps=1e-5, affine=True)
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class DoubleConv(nn.Sequential):
+    """Two `ConvNormAct` layers; the first may downsample with a stride."""
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        stride: Sequence[int] | int = 1,
+    ) -> None:
+        super().__init__(
+            ConvNormAct(dim, in_channels, out_channels, kernel_size, stride),
+            ConvNormAct(dim, out_channels, out_channels, kernel_size),
+        )
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: Sequence[int]) -> tuple[torch.Tensor, list[slice]]:
+    """Zero-pad the spatial axes of ``x`` up to multiples of ``divisor``.
+
+    Returns the padded tensor and the slices that crop a same-sized output back.
+    """
+    spatial = x.shape[2:]
+    pads: list[int] = []
+    crop = [slice(None), slice(None)]
+    for size, d in zip(spatial, divisor):
+        extra = (-size) % d
+        crop.append(slice(extra // 2, extra // 2 + size))
+        pads.append((extra // 2, extra - extra // 2))
+    if not any(sum(p) for p in pads):
+        return x, crop
+    flat = [v for pair in reversed(pads) for v in pair]  # F.pad wants last axis first
+    return F.pad(x, flat), crop
+
+
+def product_of_strides(strides: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
+    """The total downsampling factor per axis."""
+    total = [1] * dim
+    for stride in strides:
+        total = [t * s for t, s in zip(total, stride)]
+    return tuple(total)

@@ -1,0 +1,95 @@
+"""U-Net for 2D and 3D: encoder-decoder with skip concatenation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from medseg.nn.blocks import (
+    CONV,
+    TRANSPOSED_CONV,
+    DoubleConv,
+    pad_to_multiple,
+    product_of_strides,
+)
+
+
+class UNet(nn.Module):
+    """A U-Net with one stage per entry of ``features``.
+
+    Each encoder stage is two conv-instance-norm-LeakyReLU layers, the first strided to
+    downsample (stage 0 keeps full resolution); the decoder upsamples with transposed
+    convolutions, concatenates the skip and applies two more layers. Strides and kernel sizes
+    are per stage and per axis, so anisotropic data can pool the fine axes first. Inputs of any
+    size are accepted: they are zero-padded to a multiple of the total stride and the output
+    is cropped back.
+
+    Parameters
+    ----------
+    in_channels, num_classes
+        Input channels and output classes (background included).
+    dim
+        2 or 3 spatial dimensions.
+    features
+        Channels per stage, e.g. ``(16, 32, 64, 128)``.
+    strides
+        Per stage (``len(features)`` entries), the downsampling per axis; the first is all ones.
+        Default: 2 on every axis after stage 0.
+    kernel_sizes
+        Per stage, the kernel size per axis. Default: 3 everywhere.
+
+    Examples
+    --------
+    >>> net = UNet(1, 3, dim=2, features=(8, 16, 32))
+    >>> net(torch.zeros(2, 1, 37, 50)).shape
+    torch.Size([2, 3, 37, 50])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        dim: int = 3,
+        features: Sequence[int] = (16, 32, 64, 128, 256),
+        strides: Sequence[Sequence[int]] | None = None,
+        kernel_sizes: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        n = len(features)
+        strides = strides or [[1] * dim] + [[2] * dim] * (n - 1)
+        kernel_sizes = kernel_sizes or [[3] * dim] * n
+        if len(strides) != n or len(kernel_sizes) != n:
+            raise ValueError("features, strides and kernel_sizes need one entry per stage")
+        self.dim = dim
+        self.divisor = product_of_strides(strides, dim)
+        self.encoder = nn.ModuleList()
+        channels = in_channels
+        for f, s, k in zip(features, strides, kernel_sizes):
+            self.encoder.append(DoubleConv(dim, channels, f, k, s))
+            channels = f
+        self.upsample = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for stage in range(n - 1, 0, -1):
+            stride = tuple(strides[stage])
+            self.upsample.append(
+                TRANSPOSED_CONV[dim](features[stage], features[stage - 1], stride, stride)
+            )
+            self.decoder.append(
+                DoubleConv(
+                    dim, 2 * features[stage - 1], features[stage - 1], kernel_sizes[stage - 1]
+                )
+            )
+        self.head = CONV[dim](features[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, crop = pad_to_multiple(x, self.divisor)
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for up, block in zip(self.upsample, self.decoder):
+            x = block(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)[tuple(crop)]

@@ -1,0 +1,5 @@
+"""Preprocessing: intensity normalisation (resampling, cropping and planning come later)."""
+
+from medseg.preprocess.normalize import zscore
+
+__all__ = ["zscore"]

@@ -1,0 +1,179 @@
+"""The run configuration: everything needed to train and later to predict, saved as JSON.
+
+A later stage turns a dataset fingerprint into a full plan; until then `auto_config` derives
+patch size, network layout and batch size from the median image shape and spacing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from medseg.errors import ConfigError, RunFolderError, located
+from medseg.io import write_text_atomic
+from medseg.nn import stage_layout
+
+CONFIG_VERSION = 1
+CONFIG_FILE = "config.json"
+
+
+class RunConfig(BaseModel):
+    """Settings of one training run (all folds share them)."""
+
+    version: int = CONFIG_VERSION
+    # What the data looks like.
+    in_channels: int = Field(ge=1)
+    label_values: list[int]
+    label_names: list[str]
+    channel_names: list[str]
+    file_ending: str
+    data_dim: Literal[2, 3]
+    median_spacing: list[float]
+    median_shape: list[int]
+    # The network.
+    model: Literal["unet", "fcn"] = "unet"
+    dim: Literal[2, 3]
+    slice_axis: int | None = None  # for 2D networks on 3D data: the axis sliced along
+    features: list[int]
+    strides: list[list[int]]
+    kernel_sizes: list[list[int]]
+    patch_size: list[int]
+    # The recipe.
+    batch_size: int = Field(ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(gt=0)
+    weight_decay: float = Field(default=3e-5, ge=0)
+    epochs: int | None = Field(default=None, ge=1)
+    minutes: float | None = Field(default=None, gt=0)
+    iterations_per_epoch: int = Field(default=50, ge=1)
+    foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
+    n_folds: int = Field(default=5, ge=2)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if len(self.patch_size) != self.dim:
+            raise ValueError(f"patch_size {self.patch_size} is not {self.dim}D")
+        if len(self.label_values) != len(self.label_names):
+            raise ValueError("label_values and label_names differ in length")
+        if self.dim == 2 and self.data_dim == 3 and self.slice_axis is None:
+            raise ValueError("a 2D network on 3D data needs slice_axis")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes of the network, background included."""
+        return len(self.label_values)
+
+    def save(self, run_dir: Path) -> None:
+        """Write ``config.json`` into ``run_dir`` atomically."""
+        write_text_atomic(run_dir / CONFIG_FILE, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunConfig:
+        """Read ``config.json`` from a run folder."""
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise RunFolderError(located(run_dir, f"not a medseg run folder (no {CONFIG_FILE})"))
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise RunFolderError(located(path, f"invalid run configuration ({exc})")) from None
+
+
+def choose_patch_size(
+    median_shape: Sequence[int], spacing: Sequence[float], max_voxels: int, divisor: int = 16
+) -> list[int]:
+    """The median shape rounded up to a multiple of ``divisor`` (per axis, scaled by anisotropy),
+    shrunk along its largest physical extent until it holds at most ``max_voxels``.
+
+    Examples
+    --------
+    >>> choose_patch_size((512, 512), (1.0, 1.0), 256 * 256)
+    [256, 256]
+    """
+    finest = min(spacing)
+    steps = [max(2, int(divisor // max(1, round(s / finest)))) for s in spacing]
+    patch = [int(np.ceil(n / st) * st) for n, st in zip(median_shape, steps)]
+    while int(np.prod(patch)) > max_voxels:
+        extents = [p * s if p > st else 0 for p, s, st in zip(patch, spacing, steps)]
+        axis = int(np.argmax(extents))
+        if extents[axis] == 0:
+            break
+        patch[axis] -= steps[axis]
+    return patch
+
+
+def auto_config(
+    *,
+    shapes: Sequence[Sequence[int]],
+    spacings: Sequence[Sequence[float]],
+    in_channels: int,
+    label_values: Sequence[int],
+    label_names: Sequence[str],
+    channel_names: Sequence[str],
+    file_ending: str,
+    dim: int | None = None,
+    model: str = "unet",
+    device_type: str = "cpu",
+    **overrides: object,
+) -> RunConfig:
+    """Derive a run configuration from the training images' shapes and spacings.
+
+    ``dim`` is the network's dimensionality (default: the data's). A 2D network on 3D data
+    slices along the coarsest axis. ``overrides`` set any `RunConfig` field directly.
+    """
+    data_dim = len(shapes[0])
+    dim = dim or data_dim
+    if dim == 3 and data_dim == 2:
+        raise ConfigError("--dim 3d: the dataset is 2D; use --dim 2d")
+    median_shape = [int(v) for v in np.median(np.asarray(shapes), axis=0)]
+    median_spacing = [float(v) for v in np.median(np.asarray(spacings), axis=0)]
+    slice_axis = None
+    shape, spacing = median_shape, median_spacing
+    if dim == 2 and data_dim == 3:
+        slice_axis = int(np.argmax(median_spacing))
+        shape = [s for a, s in enumerate(median_shape) if a != slice_axis]
+        spacing = [s for a, s in enumerate(median_spacing) if a != slice_axis]
+    gpu = device_type == "cuda"
+    if dim == 3:
+        max_voxels, batch_size, features_cap = (128**3 if gpu else 64 * 64 * 32), 2, 320
+    else:
+        max_voxels, batch_size, features_cap = (512**2 if gpu else 256 * 256), 8, 512
+        if not gpu:
+            max_voxels = 192 * 192
+    patch = choose_patch_size(shape, spacing, max_voxels)
+    strides, kernels = stage_layout(patch, spacing, max_stages=6 if dim == 2 else 5)
+    if model == "fcn" and len(strides) < 4:
+        raise ConfigError(f"patch {patch} is too small for an FCN (needs 3 pooling stages)")
+    base = 32 if gpu else 16
+    features = [min(base * 2**i, features_cap) for i in range(len(strides))]
+    settings: dict[str, object] = {
+        "in_channels": in_channels,
+        "label_values": list(label_values),
+        "label_names": list(label_names),
+        "channel_names": list(channel_names),
+        "file_ending": file_ending,
+        "data_dim": data_dim,
+        "median_spacing": median_spacing,
+        "median_shape": median_shape,
+        "model": model,
+        "dim": dim,
+        "slice_axis": slice_axis,
+        "features": features,
+        "strides": strides,
+        "kernel_sizes": kernels,
+        "patch_size": patch,
+        "batch_size": batch_size,
+        "learning_rate": 1e-3 if model == "unet" else 2e-3,
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RunConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training settings: {exc.errors()[0]['msg']}") from None
