@@ -20,7 +20,7 @@ from scipy import ndimage
 from medseg.io import Image, spacing_affine, write_image, write_text_atomic
 
 LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney": 3}
-SHAPE_3D = (96, 96, 32)
+SHAPE_3D = (80, 80, 24)
 SPACING_3D = (0.8, 0.8, 2.5)
 SHAPE_2D = (160, 160)
 SPACING_2D = (0.8, 0.8)

@@ -1,5 +1,13 @@
 """Segmentation metrics (numpy only; no torch)."""
 
+from medseg.metrics.evaluate import Evaluation, evaluate_folders, summarise, write_evaluation
 from medseg.metrics.overlap import dice, dice_per_label
 
-__all__ = ["dice", "dice_per_label"]
+__all__ = [
+    "Evaluation",
+    "dice",
+    "dice_per_label",
+    "evaluate_folders",
+    "summarise",
+    "write_evaluation",
+]

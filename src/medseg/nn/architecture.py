@@ -32,7 +32,7 @@ def stage_layout(
     >>> kernels[0]
     [3, 3, 1]
     """
-    size = list(patch_size)
+    size = [float(s) for s in patch_size]
     current = list(spacing)
     strides: list[list[int]] = [[1] * len(size)]
     kernels: list[list[int]] = []
@@ -42,13 +42,12 @@ def stage_layout(
         if len(strides) == max_stages:
             break
         stride = [
-            2 if s // 2 >= min_feature_size and s % 2 == 0 and c <= 2 * finest else 1
-            for s, c in zip(size, current)
+            2 if s / 2 >= min_feature_size and c <= 2 * finest else 1 for s, c in zip(size, current)
         ]
         if not any(s == 2 for s in stride):
             break
         strides.append(stride)
-        size = [s // st for s, st in zip(size, stride)]
+        size = [s / st for s, st in zip(size, stride)]
         current = [c * st for c, st in zip(current, stride)]
     return strides, kernels
 

@@ -87,26 +87,28 @@ class RunConfig(BaseModel):
 
 
 def choose_patch_size(
-    median_shape: Sequence[int], spacing: Sequence[float], max_voxels: int, divisor: int = 16
-) -> list[int]:
-    """The median shape rounded up to a multiple of ``divisor`` (per axis, scaled by anisotropy),
-    shrunk along its largest physical extent until it holds at most ``max_voxels``.
+    median_shape: Sequence[int], spacing: Sequence[float], max_voxels: int
+) -> tuple[list[int], list[list[int]], list[list[int]]]:
+    """Patch size, strides and kernel sizes for a network on images of ``median_shape``.
+
+    The patch starts as the median shape and shrinks along its largest physical extent until
+    it holds at most ``max_voxels``; each axis is then rounded up to a multiple of the total
+    downsampling the network applies along it.
 
     Examples
     --------
-    >>> choose_patch_size((512, 512), (1.0, 1.0), 256 * 256)
-    [256, 256]
+    >>> patch, strides, _ = choose_patch_size((512, 512), (1.0, 1.0), 256 * 256)
+    >>> patch, len(strides)
+    ([256, 256], 6)
     """
-    finest = min(spacing)
-    steps = [max(2, int(divisor // max(1, round(s / finest)))) for s in spacing]
-    patch = [int(np.ceil(n / st) * st) for n, st in zip(median_shape, steps)]
+    patch = [int(n) for n in median_shape]
     while int(np.prod(patch)) > max_voxels:
-        extents = [p * s if p > st else 0 for p, s, st in zip(patch, spacing, steps)]
-        axis = int(np.argmax(extents))
-        if extents[axis] == 0:
-            break
-        patch[axis] -= steps[axis]
-    return patch
+        axis = int(np.argmax([p * s for p, s in zip(patch, spacing)]))
+        patch[axis] = max(4, int(patch[axis] * 0.9))
+    strides, kernels = stage_layout(patch, spacing, max_stages=6)
+    total = np.prod(np.asarray(strides), axis=0)
+    patch = [int(np.ceil(p / t) * t) for p, t in zip(patch, total)]
+    return patch, strides, kernels
 
 
 def auto_config(
@@ -142,13 +144,17 @@ def auto_config(
         spacing = [s for a, s in enumerate(median_spacing) if a != slice_axis]
     gpu = device_type == "cuda"
     if dim == 3:
-        max_voxels, batch_size, features_cap = (128**3 if gpu else 64 * 64 * 32), 2, 320
+        max_voxels, batch_size, features_cap = (128**3 if gpu else 64 * 64 * 16), 2, 320
     else:
         max_voxels, batch_size, features_cap = (512**2 if gpu else 256 * 256), 8, 512
         if not gpu:
             max_voxels = 192 * 192
-    patch = choose_patch_size(shape, spacing, max_voxels)
-    strides, kernels = stage_layout(patch, spacing, max_stages=6 if dim == 2 else 5)
+    patch, strides, kernels = choose_patch_size(shape, spacing, max_voxels)
+    if overrides.get("patch_size"):
+        patch = [int(p) for p in overrides["patch_size"]]  # type: ignore[union-attr]
+        if len(patch) != dim:
+            raise ConfigError(f"--patch-size needs {dim} numbers, got {len(patch)}")
+        strides, kernels = stage_layout(patch, spacing, max_stages=6)
     if model == "fcn" and len(strides) < 4:
         raise ConfigError(f"patch {patch} is too small for an FCN (needs 3 pooling stages)")
     base = 32 if gpu else 16
@@ -170,7 +176,7 @@ def auto_config(
         "kernel_sizes": kernels,
         "patch_size": patch,
         "batch_size": batch_size,
-        "learning_rate": 1e-3 if model == "unet" else 2e-3,
+        "learning_rate": 3e-3,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -1,0 +1,264 @@
+"""The ``medseg`` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from medseg import __version__
+from medseg.errors import MedsegError
+
+EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+
+_out = Console(highlight=False, soft_wrap=True)
+
+
+def _dim(value: str) -> int:
+    if value.lower() not in ("2d", "3d"):
+        raise argparse.ArgumentTypeError("expected 2d or 3d")
+    return int(value[0])
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, examples: str):
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present, else CPU), cpu, or cuda (default: auto)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="medseg",
+        description="Medical image segmentation with CNNs: train, predict, evaluate.",
+        epilog=(
+            "examples:\n"
+            "  medseg demo                              phantom -> train -> predict -> score\n"
+            "  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10\n"
+            "  medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds\n"
+            "  medseg evaluate preds Dataset004_Hippocampus/labelsTs --out scores\n"
+            "\nrun 'medseg COMMAND --help' for a command's options"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = _command(
+        sub,
+        "demo",
+        "Write a synthetic CT-like dataset, train on it, predict held-out cases, score them.",
+        "  medseg demo\n  medseg demo --dim 2d --out /tmp/demo2d\n  medseg demo --epochs 3\n",
+    )
+    demo.add_argument("--out", type=Path, default=Path("medseg_demo"), help="output folder")
+    demo.add_argument("--dim", type=_dim, default=3, help="2d or 3d (default: 3d)")
+    budget = demo.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="train this many epochs")
+    budget.add_argument(
+        "--minutes", type=_positive_float, help="training budget (default: 2.5 for 3d, 1.5 for 2d)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_device(demo)
+
+    train = _command(
+        sub,
+        "train",
+        "Train a segmentation network on an nnU-Net v2 style dataset folder.",
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10\n"
+        "  medseg train Dataset001_ISBI2012EM --out runs/em --epochs 50 --model fcn\n"
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --fold 1 --seed 7\n",
+    )
+    train.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
+    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    train.add_argument("--dim", type=_dim, help="2d or 3d network (default: the data's)")
+    train.add_argument("--model", choices=["unet", "fcn"], default="unet", help="network")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="number of epochs (default: 100)")
+    budget.add_argument("--minutes", type=_positive_float, help="wall-clock training budget")
+    train.add_argument("--fold", type=int, default=0, help="validation fold of 5 (default: 0)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--batch-size", type=_positive_int, help="patches per step")
+    train.add_argument(
+        "--patch-size", type=_positive_int, nargs="+", metavar="N", help="patch size per axis"
+    )
+    train.add_argument("--learning-rate", type=_positive_float, help="initial learning rate")
+    train.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: adamw")
+    train.add_argument(
+        "--iterations-per-epoch", type=_positive_int, help="steps between validations (50)"
+    )
+    _add_device(train)
+
+    predict = _command(
+        sub,
+        "predict",
+        "Predict label maps for images with a trained run folder.",
+        "  medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds\n"
+        "  medseg predict runs/hippo scan_0000.nii.gz --out preds\n",
+    )
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
+    predict.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="image files or folders; channels by the _0000, _0001 ... suffix",
+    )
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_device(predict)
+
+    evaluate = _command(
+        sub,
+        "evaluate",
+        "Score predicted label maps against references (matched by file name).",
+        "  medseg evaluate preds Dataset004_Hippocampus/labelsTr --out scores\n"
+        "  medseg evaluate preds refs --labels 1 2\n",
+    )
+    evaluate.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="predictions")
+    evaluate.add_argument("ref_dir", type=Path, metavar="REF_DIR", help="references")
+    evaluate.add_argument("--out", type=Path, help="write metrics.csv and summary.json here")
+    evaluate.add_argument("--labels", type=int, nargs="+", help="label values to score")
+    return parser
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"Dice over {summary['cases']} case(s)")
+    table.add_column("label")
+    table.add_column("value", justify="right")
+    table.add_column("mean Dice", justify="right")
+    table.add_column("cases", justify="right")
+    table.add_column("undefined", justify="right")
+    for name, row in summary["labels"].items():
+        mean = "n/a" if row["mean_dice"] is None else f"{row['mean_dice']:.4f}"
+        table.add_row(name, str(row["label"]), mean, str(row["cases"]), str(row["undefined"]))
+    if summary["mean_dice"] is not None:
+        table.add_row("[bold]mean", "", f"[bold]{summary['mean_dice']:.4f}", "", "")
+    _out.print(table)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imports are deferred so that --help and --version answer at once.
+    if args.command == "demo":
+        from medseg.demo import run_demo
+
+        result = run_demo(
+            args.out, args.dim, args.minutes, args.epochs, args.seed, args.device, args.quiet
+        )
+        _print_summary(result.evaluation.summary)
+        _out.print(f"dataset      {result.dataset_dir}")
+        _out.print(f"run folder   {result.run_dir}  (best epoch {result.training.best_epoch})")
+        _out.print(f"predictions  {result.predictions_dir}")
+        _out.print(f"scores       {result.evaluation_dir / 'metrics.csv'}, summary.json")
+        _out.print(f"overlays     {result.overlays[0].parent}")
+        return EXIT_OK
+    if args.command == "train":
+        from medseg.train import train_run
+
+        overrides = {
+            "batch_size": args.batch_size,
+            "patch_size": args.patch_size,
+            "learning_rate": args.learning_rate,
+            "optimizer": args.optimizer,
+            "iterations_per_epoch": args.iterations_per_epoch,
+        }
+        result = train_run(
+            args.dataset,
+            args.out,
+            dim=args.dim,
+            model=args.model,
+            epochs=args.epochs,
+            minutes=args.minutes,
+            fold=args.fold,
+            seed=args.seed,
+            device=args.device,
+            quiet=args.quiet,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        _out.print(
+            f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best validation Dice "
+            f"{result.best_val_dice:.4f} at epoch {result.best_epoch}; weights in {result.fold_dir}"
+        )
+        return EXIT_OK
+    if args.command == "predict":
+        from medseg.infer import predict_paths
+
+        written = predict_paths(args.run_dir, args.inputs, args.out, args.device, args.quiet)
+        _out.print(f"wrote {len(written)} label map(s) to {args.out}")
+        return EXIT_OK
+    if args.command == "evaluate":
+        from medseg.metrics import evaluate_folders, write_evaluation
+
+        evaluation = evaluate_folders(args.pred_dir, args.ref_dir, args.labels)
+        for warning in evaluation.warnings:
+            print(f"medseg: warning: {warning}", file=sys.stderr)
+        _print_summary(evaluation.summary)
+        if args.out:
+            paths = write_evaluation(evaluation, args.out)
+            _out.print("wrote " + ", ".join(str(p) for p in paths))
+        return EXIT_OK
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medseg`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER
+    try:
+        return _run(args)
+    except MedsegError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"medseg: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("medseg: interrupted; the latest checkpoint is kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"medseg: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+                file=sys.stderr,
+            )
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Inference: load a run folder, predict label maps on the input's own grid."""
+
+from medseg.infer.predict import (
+    TrainedModel,
+    find_input_cases,
+    load_trained_model,
+    predict_image,
+    predict_paths,
+    predict_probabilities,
+)
+
+__all__ = [
+    "TrainedModel",
+    "find_input_cases",
+    "load_trained_model",
+    "predict_image",
+    "predict_paths",
+    "predict_probabilities",
+]

@@ -1,0 +1,155 @@
+"""Predicting label maps for new images with a trained run folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medseg.datasets import Case, group_image_files, read_case_image
+from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
+from medseg.io import Image, image_suffix, write_image
+from medseg.nn import build_network, predict_volume
+from medseg.preprocess import zscore
+from medseg.progress import log_line, make_progress
+from medseg.train import BEST_WEIGHTS, LATEST_WEIGHTS, RunConfig, load_weights, resolve_device
+
+
+@dataclass
+class TrainedModel:
+    """A run's configuration and one network per trained fold, ready on a device."""
+
+    run_dir: Path
+    config: RunConfig
+    networks: list[nn.Module]
+    device: torch.device
+
+
+def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedModel:
+    """Load every fold of a run folder (best weights, else latest).
+
+    Raises `RunFolderError` when the folder holds no configuration or no weights.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(located(run_dir, "run folder not found"))
+    config = RunConfig.load(run_dir)
+    torch_device = resolve_device(device)
+    networks = []
+    for fold_dir in sorted(run_dir.glob("fold_*")):
+        weights = fold_dir / BEST_WEIGHTS
+        if not weights.is_file():
+            weights = fold_dir / LATEST_WEIGHTS
+        if not weights.is_file():
+            continue
+        network = build_network(
+            config.model,
+            config.in_channels,
+            config.num_classes,
+            config.dim,
+            config.features,
+            config.strides,
+            config.kernel_sizes,
+        )
+        load_weights(network, weights, torch_device)
+        networks.append(network.to(torch_device).eval())
+    if not networks:
+        raise RunFolderError(located(run_dir, "holds no trained model (no fold_*/*.safetensors)"))
+    return TrainedModel(run_dir, config, networks, torch_device)
+
+
+def predict_probabilities(model: TrainedModel, image: Image) -> np.ndarray:
+    """Class probabilities ``(K, *spatial)`` for an image, averaged over the folds."""
+    c = model.config
+    tensor = torch.from_numpy(zscore(image.array)).to(model.device)
+    total = None
+    for network in model.networks:
+        probs = predict_volume(network, tensor, c.patch_size, 2 * c.batch_size, c.slice_axis)
+        total = probs if total is None else total + probs
+    assert total is not None
+    return (total / len(model.networks)).cpu().numpy()
+
+
+def predict_image(model: TrainedModel, image: Image) -> Image:
+    """The label map of ``image``: same shape and affine, label values from dataset.json.
+
+    Examples
+    --------
+    >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
+    >>> labels = predict_image(model, read_image("hippocampus_001_0000.nii.gz"))  # doctest: +SKIP
+    """
+    probs = predict_probabilities(model, image)
+    values = np.asarray(model.config.label_values)
+    dtype = np.uint8 if values.max() < 256 else np.uint16
+    labels = values[probs.argmax(0)].astype(dtype)
+    return Image(labels[None], image.affine)
+
+
+def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
+    """Image files and folders of image files, grouped into cases by ``_CCCC`` suffix."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(
+                p
+                for p in item.iterdir()
+                if p.is_file() and not p.name.startswith(".") and image_suffix(p)
+            )
+            if not found:
+                raise ImageReadError(located(item, "folder holds no supported image files"))
+            files += found
+        elif item.is_file():
+            if image_suffix(item) is None:
+                raise ImageReadError(located(item, "unsupported file type"))
+            files.append(item)
+        else:
+            raise ImageReadError(located(item, "no such file or folder"))
+    if not files:
+        raise ImageReadError("no input images given")
+    return group_image_files(files)
+
+
+def predict_paths(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    device: str = "auto",
+    quiet: bool = False,
+) -> list[Path]:
+    """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
+
+    Returns the written paths. Each label map has exactly its input's shape and affine.
+    """
+    model = load_trained_model(run_dir, device)
+    cases = find_input_cases(inputs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with make_progress(quiet) as progress:
+        for case in progress.track(cases, description="predicting"):
+            image = read_case_image(case)
+            if image.channels != model.config.in_channels:
+                raise ConfigError(
+                    located(
+                        case.image_paths[0],
+                        f"{image.channels} channel(s); the model expects "
+                        f"{model.config.in_channels} ({', '.join(model.config.channel_names)})",
+                    )
+                )
+            if image.ndim != model.config.data_dim:
+                raise ConfigError(
+                    located(
+                        case.image_paths[0],
+                        f"a {image.ndim}D image; the model was trained on "
+                        f"{model.config.data_dim}D images",
+                    )
+                )
+            target = out_dir / f"{case.case_id}{image_suffix(case.image_paths[0])}"
+            write_image(predict_image(model, image), target)
+            written.append(target)
+            log_line(f"wrote {target}", quiet)
+    return written
