@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def run_demo(
     log_line(f"writing the {dim}D phantom dataset", quiet)
     dataset = write_phantom_dataset(out_dir / "dataset", n_train, n_test, dim=dim, seed=seed)
     run_dir = out_dir / "run"
+    if run_dir.exists():  # the demo's outputs are disposable; a stale config must not leak in
+        shutil.rmtree(run_dir)
     training = train_run(
         dataset,
         run_dir,

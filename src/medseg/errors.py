@@ -34,5 +34,5 @@ class ConfigError(MedsegError):
 
 
 def located(path: str | Path, problem: str) -> str:
-    """Return a one-line message ``"{path}: {problem}"``."""
-    return f"{path}: {problem}"
+    """Return a one-line message ``"{path}: {problem}"`` (whitespace in ``problem`` collapsed)."""
+    return f"{path}: {' '.join(str(problem).split())}"

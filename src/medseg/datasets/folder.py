@@ -85,6 +85,23 @@ def group_image_files(paths: Iterable[Path], ending: str | None = None) -> list[
     return cases
 
 
+def _check_channel_files(cases: list[Case]) -> None:
+    """Every case must have as many channel files as the others (a missing last channel)."""
+    counts = [len(c.image_paths) for c in cases]
+    expected = max(counts)
+    for case in cases:
+        if len(case.image_paths) < expected:
+            missing = len(case.image_paths)
+            where = case.image_paths[0].parent / f"{case.case_id}_{missing:04d}"
+            raise DatasetError(
+                located(
+                    where,
+                    f"missing channel {missing} of '{case.case_id}' "
+                    f"(other cases have {expected} channel files)",
+                )
+            )
+
+
 def open_dataset(root: str | Path) -> DatasetFolder:
     """Open and check an nnU-Net v2 raw dataset folder (no image is read yet).
 
@@ -104,6 +121,7 @@ def open_dataset(root: str | Path) -> DatasetFolder:
     if not image_files:
         raise DatasetError(located(images_dir, "folder is empty"))
     cases = group_image_files(image_files, spec.file_ending)
+    _check_channel_files(cases)
     labels = {p.name[: -len(spec.file_ending)]: p for p in _visible_files(labels_dir)}
     for name, path in labels.items():
         if not path.name.endswith(spec.file_ending):

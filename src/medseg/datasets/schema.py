@@ -56,12 +56,12 @@ class DatasetSpec(BaseModel):
     @classmethod
     def _labels_start_at_background(cls, value: dict[str, int]) -> dict[str, int]:
         values = sorted(value.values())
+        if any(v < 0 for v in values):
+            raise ValueError("label values must be >= 0")
         if not values or values[0] != 0:
             raise ValueError("labels must include background = 0")
         if len(set(values)) != len(values):
             raise ValueError("two labels share a value")
-        if any(v < 0 for v in values):
-            raise ValueError("label values must be >= 0")
         return value
 
     @field_validator("file_ending")

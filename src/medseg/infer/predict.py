@@ -124,8 +124,8 @@ def predict_paths(
 
     Returns the written paths. Each label map has exactly its input's shape and affine.
     """
-    model = load_trained_model(run_dir, device)
     cases = find_input_cases(inputs)
+    model = load_trained_model(run_dir, device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -49,6 +49,15 @@ def write_nifti(image: Image, path: str | Path) -> None:
     array = image.array
     if array.dtype == bool:
         array = array.astype(np.uint8)
+    if array.dtype == np.int64 and array.size and array.min() >= -(2**31) and array.max() < 2**31:
+        array = array.astype(np.int32)  # nibabel refuses int64 by default
+    if image.ndim == 2 and image.channels > 1:
+        raise ImageWriteError(
+            located(
+                path,
+                "NIfTI cannot hold a 2D multi-channel image; write .tif or one file per channel",
+            )
+        )
     data = array[0] if image.channels == 1 else np.moveaxis(array, 0, -1)
     try:
         nii = nib.Nifti1Image(np.ascontiguousarray(data), image.affine)

@@ -115,11 +115,14 @@ def evaluate_folders(
                     "dice": value,
                 }
             )
-    return Evaluation(rows, summarise(rows, label_list, names), warnings)
+    return Evaluation(rows, summarise(rows, label_list, names, cases=len(pairs)), warnings)
 
 
 def summarise(
-    rows: Sequence[dict[str, object]], labels: Sequence[int], names: dict[int, str]
+    rows: Sequence[dict[str, object]],
+    labels: Sequence[int],
+    names: dict[int, str],
+    cases: int | None = None,
 ) -> dict[str, object]:
     """Per-label mean Dice over cases where it is defined, with counts of undefined cases."""
     per_label = {}
@@ -136,7 +139,8 @@ def summarise(
             "cases": len(values),
             "undefined": len(values) - len(defined),
         }
-    cases = len({r["case"] for r in rows})
+    if cases is None:
+        cases = len({r["case"] for r in rows})
     mean_dice = float(np.mean(means)) if means else None
     return {"cases": cases, "mean_dice": mean_dice, "labels": per_label}
 

@@ -20,6 +20,7 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     >>> dice(np.zeros(3, bool), np.zeros(3, bool))
     nan
     """
+    reference, prediction = reference.astype(bool, copy=False), prediction.astype(bool, copy=False)
     ref_sum = int(np.count_nonzero(reference))
     pred_sum = int(np.count_nonzero(prediction))
     if ref_sum + pred_sum == 0:

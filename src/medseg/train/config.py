@@ -82,8 +82,14 @@ class RunConfig(BaseModel):
             raise RunFolderError(located(run_dir, f"not a medseg run folder (no {CONFIG_FILE})"))
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise RunFolderError(located(path, f"invalid run configuration ({exc})")) from None
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(located(path, f"not valid JSON ({exc})")) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "config"
+            raise RunFolderError(
+                located(path, f"invalid run configuration: {where}: {first['msg']}")
+            ) from None
 
 
 def choose_patch_size(
@@ -103,8 +109,15 @@ def choose_patch_size(
     """
     patch = [int(n) for n in median_shape]
     while int(np.prod(patch)) > max_voxels:
-        axis = int(np.argmax([p * s for p, s in zip(patch, spacing)]))
-        patch[axis] = max(4, int(patch[axis] * 0.9))
+        # Shrink every axis whose physical extent is (nearly) the largest, together, so that
+        # square images keep square patches.
+        extents = [p * s for p, s in zip(patch, spacing)]
+        before = list(patch)
+        for axis, extent in enumerate(extents):
+            if extent >= 0.95 * max(extents) and patch[axis] > 4:
+                patch[axis] = max(4, int(patch[axis] * 0.9))
+        if patch == before:
+            break
     strides, kernels = stage_layout(patch, spacing, max_stages=6)
     total = np.prod(np.asarray(strides), axis=0)
     patch = [int(np.ceil(p / t) * t) for p, t in zip(patch, total)]

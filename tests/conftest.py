@@ -1,0 +1,123 @@
+"""Shared fixtures: real test data, tiny phantom datasets, run folders and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from medseg.cli import main
+from medseg.datasets.phantom import LABELS, write_phantom_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PHANTOM_SHAPE_3D = (24, 24, 8)
+PHANTOM_SHAPE_2D = (32, 32)
+
+CliRunner = Callable[[Sequence[object]], tuple[int, str, str]]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real test data (``$MEDSEG_TEST_DATA``, default ``../shared/data``)."""
+    root = Path(os.environ.get("MEDSEG_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"real test data not found at {root} (set MEDSEG_TEST_DATA)")
+    return root
+
+
+def _data_folder(shared_data: Path, name: str) -> Path:
+    folder = shared_data / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hippocampus_dir(shared_data: Path) -> Path:
+    """The real MSD Hippocampus dataset (nnU-Net v2 raw layout, NIfTI)."""
+    return _data_folder(shared_data, "Dataset004_Hippocampus")
+
+
+@pytest.fixture(scope="session")
+def isbi_dir(shared_data: Path) -> Path:
+    """The real ISBI 2012 EM dataset (nnU-Net v2 raw layout, PNG)."""
+    return _data_folder(shared_data, "Dataset001_ISBI2012EM")
+
+
+@pytest.fixture(scope="session")
+def mni_dir(shared_data: Path) -> Path:
+    """The MNI152 template folder (NIfTI)."""
+    return _data_folder(shared_data, "mni152")
+
+
+@pytest.fixture
+def phantom3d(tmp_path: Path) -> Path:
+    """A tiny valid 3D phantom dataset: 3 training and 1 test case of 24x24x8 voxels."""
+    return write_phantom_dataset(
+        tmp_path / "Dataset900_Phantom3D", n_train=3, n_test=1, dim=3, shape=PHANTOM_SHAPE_3D
+    )
+
+
+@pytest.fixture
+def phantom2d(tmp_path: Path) -> Path:
+    """A tiny valid 2D phantom dataset (PNG): 3 training and 1 test case of 32x32 pixels."""
+    return write_phantom_dataset(
+        tmp_path / "Dataset901_Phantom2D", n_train=3, n_test=1, dim=2, shape=PHANTOM_SHAPE_2D
+    )
+
+
+@pytest.fixture
+def untrained_run_dir(tmp_path: Path) -> Path:
+    """A run folder with a valid config.json and freshly initialised (untrained) weights.
+
+    Nothing is trained: the network is built and its initial weights saved, which is all
+    `load_trained_model` needs to get past its own checks.
+    """
+    from medseg.nn import build_network
+    from medseg.train import BEST_WEIGHTS, auto_config, save_weights
+
+    run_dir = tmp_path / "run_with_weights"
+    run_dir.mkdir()
+    config = auto_config(
+        shapes=[PHANTOM_SHAPE_3D],
+        spacings=[(0.8, 0.8, 2.5)],
+        in_channels=1,
+        label_values=sorted(LABELS.values()),
+        label_names=sorted(LABELS, key=LABELS.__getitem__),
+        channel_names=["CT"],
+        file_ending=".nii.gz",
+    )
+    config.save(run_dir)
+    network = build_network(
+        config.model,
+        config.in_channels,
+        config.num_classes,
+        config.dim,
+        config.features,
+        config.strides,
+        config.kernel_sizes,
+    )
+    save_weights(network, run_dir / "fold_0" / BEST_WEIGHTS)
+    return run_dir
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Call ``medseg.cli.main(args)``; return ``(exit_code, stdout, stderr)``.
+
+    argparse's own exits (``--help``, ``--version``, usage errors) raise SystemExit; they are
+    turned into exit codes like the console script would.
+    """
+
+    def run(args: Sequence[object]) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop anything printed before the call
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,132 @@
+"""Prediction inputs and run folders: the error paths (no network is trained here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medseg.errors import ImageReadError, MedsegError, RunFolderError
+from medseg.infer import find_input_cases, load_trained_model
+from medseg.train import BEST_WEIGHTS, LATEST_WEIGHTS
+
+
+def test_find_input_cases_groups_folders_and_files(phantom3d: Path) -> None:
+    (phantom3d / "imagesTs" / "notes.txt").write_text("skipped")
+    single = phantom3d / "imagesTr" / "phantom_000_0000.nii.gz"
+    cases = find_input_cases([phantom3d / "imagesTs", single])
+    assert [c.case_id for c in cases] == ["phantom_000", "phantom_003"]
+    assert cases[0].image_paths == (single,)
+
+
+def test_find_input_cases_accepts_strings(phantom3d: Path) -> None:
+    assert len(find_input_cases([str(phantom3d / "imagesTr")])) == 3
+
+
+def test_empty_input_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / ".hidden.nii.gz").write_bytes(b"")
+    (folder / "readme.txt").write_text("no images")
+    with pytest.raises(ImageReadError, match="no supported image files") as info:
+        find_input_cases([folder])
+    assert str(folder) in str(info.value)
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="no such file") as info:
+        find_input_cases([tmp_path / "absent.nii.gz"])
+    assert str(tmp_path / "absent.nii.gz") in str(info.value)
+
+
+def test_input_file_of_unsupported_type(tmp_path: Path) -> None:
+    path = tmp_path / "scan.dcm.txt"
+    path.write_text("x")
+    with pytest.raises(ImageReadError, match="unsupported") as info:
+        find_input_cases([path])
+    assert str(path) in str(info.value)
+
+
+def test_no_inputs_at_all() -> None:
+    with pytest.raises(ImageReadError):
+        find_input_cases([])
+
+
+def test_input_case_missing_a_channel(tmp_path: Path) -> None:
+    for name in ("brain_0000.nii.gz", "brain_0002.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(MedsegError, match="missing channel 1"):
+        find_input_cases([tmp_path])
+
+
+def test_run_folder_not_found(tmp_path: Path) -> None:
+    with pytest.raises(RunFolderError, match="not found") as info:
+        load_trained_model(tmp_path / "absent", "cpu")
+    assert str(tmp_path / "absent") in str(info.value)
+
+
+def test_empty_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(RunFolderError, match="config.json") as info:
+        load_trained_model(tmp_path, "cpu")
+    assert str(tmp_path) in str(info.value)
+
+
+def test_run_folder_with_config_but_no_weights(untrained_run_dir: Path) -> None:
+    for weights in untrained_run_dir.rglob("*.safetensors"):
+        weights.unlink()
+    (untrained_run_dir / "fold_1").mkdir()
+    with pytest.raises(RunFolderError, match="no trained model") as info:
+        load_trained_model(untrained_run_dir, "cpu")
+    assert str(untrained_run_dir) in str(info.value)
+
+
+def test_run_folder_with_weights_loads(untrained_run_dir: Path) -> None:
+    model = load_trained_model(untrained_run_dir, "cpu")
+    assert len(model.networks) == 1
+    assert model.config.label_values == [0, 1, 2, 3]
+
+
+def test_latest_weights_are_used_when_best_are_absent(untrained_run_dir: Path) -> None:
+    fold = untrained_run_dir / "fold_0"
+    (fold / BEST_WEIGHTS).rename(fold / LATEST_WEIGHTS)
+    assert len(load_trained_model(untrained_run_dir, "cpu").networks) == 1
+
+
+def test_unreadable_weights(untrained_run_dir: Path) -> None:
+    weights = untrained_run_dir / "fold_0" / BEST_WEIGHTS
+    weights.write_bytes(b"not safetensors at all")
+    with pytest.raises(RunFolderError, match="unreadable weights") as info:
+        load_trained_model(untrained_run_dir, "cpu")
+    assert str(weights) in str(info.value)
+
+
+def test_weights_that_do_not_fit_the_network(untrained_run_dir: Path) -> None:
+    config_path = untrained_run_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["features"] = [8 * f for f in config["features"]]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(RunFolderError, match="do not fit") as info:
+        load_trained_model(untrained_run_dir, "cpu")
+    assert BEST_WEIGHTS in str(info.value)
+
+
+def test_config_that_is_not_json(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{ not json")
+    with pytest.raises(RunFolderError, match="not valid JSON") as info:
+        load_trained_model(tmp_path, "cpu")
+    assert str(tmp_path / "config.json") in str(info.value)
+
+
+def test_invalid_config_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="invalid run configuration") as info:
+        load_trained_model(tmp_path, "cpu")
+    assert str(tmp_path / "config.json") in str(info.value)
+
+
+def test_invalid_config_message_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunFolderError) as info:
+        load_trained_model(tmp_path, "cpu")
+    assert "\n" not in str(info.value)

@@ -1,0 +1,110 @@
+"""Dice on masks and label maps, with hand-computed expectations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medseg.metrics import dice, dice_per_label
+
+
+def _cube(corner: tuple[int, int, int], size: int = 4, grid: int = 10) -> np.ndarray:
+    mask = np.zeros((grid, grid, grid), bool)
+    x, y, z = corner
+    mask[x : x + size, y : y + size, z : z + size] = True
+    return mask
+
+
+def test_cubes_shifted_by_one_voxel() -> None:
+    # Two 4x4x4 cubes (64 voxels each), one shifted by one voxel along x: they share a
+    # 3x4x4 block of 48 voxels, so Dice = 2 * 48 / (64 + 64) = 0.75.
+    a, b = _cube((2, 2, 2)), _cube((3, 2, 2))
+    assert a.sum() == b.sum() == 64
+    assert (a & b).sum() == 48
+    assert dice(a, b) == pytest.approx(0.75)
+    assert dice(b, a) == pytest.approx(0.75)
+
+
+def test_cubes_shifted_diagonally() -> None:
+    # Shifted by one voxel along every axis: the overlap is 3x3x3 = 27 voxels,
+    # Dice = 54 / 128.
+    assert dice(_cube((2, 2, 2)), _cube((3, 3, 3))) == pytest.approx(54 / 128)
+
+
+def test_cubes_of_different_sizes() -> None:
+    # A 2x2x2 cube (8 voxels) inside a 4x4x4 cube (64): Dice = 2 * 8 / 72.
+    assert dice(_cube((2, 2, 2)), _cube((2, 2, 2), size=2)) == pytest.approx(16 / 72)
+
+
+def test_small_1d_example() -> None:
+    a = np.array([1, 1, 0, 0], bool)
+    b = np.array([1, 0, 0, 0], bool)
+    assert dice(a, b) == pytest.approx(2 / 3)
+
+
+def test_identical_masks() -> None:
+    assert dice(_cube((1, 1, 1)), _cube((1, 1, 1))) == 1.0
+
+
+def test_disjoint_masks() -> None:
+    assert dice(_cube((0, 0, 0), size=3), _cube((5, 5, 5), size=3)) == 0.0
+
+
+def test_both_empty_is_nan() -> None:
+    empty = np.zeros((3, 3), bool)
+    assert math.isnan(dice(empty, empty))
+
+
+@pytest.mark.parametrize("empty_side", ["reference", "prediction"])
+def test_one_empty_is_zero(empty_side: str) -> None:
+    full, empty = _cube((1, 1, 1)), np.zeros((10, 10, 10), bool)
+    pair = (empty, full) if empty_side == "reference" else (full, empty)
+    assert dice(*pair) == 0.0
+
+
+def test_dice_is_a_python_float() -> None:
+    assert type(dice(_cube((1, 1, 1)), _cube((2, 1, 1)))) is float
+
+
+def test_integer_masks_are_treated_as_masks() -> None:
+    assert dice(np.array([2, 0, 0]), np.array([1, 0, 0])) == 1.0
+
+
+def test_dice_per_label_by_hand() -> None:
+    reference = np.array(
+        [
+            [0, 1, 1, 0],
+            [0, 1, 1, 0],
+            [2, 2, 0, 0],
+        ]
+    )
+    prediction = np.array(
+        [
+            [0, 1, 1, 1],
+            [0, 0, 1, 0],
+            [2, 0, 0, 3],
+        ]
+    )
+    scores = dice_per_label(reference, prediction, [1, 2, 3, 4])
+    # label 1: reference 4 voxels, prediction 4, shared 3 -> 6/8
+    assert scores[1] == pytest.approx(6 / 8)
+    # label 2: reference 2, prediction 1, shared 1 -> 2/3
+    assert scores[2] == pytest.approx(2 / 3)
+    # label 3: only in the prediction -> 0
+    assert scores[3] == 0.0
+    # label 4: in neither -> undefined
+    assert math.isnan(scores[4])
+    assert list(scores) == [1, 2, 3, 4]
+
+
+def test_dice_per_label_only_scores_the_labels_asked_for() -> None:
+    reference = np.array([0, 1, 2])
+    assert list(dice_per_label(reference, reference, [2])) == [2]
+    assert dice_per_label(reference, reference, []) == {}
+
+
+def test_dice_per_label_refuses_different_shapes() -> None:
+    with pytest.raises(ValueError, match="shapes differ"):
+        dice_per_label(np.zeros((3, 3), int), np.zeros((3, 4), int), [1])

@@ -1,0 +1,61 @@
+import pytest
+
+from medseg.errors import ConfigError
+from medseg.train import RunConfig, auto_config
+from medseg.train.config import choose_patch_size
+
+COMMON = dict(
+    in_channels=1,
+    label_values=[0, 1, 2],
+    label_names=["background", "a", "b"],
+    channel_names=["MR"],
+    file_ending=".nii.gz",
+)
+
+
+def test_small_images_fit_whole_in_one_patch():
+    config = auto_config(shapes=[(36, 50, 35)] * 3, spacings=[(1, 1, 1)] * 3, epochs=1, **COMMON)
+    assert config.patch_size == [40, 56, 40]
+    assert config.dim == 3
+    assert config.num_classes == 3
+
+
+def test_large_2d_images_get_a_bounded_square_patch_divisible_by_the_strides():
+    patch, strides, _ = choose_patch_size((512, 512), (1.0, 1.0), 192 * 192)
+    assert patch[0] == patch[1]
+    total = [1, 1]
+    for stride in strides:
+        total = [t * s for t, s in zip(total, stride)]
+    assert all(p % t == 0 for p, t in zip(patch, total))
+    assert patch[0] * patch[1] <= 1.2 * 192 * 192
+
+
+def test_2d_network_on_3d_data_slices_the_coarsest_axis():
+    config = auto_config(
+        shapes=[(80, 80, 24)], spacings=[(0.8, 0.8, 2.5)], dim=2, epochs=1, **COMMON
+    )
+    assert config.slice_axis == 2
+    assert len(config.patch_size) == 2
+
+
+def test_3d_network_on_2d_data_is_refused():
+    with pytest.raises(ConfigError, match="2D"):
+        auto_config(shapes=[(64, 64)], spacings=[(1, 1)], dim=3, epochs=1, **COMMON)
+
+
+def test_overridden_patch_size_recomputes_the_layout():
+    config = auto_config(
+        shapes=[(80, 80, 24)],
+        spacings=[(0.8, 0.8, 2.5)],
+        patch_size=[32, 32, 8],
+        epochs=1,
+        **COMMON,
+    )
+    assert config.patch_size == [32, 32, 8]
+    assert len(config.strides) < 5
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = auto_config(shapes=[(32, 32, 16)], spacings=[(1, 1, 2)], epochs=3, **COMMON)
+    config.save(tmp_path)
+    assert RunConfig.load(tmp_path) == config

@@ -1,0 +1,96 @@
+"""Short real trainings on tiny phantoms (a few seconds each)."""
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.datasets.phantom import write_phantom_dataset
+from medseg.train import BEST_WEIGHTS, LATEST_WEIGHTS, RunConfig, load_weights, train_run
+from medseg.train.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom(tmp_path_factory):
+    return write_phantom_dataset(
+        tmp_path_factory.mktemp("phantom") / "ds", n_train=8, n_test=1, dim=2, shape=(48, 48)
+    )
+
+
+def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypatch):
+    baseline = {}
+    original_fit = Trainer.fit
+
+    def fit_recording_the_untrained_score(self):
+        baseline.update(self.validation_step())
+        return original_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit_recording_the_untrained_score)
+    result = train_run(
+        tiny_phantom, tmp_path / "run", epochs=6, iterations_per_epoch=20, quiet=True, seed=1
+    )
+    untrained = float(np.nanmean(list(baseline.values())))
+    assert result.best_val_dice > untrained + 0.3
+    assert result.best_val_dice > 0.6
+    fold = tmp_path / "run" / "fold_0"
+    assert (fold / BEST_WEIGHTS).is_file() and (fold / LATEST_WEIGHTS).is_file()
+    log = (fold / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,iterations,seconds,learning_rate,train_loss,val_dice_mean")
+    assert len(log) == 1 + 6
+    config = RunConfig.load(tmp_path / "run")
+    assert config.epochs == 6 and config.label_names[1:] == ["liver", "spleen", "kidney"]
+
+
+def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
+    for name in ("a", "b"):
+        train_run(
+            tiny_phantom, tmp_path / name, epochs=1, iterations_per_epoch=3, quiet=True, seed=3
+        )
+    config = RunConfig.load(tmp_path / "a")
+    from medseg.nn import build_network
+
+    nets = []
+    for name in ("a", "b"):
+        net = build_network(
+            config.model,
+            1,
+            config.num_classes,
+            2,
+            config.features,
+            config.strides,
+            config.kernel_sizes,
+        )
+        load_weights(net, tmp_path / name / "fold_0" / LATEST_WEIGHTS)
+        nets.append(net)
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_ctrl_c_keeps_a_usable_checkpoint(tiny_phantom, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original_step = Trainer.train_step
+
+    def interrupted_step(self, image, target):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original_step(self, image, target)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_phantom, tmp_path / "run", epochs=3, iterations_per_epoch=3, quiet=True)
+    fold = tmp_path / "run" / "fold_0"
+    assert not list(fold.glob(".*")), "a temporary file was left behind"
+    from medseg.infer import load_trained_model
+
+    model = load_trained_model(tmp_path / "run", device="cpu")
+    assert len(model.networks) == 1
+
+
+def test_fcn_trains_too(tiny_phantom, tmp_path):
+    result = train_run(
+        tiny_phantom, tmp_path / "run", model="fcn", epochs=1, iterations_per_epoch=2, quiet=True
+    )
+    assert result.epochs == 1
+    assert RunConfig.load(tmp_path / "run").model == "fcn"
