@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("medseg_demo"), help="output folder")
     demo.add_argument("--dim", type=_dim, default=3, help="2d or 3d (default: 3d)")
     budget = demo.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive_int, help="train this many epochs")
+    budget.add_argument("--epochs", type=_positive_int, help="epochs of 100 steps (default: 3)")
     budget.add_argument(
-        "--minutes", type=_positive_float, help="training budget (default: 2.5 for 3d, 1.5 for 2d)"
+        "--minutes", type=_positive_float, help="training budget in minutes instead of epochs"
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(demo)
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_summary(summary: dict) -> None:
-    table = Table(title=f"Dice over {summary['cases']} case(s)")
+def _print_summary(summary: dict, what: str = "") -> None:
+    table = Table(title=f"{what}Dice over {summary['cases']} case(s)")
     table.add_column("label")
     table.add_column("value", justify="right")
     table.add_column("mean Dice", justify="right")
@@ -207,10 +207,13 @@ def _run(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             **{k: v for k, v in overrides.items() if v is not None},
         )
+        if result.validation is not None:
+            _print_summary(result.validation.summary, "Validation (50% overlap, best weights): ")
         _out.print(
             f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best validation Dice "
             f"{result.best_val_dice:.4f} at epoch {result.best_epoch}; weights in {result.fold_dir}"
         )
+        _out.print(f"validation predictions and scores in {result.fold_dir / 'validation'}")
         return EXIT_OK
     if args.command == "predict":
         from medseg.infer import predict_paths

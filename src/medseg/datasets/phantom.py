@@ -33,11 +33,12 @@ class _Organ:
     mean_hu: float
 
 
-# Mean intensities lie within two noise standard deviations of each other.
+# Neighbouring mean intensities lie about 2.5 noise standard deviations apart: single voxels
+# overlap, neighbourhoods do not.
 _ORGANS = (
-    _Organ(1, (17.0, 12.0, 24.0), 75.0),
-    _Organ(2, (11.0, 8.0, 18.0), 110.0),
-    _Organ(3, (8.0, 6.0, 14.0), 145.0),
+    _Organ(1, (17.0, 12.0, 24.0), 80.0),
+    _Organ(2, (11.0, 8.0, 18.0), 125.0),
+    _Organ(3, (9.0, 7.0, 15.0), 170.0),
 )
 _BODY_HU, _FAT_HU, _AIR_HU = 30.0, -90.0, -1000.0
 
@@ -130,9 +131,9 @@ def make_phantom_case(
         intensity[label == organ.label] = organ.mean_hu + rng.uniform(-10, 10)
     intensity = ndimage.gaussian_filter(intensity, 0.6)  # partial volume at edges
     tissue = body.astype(np.float32)
-    intensity += tissue * 12 * _smooth_noise(rng, shape, 1.5)  # organ texture
-    intensity += tissue * 35 * _smooth_noise(rng, shape, 3 * coarse)  # bias field
-    intensity += 18 * rng.standard_normal(shape).astype(np.float32)  # white noise
+    intensity += tissue * 8 * _smooth_noise(rng, shape, 1.5)  # organ texture
+    intensity += tissue * 20 * _smooth_noise(rng, shape, 3 * coarse)  # bias field
+    intensity += 15 * rng.standard_normal(shape).astype(np.float32)  # white noise
     return intensity, label
 
 

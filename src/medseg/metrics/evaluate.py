@@ -106,16 +106,22 @@ def evaluate_folders(
     rows: list[dict[str, object]] = []
     for name, ref_arr, pred_arr in pairs:
         case = name[: -len(image_suffix(name) or "")]
-        for label, value in dice_per_label(ref_arr, pred_arr, label_list).items():
-            rows.append(
-                {
-                    "case": case,
-                    "label": label,
-                    "label_name": names.get(label, str(label)),
-                    "dice": value,
-                }
-            )
+        rows += score_case(case, ref_arr, pred_arr, label_list, names)
     return Evaluation(rows, summarise(rows, label_list, names, cases=len(pairs)), warnings)
+
+
+def score_case(
+    case: str,
+    reference: np.ndarray,
+    prediction: np.ndarray,
+    labels: Sequence[int],
+    names: dict[int, str],
+) -> list[dict[str, object]]:
+    """The metric rows (one per label) of one case; `medseg evaluate` and training share it."""
+    return [
+        {"case": case, "label": label, "label_name": names.get(label, str(label)), "dice": value}
+        for label, value in dice_per_label(reference, prediction, labels).items()
+    ]
 
 
 def summarise(

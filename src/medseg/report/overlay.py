@@ -19,6 +19,26 @@ def most_informative_slice(label: np.ndarray, axis: int = 2) -> int:
     return int(np.argmax((label > 0).sum(axis=other)))
 
 
+def _display_window(image: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Grey-value window from the 1st-99th percentile around the labelled region.
+
+    Percentiles of the whole slice are dominated by air in CT; around the labels they show
+    the soft tissue that matters.
+    """
+    where = np.argwhere(labels > 0)
+    if len(where):
+        margin = [max(4, (hi - lo) // 2) for lo, hi in zip(where.min(0), where.max(0))]
+        box = tuple(
+            slice(max(lo - m, 0), hi + m + 1)
+            for lo, hi, m in zip(where.min(0), where.max(0), margin)
+        )
+        region = image[box]
+    else:
+        region = image
+    low, high = np.percentile(region, [1, 99])
+    return float(low), float(max(high, low + 1e-6))
+
+
 def save_overlay(
     image: np.ndarray,
     reference: np.ndarray | None,
@@ -39,7 +59,7 @@ def save_overlay(
         reference = reference[..., z].T if reference is not None else None
         origin = "lower"
         title = f"{title}  (slice {z})".strip()
-    low, high = np.percentile(image, [0.5, 99.5])
+    low, high = _display_window(image, reference if reference is not None else prediction)
     # A bare Figure (no pyplot): no GUI backend, no global state.
     fig = Figure(figsize=(4, 4), dpi=100)
     ax = fig.subplots()

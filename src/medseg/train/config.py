@@ -50,7 +50,7 @@ class RunConfig(BaseModel):
     weight_decay: float = Field(default=3e-5, ge=0)
     epochs: int | None = Field(default=None, ge=1)
     minutes: float | None = Field(default=None, gt=0)
-    iterations_per_epoch: int = Field(default=50, ge=1)
+    iterations_per_epoch: int = Field(default=100, ge=1)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from medseg.datasets import DatasetFolder, open_dataset, read_training_case, train_val_split
+from medseg.datasets import DatasetFolder, kfold_splits, open_dataset, read_training_case
 from medseg.errors import ConfigError, located
+from medseg.io import write_text_atomic
 from medseg.preprocess import zscore
 from medseg.progress import make_progress
 from medseg.train.config import CONFIG_FILE, RunConfig, auto_config
@@ -31,7 +33,7 @@ def load_cases(
         for case in progress.track(dataset.training, description="reading cases"):
             image, label = read_training_case(case, spec)
             target = lookup[label]
-            cases.append(TrainingCase(case.case_id, zscore(image.array), target))
+            cases.append(TrainingCase(case.case_id, zscore(image.array), target, image.affine))
             shapes.append(image.spatial_shape)
             spacings.append(image.spacing)
     return cases, shapes, spacings
@@ -96,8 +98,17 @@ def train_run(
             **overrides,
         )
     config = RunConfig.model_validate(config.model_dump())
-    train_ids, val_ids = train_val_split([c.case_id for c in cases], fold, config.n_folds)
+    if not 0 <= fold < config.n_folds:
+        raise ConfigError(f"--fold {fold}: expected 0 to {config.n_folds - 1}")
+    if len(cases) < config.n_folds:
+        raise ConfigError(
+            located(dataset.root, f"{len(cases)} cases are too few for {config.n_folds} folds")
+        )
+    folds = kfold_splits([c.case_id for c in cases], config.n_folds)
+    train_ids, val_ids = folds[fold]
     run_dir.mkdir(parents=True, exist_ok=True)
+    splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
+    write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
     config.save(run_dir)
     shutil.copyfile(dataset.root / "dataset.json", run_dir / "dataset.json")
     by_id = {c.case_id: c for c in cases}
@@ -109,4 +120,6 @@ def train_run(
         torch_device,
         quiet,
     )
-    return trainer.fit()
+    result = trainer.fit()
+    result.validation = trainer.predict_validation(trainer.fold_dir / "validation")
+    return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,11 +14,13 @@ _MAX_FOREGROUND_POINTS = 20_000
 
 @dataclass(frozen=True)
 class TrainingCase:
-    """A normalised image ``(C, *spatial)`` float32 and its class-index map ``(*spatial)``."""
+    """A normalised image ``(C, *spatial)`` float32, its class-index map ``(*spatial)`` and the
+    affine of the file it came from."""
 
     case_id: str
     image: np.ndarray
     target: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
 
 
 class PatchSampler:

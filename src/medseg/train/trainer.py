@@ -11,6 +11,7 @@ import csv
 import io as text_io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.io import write_text_atomic
-from medseg.metrics import dice_per_label
+from medseg.io import Image, write_image, write_text_atomic
+from medseg.metrics import Evaluation, dice_per_label, score_case, summarise, write_evaluation
 from medseg.nn import DiceCELoss, build_network, predict_volume
 from medseg.progress import log_line, make_progress
-from medseg.train.checkpoint import save_weights
+from medseg.train.checkpoint import load_weights, save_weights
 from medseg.train.config import RunConfig
 from medseg.train.sampler import PatchSampler, TrainingCase
 
@@ -54,6 +55,7 @@ class TrainResult:
     best_val_dice: float
     seconds: float
     history: list[EpochRecord]
+    validation: Evaluation | None = None
 
 
 class Trainer:
@@ -89,6 +91,8 @@ class Trainer:
         self.device = device
         self.quiet = quiet
         self.rng = np.random.default_rng(config.seed)
+        self.iteration = 0
+        self._start = time.perf_counter()
         torch.manual_seed(config.seed)
         self.network = self.build_network().to(device)
         self.loss = self.build_loss()
@@ -180,6 +184,66 @@ class Trainer:
             writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
         write_text_atomic(self.fold_dir / LOG_FILE, buffer.getvalue())
 
+    def _budget_left(self, epoch: int, elapsed: float, last_epoch_seconds: float) -> bool:
+        """Whether another epoch fits: epochs left, or time for one more epoch."""
+        c = self.config
+        if c.epochs is not None:
+            return epoch < c.epochs
+        assert c.minutes is not None
+        return epoch == 0 or elapsed + last_epoch_seconds <= c.minutes * 60
+
+    def _train_epoch(self, advance: Callable[[int], None]) -> tuple[float, float]:
+        """``iterations_per_epoch`` steps; returns the mean loss and the last learning rate."""
+        c = self.config
+        losses, lr = [], c.learning_rate
+        for _ in range(c.iterations_per_epoch):
+            lr = self.learning_rate(self._fraction_done(self.iteration, self._elapsed()))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            image, target = self.sampler.sample(c.batch_size)
+            losses.append(self.train_step(image.to(self.device), target.to(self.device)))
+            self.iteration += 1
+            advance(self.iteration)
+        return float(np.mean(losses)), lr
+
+    @torch.no_grad()
+    def predict_validation(self, out_dir: Path) -> Evaluation:
+        """Predict every validation case with the best weights, as `medseg predict` would
+        (50 % overlap, Gaussian weighting), write the label maps and score them.
+
+        Writes ``{case}{file_ending}``, ``metrics.csv`` and ``summary.json`` into ``out_dir``.
+        """
+        c = self.config
+        best = self.fold_dir / BEST_WEIGHTS
+        if best.is_file():
+            load_weights(self.network, best, self.device)
+        self.network.eval()
+        values = np.asarray(c.label_values)
+        names = dict(zip(c.label_values[1:], c.label_names[1:]))
+        rows: list[dict[str, object]] = []
+        for case in self.val_cases:
+            image = torch.from_numpy(case.image).to(self.device)
+            probs = predict_volume(
+                self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis
+            )
+            prediction = values[probs.argmax(0).cpu().numpy()]
+            reference = values[case.target]
+            dtype = np.uint8 if values.max() < 256 else np.uint16
+            label_map = Image(prediction[None].astype(dtype), case.affine)
+            write_image(label_map, out_dir / f"{case.case_id}{c.file_ending}")
+            rows += score_case(case.case_id, reference, prediction, c.label_values[1:], names)
+        evaluation = Evaluation(
+            rows, summarise(rows, c.label_values[1:], names, len(self.val_cases))
+        )
+        write_evaluation(evaluation, out_dir)
+        return evaluation
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def _save_checkpoint(self, name: str, metadata: dict[str, str]) -> None:
+        save_weights(self.network, self.fold_dir / name, metadata)
+
     def fit(self) -> TrainResult:
         """Train within the configured budget (epochs or minutes) and save the weights.
 
@@ -187,72 +251,53 @@ class Trainer:
         re-raised); the best weights by mean validation Dice are kept beside them.
         """
         c = self.config
-        self.fold_dir.mkdir(parents=True, exist_ok=True)
         if c.epochs is None and c.minutes is None:
             raise ValueError("set a budget: epochs or minutes")
-        names = c.label_names
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
         history: list[EpochRecord] = []
-        best = (-1.0, 0)
-        iteration, start = 0, time.perf_counter()
-        total = c.epochs * c.iterations_per_epoch if c.epochs else int(c.minutes * 60)  # type: ignore[operator]
+        best_dice, best_epoch = -math.inf, 0
+        self.iteration, self._start = 0, time.perf_counter()
+        by_time = c.epochs is None
+        total = int(c.minutes * 60) if by_time else c.epochs * c.iterations_per_epoch  # type: ignore[operator]
         with make_progress(self.quiet) as progress:
             task = progress.add_task("training", total=total, status="")
+
+            def advance(iteration: int) -> None:
+                done = self._elapsed() if by_time else iteration
+                progress.update(task, completed=min(done, total))
+
+            epoch, last_epoch_seconds = 0, 0.0
             try:
-                epoch = 0
-                while True:
+                while self._budget_left(epoch, self._elapsed(), last_epoch_seconds):
                     epoch += 1
                     epoch_start = time.perf_counter()
-                    losses = []
-                    for _ in range(c.iterations_per_epoch):
-                        lr = self.learning_rate(
-                            self._fraction_done(iteration, time.perf_counter() - start)
-                        )
-                        for group in self.optimizer.param_groups:
-                            group["lr"] = lr
-                        image, target = self.sampler.sample(c.batch_size)
-                        losses.append(
-                            self.train_step(image.to(self.device), target.to(self.device))
-                        )
-                        iteration += 1
-                        done = iteration if c.epochs else time.perf_counter() - start
-                        progress.update(task, completed=min(done, total))
+                    loss, lr = self._train_epoch(advance)
                     val = self.validation_step()
-                    val_mean = float(np.nanmean(list(val.values()))) if val else float("nan")
-                    elapsed = time.perf_counter() - start
+                    defined = [v for v in val.values() if not math.isnan(v)]
+                    val_mean = float(np.mean(defined)) if defined else math.nan
+                    labels = {self.config.label_names[k]: v for k, v in val.items()}
                     record = EpochRecord(
-                        epoch,
-                        iteration,
-                        round(elapsed, 2),
-                        lr,
-                        float(np.mean(losses)),
-                        val_mean,
-                        {names[k]: v for k, v in val.items()},
+                        epoch, self.iteration, round(self._elapsed(), 2), lr, loss, val_mean, labels
                     )
                     history.append(record)
                     meta = {"epoch": str(epoch), "val_dice_mean": f"{val_mean:.6f}"}
-                    save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, meta)
-                    if val_mean > best[0] or math.isnan(best[0]):
-                        best = (val_mean, epoch)
-                        save_weights(self.network, self.fold_dir / BEST_WEIGHTS, meta)
+                    self._save_checkpoint(LATEST_WEIGHTS, meta)
+                    score = -1.0 if math.isnan(val_mean) else val_mean
+                    if score > best_dice:
+                        best_dice, best_epoch = score, epoch
+                        self._save_checkpoint(BEST_WEIGHTS, meta)
                     self._write_log(history)
-                    status = f"loss {record.train_loss:.3f}  val Dice {val_mean:.3f}"
-                    progress.update(
-                        task,
-                        completed=min(iteration if c.epochs else elapsed, total),
-                        status=status,
-                    )
-                    log_line(f"epoch {epoch}: {status}  ({elapsed:.0f} s)", self.quiet)
-                    epoch_seconds = time.perf_counter() - epoch_start
-                    if c.epochs is not None and epoch >= c.epochs:
-                        break
-                    if c.minutes is not None and elapsed + epoch_seconds > c.minutes * 60:
-                        break
+                    status = f"loss {loss:.3f}  val Dice {val_mean:.3f}"
+                    advance(self.iteration)
+                    progress.update(task, status=status)
+                    log_line(f"epoch {epoch}: {status}  ({self._elapsed():.0f} s)", self.quiet)
+                    last_epoch_seconds = time.perf_counter() - epoch_start
             except KeyboardInterrupt:
-                save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
+                self._save_checkpoint(LATEST_WEIGHTS, {"interrupted": "1"})
                 if not (self.fold_dir / BEST_WEIGHTS).exists():
-                    save_weights(self.network, self.fold_dir / BEST_WEIGHTS, {"interrupted": "1"})
+                    self._save_checkpoint(BEST_WEIGHTS, {"interrupted": "1"})
                 self._write_log(history)
                 raise
         return TrainResult(
-            self.fold_dir, len(history), best[1], best[0], time.perf_counter() - start, history
+            self.fold_dir, len(history), best_epoch, best_dice, self._elapsed(), history
         )
