@@ -145,12 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         "Score predicted label maps against references (matched by file name).",
         "  medseg evaluate preds Dataset004_Hippocampus/labelsTr --out scores\n"
-        "  medseg evaluate preds refs --labels 1 2\n",
+        "  medseg evaluate preds refs --labels 1 2\n"
+        "  medseg evaluate runs/hippo/fold_0/validation Dataset004_Hippocampus/labelsTr "
+        "--only-predicted\n",
     )
     evaluate.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="predictions")
     evaluate.add_argument("ref_dir", type=Path, metavar="REF_DIR", help="references")
     evaluate.add_argument("--out", type=Path, help="write metrics.csv and summary.json here")
     evaluate.add_argument("--labels", type=int, nargs="+", help="label values to score")
+    evaluate.add_argument(
+        "--only-predicted",
+        action="store_true",
+        help="score only references that have a prediction (default: a missing one is an error)",
+    )
     return parser
 
 
@@ -224,7 +231,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from medseg.metrics import evaluate_folders, write_evaluation
 
-        evaluation = evaluate_folders(args.pred_dir, args.ref_dir, args.labels)
+        evaluation = evaluate_folders(
+            args.pred_dir, args.ref_dir, args.labels, only_predicted=args.only_predicted
+        )
         for warning in evaluation.warnings:
             print(f"medseg: warning: {warning}", file=sys.stderr)
         _print_summary(evaluation.summary)

@@ -16,7 +16,8 @@ from medseg.progress import log_line
 from medseg.report import save_overlay
 from medseg.train import TrainResult, train_run
 
-DEMO_EPOCHS = {3: 3, 2: 3}
+DEMO_EPOCHS = {3: 3, 2: 2}
+DEMO_TRAINING_CASES = {3: 20, 2: 60}
 
 
 @dataclass
@@ -40,7 +41,7 @@ def run_demo(
     seed: int = 0,
     device: str = "auto",
     quiet: bool = False,
-    n_train: int = 20,
+    n_train: int | None = None,
     n_test: int = 4,
     **overrides: object,
 ) -> DemoResult:
@@ -52,6 +53,8 @@ def run_demo(
     out_dir = Path(out_dir)
     if epochs is None and minutes is None:
         epochs = DEMO_EPOCHS[dim]
+    if n_train is None:  # 2D cases are cheap and a 2D network needs more of them
+        n_train = DEMO_TRAINING_CASES[dim]
     log_line(f"writing the {dim}D phantom dataset", quiet)
     dataset = write_phantom_dataset(out_dir / "dataset", n_train, n_test, dim=dim, seed=seed)
     run_dir = out_dir / "run"

@@ -262,3 +262,20 @@ def test_all_background_folders_still_count_their_cases(tmp_path: Path) -> None:
         for name in ("a.nii.gz", "b.nii.gz"):
             _write(folder, name, np.zeros(SHAPE, np.uint8))
     assert evaluate_folders(preds, refs).summary["cases"] == 2
+
+
+def test_only_predicted_scores_the_references_that_have_a_prediction(
+    folders: tuple[Path, Path],
+) -> None:
+    preds, refs = folders
+    (preds / "b.nii.gz").unlink()
+    evaluation = evaluate_folders(preds, refs, only_predicted=True)
+    assert evaluation.summary["cases"] == 1
+    assert {r["case"] for r in evaluation.rows} == {"a"}
+
+
+def test_only_predicted_still_needs_one_match(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    _, refs = folders
+    _write(tmp_path / "other", "zzz.nii.gz", PRED_B)
+    with pytest.raises(MedsegError, match="no prediction matches"):
+        evaluate_folders(tmp_path / "other", refs, only_predicted=True)

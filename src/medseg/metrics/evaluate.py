@@ -55,17 +55,24 @@ def evaluate_folders(
     pred_dir: str | Path,
     ref_dir: str | Path,
     labels: Sequence[int] | None = None,
+    only_predicted: bool = False,
 ) -> Evaluation:
     """Dice per case and label; predictions and references are matched by file name.
 
     Labels default to those of a ``dataset.json`` beside the references, else to every
-    non-zero value found. A reference without a prediction, or a pair whose grids differ, is
-    an error; predictions without a reference are reported as warnings.
+    non-zero value found. A reference without a prediction is an error unless
+    ``only_predicted`` (then it is skipped, e.g. to score one fold's validation cases against
+    a whole ``labelsTr``); a pair whose grids differ is an error; predictions without a
+    reference are reported as warnings.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     refs, preds = _image_files(ref_dir), _image_files(pred_dir)
     missing = sorted(set(refs) - set(preds))
-    if missing:
+    if only_predicted:
+        refs = {name: path for name, path in refs.items() if name in preds}
+        if not refs:
+            raise MedsegError(located(pred_dir, "no prediction matches a reference file name"))
+    elif missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise MedsegError(located(pred_dir / missing[0], f"prediction missing{more}"))
     warnings = [
