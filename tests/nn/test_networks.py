@@ -55,10 +55,10 @@ def test_unet_learns_a_tiny_problem():
     y = (x[:, 0] > 0.5).long()
     optimizer = torch.optim.Adam(net.parameters(), 1e-2)
     loss_fn = torch.nn.CrossEntropyLoss()
-    first = float(loss_fn(net(x), y))
+    first = float(loss_fn(net(x), y).detach())
     for _ in range(60):
         optimizer.zero_grad()
         loss = loss_fn(net(x), y)
         loss.backward()
         optimizer.step()
-    assert float(loss) < first / 3
+    assert float(loss.detach()) < first / 3
