@@ -20,22 +20,19 @@ def most_informative_slice(label: np.ndarray, axis: int = 2) -> int:
 
 
 def _display_window(image: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Grey-value window from the 1st-99th percentile around the labelled region.
+    """Grey-value window: the labelled voxels' 1st-99th percentiles, widened by half their
+    range on each side (clipped to the image's range).
 
-    Percentiles of the whole slice are dominated by air in CT; around the labels they show
-    the soft tissue that matters.
+    Percentiles of a whole CT slice are dominated by air; the labelled tissue and its
+    surroundings are what a reader needs to see.
     """
-    where = np.argwhere(labels > 0)
-    if len(where):
-        margin = [max(4, (hi - lo) // 2) for lo, hi in zip(where.min(0), where.max(0))]
-        box = tuple(
-            slice(max(lo - m, 0), hi + m + 1)
-            for lo, hi, m in zip(where.min(0), where.max(0), margin)
-        )
-        region = image[box]
+    inside = image[labels > 0]
+    if inside.size < 10:
+        low, high = np.percentile(image, [1, 99])
     else:
-        region = image
-    low, high = np.percentile(region, [1, 99])
+        low, high = np.percentile(inside, [1, 99])
+        margin = 0.5 * (high - low)
+        low, high = max(low - margin, image.min()), min(high + margin, image.max())
     return float(low), float(max(high, low + 1e-6))
 
 
