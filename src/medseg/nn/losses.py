@@ -18,7 +18,7 @@ class DiceCELoss(nn.Module):
     >>> loss = DiceCELoss()
     >>> logits = torch.zeros(2, 3, 8, 8, requires_grad=True)
     >>> target = torch.zeros(2, 8, 8, dtype=torch.long)
-    >>> float(loss(logits, target)) > 0
+    >>> float(loss(logits, target).detach()) > 0
     True
     """
 

@@ -13,8 +13,8 @@ def zscore(array: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> out = zscore(np.array([[1.0, 2.0, 3.0]]))
-    >>> np.round(out, 3).tolist()
-    [[-1.225, 0.0, 1.225]]
+    >>> [round(float(v), 3) for v in out[0]]
+    [-1.225, 0.0, 1.225]
     """
     out = np.empty(array.shape, dtype=np.float32)
     for c in range(array.shape[0]):
