@@ -75,8 +75,7 @@ def untrained_run_dir(tmp_path: Path) -> Path:
     Nothing is trained: the network is built and its initial weights saved, which is all
     `load_trained_model` needs to get past its own checks.
     """
-    from medseg.nn import build_network
-    from medseg.train import BEST_WEIGHTS, auto_config, save_weights
+    from medseg.train import BEST_WEIGHTS, auto_config, network_for, save_weights
 
     run_dir = tmp_path / "run_with_weights"
     run_dir.mkdir()
@@ -90,15 +89,7 @@ def untrained_run_dir(tmp_path: Path) -> Path:
         file_ending=".nii.gz",
     )
     config.save(run_dir)
-    network = build_network(
-        config.model,
-        config.in_channels,
-        config.num_classes,
-        config.dim,
-        config.features,
-        config.strides,
-        config.kernel_sizes,
-    )
+    network = network_for(config)
     save_weights(network, run_dir / "fold_0" / BEST_WEIGHTS)
     return run_dir
 

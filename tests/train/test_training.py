@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from medseg.datasets.phantom import write_phantom_dataset
-from medseg.train import BEST_WEIGHTS, LATEST_WEIGHTS, RunConfig, load_weights, train_run
+from medseg.train import (
+    BEST_WEIGHTS,
+    LATEST_WEIGHTS,
+    RunConfig,
+    load_weights,
+    network_for,
+    train_run,
+)
 from medseg.train.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -48,19 +55,9 @@ def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
             tiny_phantom, tmp_path / name, epochs=1, iterations_per_epoch=3, quiet=True, seed=3
         )
     config = RunConfig.load(tmp_path / "a")
-    from medseg.nn import build_network
-
     nets = []
     for name in ("a", "b"):
-        net = build_network(
-            config.model,
-            1,
-            config.num_classes,
-            2,
-            config.features,
-            config.strides,
-            config.kernel_sizes,
-        )
+        net = network_for(config)
         load_weights(net, tmp_path / name / "fold_0" / LATEST_WEIGHTS)
         nets.append(net)
     for p, q in zip(nets[0].parameters(), nets[1].parameters()):

@@ -13,10 +13,17 @@ from torch import nn
 from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.io import Image, image_suffix, write_image
-from medseg.nn import build_network, predict_volume
+from medseg.nn import predict_volume
 from medseg.preprocess import zscore
 from medseg.progress import log_line, make_progress
-from medseg.train import BEST_WEIGHTS, LATEST_WEIGHTS, RunConfig, load_weights, resolve_device
+from medseg.train import (
+    BEST_WEIGHTS,
+    LATEST_WEIGHTS,
+    RunConfig,
+    load_weights,
+    network_for,
+    resolve_device,
+)
 
 
 @dataclass
@@ -46,15 +53,7 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedMode
             weights = fold_dir / LATEST_WEIGHTS
         if not weights.is_file():
             continue
-        network = build_network(
-            config.model,
-            config.in_channels,
-            config.num_classes,
-            config.dim,
-            config.features,
-            config.strides,
-            config.kernel_sizes,
-        )
+        network = network_for(config)
         load_weights(network, weights, torch_device)
         networks.append(network.to(torch_device).eval())
     if not networks:

@@ -70,6 +70,20 @@ def pad_to_multiple(x: torch.Tensor, divisor: Sequence[int]) -> tuple[torch.Tens
     return F.pad(x, flat), crop
 
 
+def stage_settings(
+    n_stages: int,
+    dim: int,
+    strides: Sequence[Sequence[int]] | None,
+    kernel_sizes: Sequence[Sequence[int]] | None,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Strides and kernel sizes per stage, defaulting to 2 and 3 on every axis (stage 0: 1)."""
+    strides = [list(s) for s in strides] if strides else [[1] * dim] + [[2] * dim] * (n_stages - 1)
+    kernels = [list(k) for k in kernel_sizes] if kernel_sizes else [[3] * dim] * n_stages
+    if len(strides) != n_stages or len(kernels) != n_stages:
+        raise ValueError("features, strides and kernel_sizes need one entry per stage")
+    return strides, kernels
+
+
 def product_of_strides(strides: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
     """The total downsampling factor per axis."""
     total = [1] * dim

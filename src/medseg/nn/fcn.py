@@ -14,6 +14,7 @@ from medseg.nn.blocks import (
     DoubleConv,
     pad_to_multiple,
     product_of_strides,
+    stage_settings,
 )
 
 
@@ -58,8 +59,7 @@ class FCN(nn.Module):
         n = len(features)
         if n < 4:
             raise ValueError("FCN needs at least 4 stages")
-        strides = strides or [[1] * dim] + [[2] * dim] * (n - 1)
-        kernel_sizes = kernel_sizes or [[3] * dim] * n
+        strides, kernel_sizes = stage_settings(n, dim, strides, kernel_sizes)
         self.divisor = product_of_strides(strides, dim)
         self.stages = nn.ModuleList()
         channels = in_channels

@@ -13,6 +13,7 @@ from medseg.nn.blocks import (
     DoubleConv,
     pad_to_multiple,
     product_of_strides,
+    stage_settings,
 )
 
 
@@ -58,10 +59,7 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         n = len(features)
-        strides = strides or [[1] * dim] + [[2] * dim] * (n - 1)
-        kernel_sizes = kernel_sizes or [[3] * dim] * n
-        if len(strides) != n or len(kernel_sizes) != n:
-            raise ValueError("features, strides and kernel_sizes need one entry per stage")
+        strides, kernel_sizes = stage_settings(n, dim, strides, kernel_sizes)
         self.dim = dim
         self.divisor = product_of_strides(strides, dim)
         self.encoder = nn.ModuleList()

@@ -1,7 +1,7 @@
 """Training: configuration, patch sampling, the loop, checkpoints."""
 
 from medseg.train.checkpoint import load_weights, save_weights
-from medseg.train.config import RunConfig, auto_config
+from medseg.train.config import RunConfig, auto_config, network_for
 from medseg.train.device import resolve_device
 from medseg.train.run import train_run
 from medseg.train.trainer import BEST_WEIGHTS, LATEST_WEIGHTS, Trainer, TrainResult
@@ -14,6 +14,7 @@ __all__ = [
     "Trainer",
     "auto_config",
     "load_weights",
+    "network_for",
     "resolve_device",
     "save_weights",
     "train_run",

@@ -13,10 +13,11 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
+from torch import nn
 
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import write_text_atomic
-from medseg.nn import stage_layout
+from medseg.nn import build_network, stage_layout
 
 CONFIG_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -90,6 +91,19 @@ class RunConfig(BaseModel):
             raise RunFolderError(
                 located(path, f"invalid run configuration: {where}: {first['msg']}")
             ) from None
+
+
+def network_for(config: RunConfig) -> nn.Module:
+    """The (untrained) network a run configuration describes."""
+    return build_network(
+        config.model,
+        config.in_channels,
+        config.num_classes,
+        config.dim,
+        config.features,
+        config.strides,
+        config.kernel_sizes,
+    )
 
 
 def choose_patch_size(

@@ -21,10 +21,10 @@ from torch import nn
 
 from medseg.io import Image, write_image, write_text_atomic
 from medseg.metrics import Evaluation, dice_per_label, score_case, summarise, write_evaluation
-from medseg.nn import DiceCELoss, build_network, predict_volume
+from medseg.nn import DiceCELoss, predict_volume
 from medseg.progress import log_line, make_progress
 from medseg.train.checkpoint import load_weights, save_weights
-from medseg.train.config import RunConfig
+from medseg.train.config import RunConfig, network_for
 from medseg.train.sampler import PatchSampler, TrainingCase
 
 BEST_WEIGHTS = "model_best.safetensors"
@@ -107,10 +107,7 @@ class Trainer:
     # ---- hooks -------------------------------------------------------------------------
     def build_network(self) -> nn.Module:
         """The network named by the configuration."""
-        c = self.config
-        return build_network(
-            c.model, c.in_channels, c.num_classes, c.dim, c.features, c.strides, c.kernel_sizes
-        )
+        return network_for(self.config)
 
     def build_loss(self) -> nn.Module:
         """Dice + cross-entropy."""
