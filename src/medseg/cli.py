@@ -54,6 +54,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="auto",
+        metavar="{auto,cpu,cuda}",
         help="auto (CUDA when present, else CPU), cpu, or cuda (default: auto)",
     )
 
@@ -84,10 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Write a synthetic CT-like dataset, train on it, predict held-out cases, score them.",
         "  medseg demo\n  medseg demo --dim 2d --out /tmp/demo2d\n  medseg demo --epochs 3\n",
     )
-    demo.add_argument("--out", type=Path, default=Path("medseg_demo"), help="output folder")
-    demo.add_argument("--dim", type=_dim, default=3, help="2d or 3d (default: 3d)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("medseg_demo"), help="output folder (default: medseg_demo)"
+    )
+    demo.add_argument(
+        "--dim", type=_dim, default=3, metavar="{2d,3d}", help="2d or 3d (default: 3d)"
+    )
     budget = demo.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive_int, help="epochs of 100 steps (default: 3)")
+    budget.add_argument(
+        "--epochs", type=_positive_int, help="epochs of 100 steps (default: 3 in 3d, 2 in 2d)"
+    )
     budget.add_argument(
         "--minutes", type=_positive_float, help="training budget in minutes instead of epochs"
     )
@@ -104,8 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
-    train.add_argument("--dim", type=_dim, help="2d or 3d network (default: the data's)")
-    train.add_argument("--model", choices=["unet", "fcn"], default="unet", help="network")
+    train.add_argument(
+        "--dim", type=_dim, metavar="{2d,3d}", help="2d or 3d network (default: the data's)"
+    )
+    train.add_argument(
+        "--model", choices=["unet", "fcn"], default="unet", help="network (default: unet)"
+    )
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=_positive_int, help="number of epochs (default: 100)")
     budget.add_argument("--minutes", type=_positive_float, help="wall-clock training budget")
@@ -118,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=_positive_float, help="initial learning rate")
     train.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: adamw")
     train.add_argument(
-        "--iterations-per-epoch", type=_positive_int, help="steps between validations (50)"
+        "--iterations-per-epoch",
+        type=_positive_int,
+        help="steps between validations (default: 100)",
     )
     _add_device(train)
 

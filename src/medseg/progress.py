@@ -11,10 +11,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 _console = Console(stderr=True)
 
@@ -24,17 +27,24 @@ def console() -> Console:
     return _console
 
 
+class _StatusColumn(ProgressColumn):
+    """The task's ``status`` field (loss, Dice ...), empty for tasks that set none."""
+
+    def render(self, task: Task) -> Text:
+        return Text(str(task.fields.get("status", "")))
+
+
 def make_progress(quiet: bool = False, counts: bool = True) -> Progress:
     """A progress display with description, bar, counts, elapsed time, ETA and a status field."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn()]
     if counts:
         columns.append(MofNCompleteColumn())
     columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    columns.append(TextColumn("{task.fields[status]}"))
-    return Progress(*columns, console=_console, disable=quiet or not _console.is_terminal)
+    columns.append(_StatusColumn())
+    return Progress(*columns, console=console(), disable=quiet or not console().is_terminal)
 
 
 def log_line(message: str, quiet: bool = False) -> None:
     """A plain status line when no live progress bar is shown (not a terminal)."""
-    if not quiet and not _console.is_terminal:
-        _console.print(message, highlight=False, soft_wrap=True)
+    if not quiet and not console().is_terminal:
+        console().print(message, highlight=False, soft_wrap=True)
