@@ -69,3 +69,14 @@ def test_png_prediction_keeps_pixel_grid(tmp_path):
     assert written[0].suffix == ".png"
     assert prediction.spatial_shape == (40, 56)
     assert prediction.array.dtype == np.uint8
+
+
+def test_2d_network_on_3d_volumes_predicts_every_slice(tmp_path):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=3, shape=(32, 36, 9))
+    train_run(data, tmp_path / "run", dim=2, epochs=1, iterations_per_epoch=2, quiet=True)
+    written = predict_paths(tmp_path / "run", [data / "imagesTs"], tmp_path / "out", quiet=True)
+    prediction = read_image(written[0])
+    reference = read_image(data / "labelsTs" / written[0].name)
+    assert prediction.spatial_shape == (32, 36, 9)
+    np.testing.assert_allclose(prediction.affine, reference.affine, atol=1e-6)
+    assert (tmp_path / "run" / "fold_0" / "validation" / "summary.json").is_file()
