@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dim", type=_dim, metavar="{2d,3d}", help="2d or 3d network (default: the data's)"
     )
     train.add_argument(
-        "--model", choices=["unet", "fcn"], default="unet", help="network (default: unet)"
+        "--model", choices=["unet", "fcn"], help="network (default: unet, or the run folder's)"
     )
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=_positive_int, help="number of epochs (default: 100)")

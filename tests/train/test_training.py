@@ -91,3 +91,21 @@ def test_fcn_trains_too(tiny_phantom, tmp_path):
     )
     assert result.epochs == 1
     assert RunConfig.load(tmp_path / "run").model == "fcn"
+
+
+def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tmp_path):
+    from medseg.errors import ConfigError
+
+    run = tmp_path / "run"
+    train_run(tiny_phantom, run, model="fcn", epochs=1, iterations_per_epoch=1, quiet=True)
+    # No --model given: the run folder's FCN is kept for fold 1.
+    train_run(tiny_phantom, run, fold=1, epochs=1, iterations_per_epoch=1, quiet=True)
+    assert RunConfig.load(run).model == "fcn"
+    assert (run / "fold_1" / BEST_WEIGHTS).is_file()
+    with pytest.raises(ConfigError, match="holds a fcn run"):
+        train_run(tiny_phantom, run, model="unet", fold=2, epochs=1, quiet=True)
+    with pytest.raises(ConfigError, match="patch size"):
+        train_run(tiny_phantom, run, fold=2, epochs=1, patch_size=[16, 16], quiet=True)
+    from medseg.infer import load_trained_model
+
+    assert len(load_trained_model(run, device="cpu").networks) == 2

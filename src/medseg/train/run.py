@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from medseg.datasets import DatasetFolder, kfold_splits, open_dataset, read_training_case
+from medseg.datasets import (
+    DatasetFolder,
+    DatasetSpec,
+    kfold_splits,
+    open_dataset,
+    read_training_case,
+)
 from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
 from medseg.preprocess import zscore
@@ -39,12 +44,35 @@ def load_cases(
     return cases, shapes, spacings
 
 
+def _check_same_run(
+    config: RunConfig,
+    run_dir: Path,
+    spec: DatasetSpec,
+    dim: int | None,
+    model: str | None,
+    overrides: dict[str, object],
+) -> None:
+    """A further fold in an existing run folder must train the same network on the same data."""
+    problems = []
+    if dim and dim != config.dim:
+        problems.append(f"it holds a {config.dim}D run")
+    if model and model != config.model:
+        problems.append(f"it holds a {config.model} run")
+    patch = overrides.get("patch_size")
+    if patch and list(patch) != config.patch_size:  # type: ignore[call-overload]
+        problems.append(f"its patch size is {config.patch_size}")
+    if spec.label_values != config.label_values or spec.num_channels != config.in_channels:
+        problems.append("it was trained on a dataset with other labels or channels")
+    if problems:
+        raise ConfigError(located(run_dir, "; ".join(problems) + "; use another --out"))
+
+
 def train_run(
     dataset_dir: str | Path,
     run_dir: str | Path,
     *,
     dim: int | None = None,
-    model: str = "unet",
+    model: str | None = None,
     epochs: int | None = None,
     minutes: float | None = None,
     fold: int = 0,
@@ -75,10 +103,7 @@ def train_run(
     budget = {"epochs": epochs, "minutes": minutes, "seed": seed}
     if (run_dir / CONFIG_FILE).exists():
         config = RunConfig.load(run_dir)
-        if (dim and dim != config.dim) or model != config.model:
-            raise ConfigError(
-                located(run_dir, f"holds a {config.dim}D {config.model} run; use another --out")
-            )
+        _check_same_run(config, run_dir, spec, dim, model, overrides)
         config = config.model_copy(update={**budget, **overrides})
     else:
         config = auto_config(
@@ -92,7 +117,7 @@ def train_run(
             channel_names=[spec.channel_names[str(i)] for i in range(spec.num_channels)],
             file_ending=spec.file_ending,
             dim=dim,
-            model=model,
+            model=model or "unet",
             device_type=torch_device.type,
             **budget,
             **overrides,
@@ -110,7 +135,9 @@ def train_run(
     splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
     config.save(run_dir)
-    shutil.copyfile(dataset.root / "dataset.json", run_dir / "dataset.json")
+    write_text_atomic(
+        run_dir / "dataset.json", (dataset.root / "dataset.json").read_text(encoding="utf-8")
+    )
     by_id = {c.case_id: c for c in cases}
     trainer = Trainer(
         config,
