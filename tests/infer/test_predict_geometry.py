@@ -80,3 +80,15 @@ def test_2d_network_on_3d_volumes_predicts_every_slice(tmp_path):
     assert prediction.spatial_shape == (32, 36, 9)
     np.testing.assert_allclose(prediction.affine, reference.affine, atol=1e-6)
     assert (tmp_path / "run" / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_jpeg_input_gets_a_png_label_map(tmp_path):
+    from PIL import Image as PILImage
+
+    data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 40))
+    train_run(data, tmp_path / "run", epochs=1, iterations_per_epoch=1, quiet=True)
+    grey = np.asarray(PILImage.open(next((data / "imagesTs").iterdir())))
+    PILImage.fromarray(grey).save(tmp_path / "photo.jpg")
+    (written,) = predict_paths(tmp_path / "run", [tmp_path / "photo.jpg"], tmp_path / "out")
+    assert written.name == "photo.png"
+    assert read_image(written).spatial_shape == (40, 40)

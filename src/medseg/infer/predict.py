@@ -88,6 +88,19 @@ def predict_image(model: TrainedModel, image: Image) -> Image:
     return Image(labels[None], image.affine)
 
 
+def label_suffix(image_path: Path) -> str:
+    """The file ending for a label map of this image: the image's own, except that JPEG
+    (lossy, it would corrupt label values) becomes PNG.
+
+    Examples
+    --------
+    >>> label_suffix(Path("scan_0000.nii.gz")), label_suffix(Path("photo.jpg"))
+    ('.nii.gz', '.png')
+    """
+    suffix = image_suffix(image_path) or ".nii.gz"
+    return ".png" if suffix in (".jpg", ".jpeg") else suffix
+
+
 def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
     """Image files and folders of image files, grouped into cases by ``_CCCC`` suffix."""
     files: list[Path] = []
@@ -147,7 +160,7 @@ def predict_paths(
                         f"{model.config.data_dim}D images",
                     )
                 )
-            target = out_dir / f"{case.case_id}{image_suffix(case.image_paths[0])}"
+            target = out_dir / f"{case.case_id}{label_suffix(case.image_paths[0])}"
             write_image(predict_image(model, image), target)
             written.append(target)
             log_line(f"wrote {target}", quiet)
