@@ -34,13 +34,17 @@ class _StatusColumn(ProgressColumn):
         return Text(str(task.fields.get("status", "")))
 
 
-def make_progress(quiet: bool = False, counts: bool = True) -> Progress:
+def make_progress(quiet: bool = False) -> Progress:
     """A progress display with description, bar, counts, elapsed time, ETA and a status field."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn()]
-    if counts:
-        columns.append(MofNCompleteColumn())
-    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    columns.append(_StatusColumn())
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        _StatusColumn(),
+    ]
     return Progress(*columns, console=console(), disable=quiet or not console().is_terminal)
 
 

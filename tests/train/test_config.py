@@ -59,3 +59,14 @@ def test_config_round_trips_through_json(tmp_path):
     config = auto_config(shapes=[(32, 32, 16)], spacings=[(1, 1, 2)], epochs=3, **COMMON)
     config.save(tmp_path)
     assert RunConfig.load(tmp_path) == config
+
+
+def test_class_indices_map_to_label_values_in_the_smallest_dtype():
+    import numpy as np
+
+    small = auto_config(shapes=[(16, 16)], spacings=[(1, 1)], epochs=1, **COMMON)
+    mapped = small.labels_from_classes(np.array([[0, 2], [1, 0]]))
+    assert mapped.dtype == np.uint8 and mapped.tolist() == [[0, 2], [1, 0]]
+    large = small.model_copy(update={"label_values": [0, 7, 300]})
+    mapped = large.labels_from_classes(np.array([0, 1, 2]))
+    assert mapped.dtype == np.uint16 and mapped.tolist() == [0, 7, 300]

@@ -12,7 +12,7 @@ from torch import nn
 
 from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
-from medseg.io import Image, image_suffix, write_image
+from medseg.io import Image, image_files, image_suffix, write_image
 from medseg.nn import predict_volume
 from medseg.preprocess import zscore
 from medseg.progress import log_line, make_progress
@@ -81,10 +81,7 @@ def predict_image(model: TrainedModel, image: Image) -> Image:
     >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
     >>> labels = predict_image(model, read_image("hippocampus_001_0000.nii.gz"))  # doctest: +SKIP
     """
-    probs = predict_probabilities(model, image)
-    values = np.asarray(model.config.label_values)
-    dtype = np.uint8 if values.max() < 256 else np.uint16
-    labels = values[probs.argmax(0)].astype(dtype)
+    labels = model.config.labels_from_classes(predict_probabilities(model, image).argmax(0))
     return Image(labels[None], image.affine)
 
 
@@ -106,11 +103,7 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(
-                p
-                for p in item.iterdir()
-                if p.is_file() and not p.name.startswith(".") and image_suffix(p)
-            )
+            found = image_files(item)
             if not found:
                 raise ImageReadError(located(item, "folder holds no supported image files"))
             files += found
@@ -123,6 +116,21 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
     if not files:
         raise ImageReadError("no input images given")
     return group_image_files(files)
+
+
+def _check_fits_model(image: Image, config: RunConfig, path: Path) -> None:
+    """The image must have the channels and dimensionality the model was trained on."""
+    if image.channels != config.in_channels:
+        expected = f"{config.in_channels} ({', '.join(config.channel_names)})"
+        raise ConfigError(
+            located(path, f"{image.channels} channel(s); the model expects {expected}")
+        )
+    if image.ndim != config.data_dim:
+        raise ConfigError(
+            located(
+                path, f"a {image.ndim}D image; the model was trained on {config.data_dim}D images"
+            )
+        )
 
 
 def predict_paths(
@@ -144,22 +152,7 @@ def predict_paths(
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):
             image = read_case_image(case)
-            if image.channels != model.config.in_channels:
-                raise ConfigError(
-                    located(
-                        case.image_paths[0],
-                        f"{image.channels} channel(s); the model expects "
-                        f"{model.config.in_channels} ({', '.join(model.config.channel_names)})",
-                    )
-                )
-            if image.ndim != model.config.data_dim:
-                raise ConfigError(
-                    located(
-                        case.image_paths[0],
-                        f"a {image.ndim}D image; the model was trained on "
-                        f"{model.config.data_dim}D images",
-                    )
-                )
+            _check_fits_model(image, model.config, case.image_paths[0])
             target = out_dir / f"{case.case_id}{label_suffix(case.image_paths[0])}"
             write_image(predict_image(model, image), target)
             written.append(target)

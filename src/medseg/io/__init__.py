@@ -21,6 +21,7 @@ __all__ = [
     "Image",
     "SUPPORTED_SUFFIXES",
     "atomic_path",
+    "image_files",
     "image_suffix",
     "read_image",
     "same_grid",
@@ -45,6 +46,21 @@ def image_suffix(path: str | Path) -> str | None:
         if name.endswith(suffix):
             return suffix
     return None
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The supported image files in ``folder``, sorted; hidden files (``.name``) are skipped.
+
+    Examples
+    --------
+    >>> image_files(Path(__file__).parent)
+    []
+    """
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and not p.name.startswith(".") and image_suffix(p)
+    )
 
 
 def read_image(path: str | Path) -> Image:

@@ -14,7 +14,7 @@ import numpy as np
 
 from medseg.datasets import load_dataset_spec
 from medseg.errors import DatasetError, MedsegError, located
-from medseg.io import image_suffix, read_image, same_grid, write_text_atomic
+from medseg.io import image_files, image_suffix, read_image, same_grid, write_text_atomic
 from medseg.metrics.overlap import dice_per_label
 
 
@@ -30,11 +30,7 @@ class Evaluation:
 def _image_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise MedsegError(located(folder, "folder not found"))
-    files = {
-        p.name: p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith(".") and image_suffix(p)
-    }
+    files = {p.name: p for p in image_files(folder)}
     if not files:
         raise MedsegError(located(folder, "folder holds no supported image files"))
     return files

@@ -66,6 +66,12 @@ class RunConfig(BaseModel):
             raise ValueError("a 2D network on 3D data needs slice_axis")
         return self
 
+    def labels_from_classes(self, classes: np.ndarray) -> np.ndarray:
+        """Map network class indices to the dataset's label values (uint8, or uint16 if needed)."""
+        values = np.asarray(self.label_values)
+        dtype = np.uint8 if values.max() < 256 else np.uint16
+        return values.astype(dtype)[classes]
+
     @property
     def num_classes(self) -> int:
         """Output classes of the network, background included."""

@@ -215,7 +215,6 @@ class Trainer:
         if best.is_file():
             load_weights(self.network, best, self.device)
         self.network.eval()
-        values = np.asarray(c.label_values)
         names = dict(zip(c.label_values[1:], c.label_names[1:]))
         rows: list[dict[str, object]] = []
         for case in self.val_cases:
@@ -223,11 +222,11 @@ class Trainer:
             probs = predict_volume(
                 self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis
             )
-            prediction = values[probs.argmax(0).cpu().numpy()]
-            reference = values[case.target]
-            dtype = np.uint8 if values.max() < 256 else np.uint16
-            label_map = Image(prediction[None].astype(dtype), case.affine)
-            write_image(label_map, out_dir / f"{case.case_id}{c.file_ending}")
+            prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
+            reference = c.labels_from_classes(case.target)
+            write_image(
+                Image(prediction[None], case.affine), out_dir / f"{case.case_id}{c.file_ending}"
+            )
             rows += score_case(case.case_id, reference, prediction, c.label_values[1:], names)
         evaluation = Evaluation(
             rows, summarise(rows, c.label_values[1:], names, len(self.val_cases))
