@@ -40,6 +40,27 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return number
+
+
+def _label_tolerance(value: str) -> tuple[str, float]:
+    label, sep, tolerance = value.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"expected LABEL=MM, got {value}")
+    return label, _non_negative_float(tolerance)
+
+
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, examples: str):
     return sub.add_parser(
         name,
@@ -156,36 +177,97 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = _command(
         sub,
         "evaluate",
-        "Score predicted label maps against references (matched by file name).",
-        "  medseg evaluate preds Dataset004_Hippocampus/labelsTr --out scores\n"
-        "  medseg evaluate preds refs --labels 1 2\n"
+        "Score predicted label maps against references (matched by file name): overlap, "
+        "volumes, surface distances in mm, lesion detection; CSV, JSON and an HTML report.",
+        "  medseg evaluate preds Dataset004_Hippocampus/labelsTs --out scores\n"
+        "  medseg evaluate preds refs --out scores --labels 1 2 --tolerance-mm 2\n"
+        "  medseg evaluate preds refs --out scores --per-label-tolerance liver=3 2=1.5\n"
         "  medseg evaluate runs/hippo/fold_0/validation Dataset004_Hippocampus/labelsTr "
-        "--only-predicted\n",
+        "--only-predicted --out scores\n"
+        "\nwrites metrics.csv, lesions.csv, summary.json and report.html to --out;\n"
+        "definitions of every metric and of empty masks: docs/metrics.md\n",
     )
     evaluate.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="predictions")
     evaluate.add_argument("ref_dir", type=Path, metavar="REF_DIR", help="references")
-    evaluate.add_argument("--out", type=Path, help="write metrics.csv and summary.json here")
-    evaluate.add_argument("--labels", type=int, nargs="+", help="label values to score")
     evaluate.add_argument(
+        "--out", type=Path, help="write metrics.csv, lesions.csv, summary.json, report.html here"
+    )
+    evaluate.add_argument(
+        "--labels",
+        type=int,
+        nargs="+",
+        metavar="L",
+        help="label values to score (default: dataset.json's, else every value found)",
+    )
+    evaluate.add_argument(
+        "--tolerance-mm",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="T",
+        help="surface Dice tolerance in mm (default: 1)",
+    )
+    evaluate.add_argument(
+        "--per-label-tolerance",
+        type=_label_tolerance,
+        nargs="+",
+        default=[],
+        metavar="LABEL=T",
+        help="surface Dice tolerance of one label (value or name), e.g. liver=3 2=1.5",
+    )
+    evaluate.add_argument(
+        "--lesion-iou",
+        type=_fraction,
+        default=0.1,
+        metavar="X",
+        help="a predicted and a reference lesion match above this IoU (default: 0.1)",
+    )
+    missing = evaluate.add_mutually_exclusive_group()
+    missing.add_argument(
         "--only-predicted",
         action="store_true",
         help="score only references that have a prediction (default: a missing one is an error)",
+    )
+    missing.add_argument(
+        "--missing-as-empty",
+        action="store_true",
+        help="score a missing prediction as an empty label map",
+    )
+    evaluate.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="parallel processes (default: one per core)",
+    )
+    evaluate.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="images to draw the report's overlays on (default: the imagesTr/imagesTs "
+        "beside a labelsTr/labelsTs REF_DIR, if any)",
     )
     return parser
 
 
 def _print_summary(summary: dict, what: str = "") -> None:
-    table = Table(title=f"{what}Dice over {summary['cases']} case(s)")
+    table = Table(title=f"{what}Scores over {summary['cases']} case(s) (means)")
     table.add_column("label")
     table.add_column("value", justify="right")
-    table.add_column("mean Dice", justify="right")
+    columns = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 mm", "assd": "ASSD mm"}
+    for heading in columns.values():
+        table.add_column(heading, justify="right")
     table.add_column("cases", justify="right")
     table.add_column("undefined", justify="right")
+
+    def cell(value: float | None, digits: int = 4) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
     for name, row in summary["labels"].items():
-        mean = "n/a" if row["mean_dice"] is None else f"{row['mean_dice']:.4f}"
-        table.add_row(name, str(row["label"]), mean, str(row["cases"]), str(row["undefined"]))
+        stats = row.get("metrics", {})
+        means = [cell(stats[m]["mean"], 4 if m in ("dice", "nsd") else 2) for m in columns]
+        table.add_row(name, str(row["label"]), *means, str(row["cases"]), str(row["undefined"]))
     if summary["mean_dice"] is not None:
-        table.add_row("[bold]mean", "", f"[bold]{summary['mean_dice']:.4f}", "", "")
+        blanks = [""] * (len(columns) - 1)
+        table.add_row("[bold]mean", "", f"[bold]{summary['mean_dice']:.4f}", *blanks, "", "")
     _out.print(table)
 
 
@@ -242,16 +324,31 @@ def _run(args: argparse.Namespace) -> int:
         _out.print(f"wrote {len(written)} label map(s) to {args.out}")
         return EXIT_OK
     if args.command == "evaluate":
-        from medseg.metrics import evaluate_folders, write_evaluation
+        from medseg.metrics import EvaluationSettings, evaluate_folders, write_evaluation
+        from medseg.report import find_images_dir, write_report
 
+        settings = EvaluationSettings(
+            tolerance_mm=args.tolerance_mm,
+            tolerances=dict(args.per_label_tolerance),
+            lesion_iou=args.lesion_iou,
+        )
         evaluation = evaluate_folders(
-            args.pred_dir, args.ref_dir, args.labels, only_predicted=args.only_predicted
+            args.pred_dir,
+            args.ref_dir,
+            args.labels,
+            only_predicted=args.only_predicted,
+            missing_as_empty=args.missing_as_empty,
+            settings=settings,
+            jobs=args.jobs,
+            quiet=args.quiet,
         )
         for warning in evaluation.warnings:
             print(f"medseg: warning: {warning}", file=sys.stderr)
         _print_summary(evaluation.summary)
         if args.out:
             paths = write_evaluation(evaluation, args.out)
+            images = args.images or find_images_dir(args.ref_dir)
+            paths.append(write_report(evaluation, args.out, images))
             _out.print("wrote " + ", ".join(str(p) for p in paths))
         return EXIT_OK
     raise AssertionError(args.command)
@@ -269,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsegError as exc:
         if args.debug:
             traceback.print_exc()
+        for problem in getattr(exc, "problems", []):
+            print(f"medseg: error: {problem}", file=sys.stderr)
         print(f"medseg: error: {exc}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:

@@ -33,6 +33,17 @@ class ConfigError(MedsegError):
     """An option or configuration value is invalid."""
 
 
+class InputProblems(MedsegError):
+    """Several inputs are wrong at once (e.g. cases of an evaluation): one line each.
+
+    The CLI prints every line of ``problems``, then the message, and exits with code 2.
+    """
+
+    def __init__(self, problems: list[str], message: str) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 def located(path: str | Path, problem: str) -> str:
     """Return a one-line message ``"{path}: {problem}"`` (whitespace in ``problem`` collapsed)."""
     return f"{path}: {' '.join(str(problem).split())}"

@@ -10,9 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.errors import MedsegError
+from medseg.errors import InputProblems, MedsegError
 from medseg.io import Image, spacing_affine, write_image
-from medseg.metrics import Evaluation, evaluate_folders, summarise, write_evaluation
+from medseg.metrics import (
+    LESION_METRICS,
+    METRICS,
+    Evaluation,
+    EvaluationSettings,
+    evaluate_folders,
+    write_evaluation,
+)
 
 AFFINE = spacing_affine((1.0, 1.0, 2.0))
 SHAPE = (6, 6, 4)
@@ -74,13 +81,35 @@ def test_evaluate_folders_by_hand(folders: tuple[Path, Path]) -> None:
     assert {r["label_name"] for r in evaluation.rows} == {"1", "2"}
 
 
+def test_distances_use_the_spacing(folders: tuple[Path, Path]) -> None:
+    # Case a, label 1: 2x2x2 blocks one voxel apart along x (1 mm): every surface voxel of
+    # one block is 0 or 1 mm from the other's, so HD = HD95 = 1 mm; with spacing (1, 1, 2)
+    # a shift along z would be 2 mm (checked in tests/metrics/test_surface.py).
+    evaluation = evaluate_folders(*folders)
+    (row,) = [r for r in evaluation.rows if r["case"] == "a" and r["label"] == 1]
+    assert row["hd"] == pytest.approx(1.0)
+    assert row["hd95"] == pytest.approx(1.0)
+    # 8 voxels of 2 mm^3 each = 0.016 ml in both
+    assert row["ref_volume_ml"] == pytest.approx(0.016)
+    assert row["volume_diff_ml"] == pytest.approx(0.0)
+    assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (4, 4, 4, 144 - 12)
+
+
+def _dice_stats(entry: dict) -> tuple:
+    return (entry["mean_dice"], entry["cases"], entry["undefined"])
+
+
 def test_summary_skips_and_counts_undefined_cases(folders: tuple[Path, Path]) -> None:
     summary = evaluate_folders(*folders).summary
     assert summary["cases"] == 2
     labels = summary["labels"]
-    assert labels["1"] == {"label": 1, "mean_dice": pytest.approx(0.75), "cases": 2, "undefined": 0}
+    assert _dice_stats(labels["1"]) == (pytest.approx(0.75), 2, 0)
     # label 2: Dice 1 in case a, undefined in case b -> mean over case a only, not (1 + 0)/2.
-    assert labels["2"] == {"label": 2, "mean_dice": pytest.approx(1.0), "cases": 2, "undefined": 1}
+    assert _dice_stats(labels["2"]) == (pytest.approx(1.0), 2, 1)
+    assert labels["2"]["empty_both"] == 1
+    assert labels["2"]["metrics"]["dice"]["n"] == 1
+    assert labels["2"]["metrics"]["hd95"]["undefined"] == 1
+    assert labels["1"]["metrics"]["dice"]["median"] == pytest.approx(0.75)
     assert summary["mean_dice"] == pytest.approx((0.75 + 1.0) / 2)
 
 
@@ -89,13 +118,19 @@ def test_one_empty_scores_zero(folders: tuple[Path, Path]) -> None:
     _write(preds, "b.nii.gz", np.zeros(SHAPE, np.uint8))
     evaluation = evaluate_folders(preds, refs)
     assert _score(evaluation, "b", 1) == 0.0
-    assert evaluation.summary["labels"]["1"]["mean_dice"] == pytest.approx(0.25)
+    label1 = evaluation.summary["labels"]["1"]
+    assert label1["mean_dice"] == pytest.approx(0.25)
+    assert label1["empty_prediction"] == 1
+    assert label1["metrics"]["hd"]["undefined"] == 1
+    assert label1["metrics"]["nsd"]["n"] == 2, "NSD is 0, not undefined, when one side is empty"
 
 
 def test_label_absent_everywhere_has_no_mean(folders: tuple[Path, Path]) -> None:
     evaluation = evaluate_folders(*folders, labels=[1, 5])
     label5 = evaluation.summary["labels"]["5"]
-    assert label5 == {"label": 5, "mean_dice": None, "cases": 2, "undefined": 2}
+    assert _dice_stats(label5) == (None, 2, 2)
+    assert label5["empty_both"] == 2
+    assert label5["metrics"]["dice"]["ci95"] is None
     assert evaluation.summary["mean_dice"] == pytest.approx(0.75), "label 5 stays out of the mean"
 
 
@@ -105,21 +140,59 @@ def test_labels_argument_restricts_the_scores(folders: tuple[Path, Path]) -> Non
     assert list(evaluation.summary["labels"]) == ["2"]
 
 
+def _dataset_json(folder: Path, labels: dict[str, int]) -> None:
+    spec = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, **labels},
+        "numTraining": 2,
+        "file_ending": ".nii.gz",
+    }
+    (folder / "dataset.json").write_text(json.dumps(spec))
+
+
 def test_label_names_come_from_a_dataset_json_beside_the_references(
     folders: tuple[Path, Path],
 ) -> None:
     preds, refs = folders
-    spec = {
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, "liver": 1, "spleen": 2, "kidney": 3},
-        "numTraining": 2,
-        "file_ending": ".nii.gz",
-    }
-    (refs.parent / "dataset.json").write_text(json.dumps(spec))
+    _dataset_json(refs.parent, {"liver": 1, "spleen": 2, "kidney": 3})
     evaluation = evaluate_folders(preds, refs)
     assert list(evaluation.summary["labels"]) == ["liver", "spleen", "kidney"]
     assert evaluation.summary["labels"]["kidney"]["undefined"] == 2
     assert {r["label_name"] for r in evaluation.rows if r["label"] == 1} == {"liver"}
+
+
+def test_label_not_in_dataset_json_is_an_error(folders: tuple[Path, Path]) -> None:
+    preds, refs = folders
+    _dataset_json(refs.parent, {"liver": 1})
+    with pytest.raises(InputProblems) as info:
+        evaluate_folders(preds, refs)
+    # label 2 is in both maps of case a: the reference and the prediction are both named
+    assert sorted(info.value.problems) == sorted(
+        [
+            f"{refs / 'a.nii.gz'}: label values [2] not in dataset.json",
+            f"{preds / 'a.nii.gz'}: label values [2] not in dataset.json",
+        ]
+    )
+
+
+def test_per_label_tolerance_by_name_or_value(folders: tuple[Path, Path]) -> None:
+    preds, refs = folders
+    _dataset_json(refs.parent, {"liver": 1, "spleen": 2})
+    # label 1 in case a: half of each block's surface voxels lie on the other's surface
+    # (distance 0), the rest 1 mm away; tolerance 0.5 counts only the former.
+    strict = evaluate_folders(preds, refs, settings=EvaluationSettings(tolerance_mm=0.5))
+    by_name = EvaluationSettings(tolerance_mm=0.5, tolerances={"liver": 1.0})
+    by_value = EvaluationSettings(tolerance_mm=0.5, tolerances={1: 1.0})
+
+    def nsd(evaluation: Evaluation) -> float:
+        (row,) = [r for r in evaluation.rows if r["case"] == "a" and r["label"] == 1]
+        return float(row["nsd"])  # type: ignore[arg-type]
+
+    assert nsd(strict) < 1.0
+    assert nsd(evaluate_folders(preds, refs, settings=by_name)) == 1.0
+    assert nsd(evaluate_folders(preds, refs, settings=by_value)) == 1.0
+    with pytest.raises(MedsegError, match="unknown label 'lung'"):
+        evaluate_folders(preds, refs, settings=EvaluationSettings(tolerances={"lung": 2.0}))
 
 
 def test_prediction_without_reference_is_a_warning(folders: tuple[Path, Path]) -> None:
@@ -131,52 +204,60 @@ def test_prediction_without_reference_is_a_warning(folders: tuple[Path, Path]) -
     assert str(preds / "extra.nii.gz") in evaluation.warnings[0]
 
 
-def test_missing_prediction_is_an_error(folders: tuple[Path, Path]) -> None:
+def test_missing_predictions_are_each_named(folders: tuple[Path, Path]) -> None:
     preds, refs = folders
     (preds / "b.nii.gz").unlink()
-    with pytest.raises(MedsegError, match="prediction missing") as info:
-        evaluate_folders(preds, refs)
-    assert str(preds / "b.nii.gz") in str(info.value)
-
-
-def test_several_missing_predictions_are_counted(folders: tuple[Path, Path]) -> None:
-    preds, refs = folders
     _write(refs, "c.nii.gz", REF_B)
-    _write(refs, "d.nii.gz", REF_B)
-    with pytest.raises(MedsegError, match=r"and 1 more") as info:
+    with pytest.raises(InputProblems, match="2 problem") as info:
         evaluate_folders(preds, refs)
-    assert str(preds / "c.nii.gz") in str(info.value)
+    assert len(info.value.problems) == 2
+    assert info.value.problems[0].startswith(f"{preds / 'b.nii.gz'}: prediction missing")
+    assert info.value.problems[1].startswith(f"{preds / 'c.nii.gz'}: prediction missing")
 
 
-def test_prediction_on_another_shape_is_an_error(folders: tuple[Path, Path]) -> None:
+def test_missing_prediction_can_be_scored_as_empty(folders: tuple[Path, Path]) -> None:
+    preds, refs = folders
+    (preds / "b.nii.gz").unlink()
+    evaluation = evaluate_folders(preds, refs, missing_as_empty=True)
+    assert _score(evaluation, "b", 1) == 0.0
+    assert evaluation.pairs["b"] == (None, refs / "b.nii.gz")
+    assert evaluation.summary["labels"]["1"]["empty_prediction"] == 1
+
+
+def test_every_broken_pair_is_reported_at_once(folders: tuple[Path, Path]) -> None:
     preds, refs = folders
     _write(preds, "a.nii.gz", np.zeros((6, 6, 5), np.uint8))
-    with pytest.raises(MedsegError, match="differs") as info:
+    _write(preds, "b.nii.gz", PRED_B.astype(np.float32) * 0.5)
+    with pytest.raises(InputProblems) as info:
         evaluate_folders(preds, refs)
-    assert str(preds / "a.nii.gz") in str(info.value)
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith(str(preds / "a.nii.gz")) and "differs" in problems[0]
+    assert problems[1] == f"{preds / 'b.nii.gz'}: not an integer label map"
 
 
 def test_prediction_with_another_affine_is_an_error(folders: tuple[Path, Path]) -> None:
     preds, refs = folders
     _write(preds, "a.nii.gz", PRED_A, spacing_affine((1.0, 1.0, 3.0)))
-    with pytest.raises(MedsegError, match="affine") as info:
+    with pytest.raises(InputProblems) as info:
         evaluate_folders(preds, refs)
-    assert str(preds / "a.nii.gz") in str(info.value)
-
-
-def test_non_integer_prediction_is_an_error(folders: tuple[Path, Path]) -> None:
-    preds, refs = folders
-    _write(preds, "a.nii.gz", PRED_A.astype(np.float32) * 0.5)
-    with pytest.raises(MedsegError, match="not an integer label map") as info:
-        evaluate_folders(preds, refs)
-    assert str(preds / "a.nii.gz") in str(info.value)
+    assert info.value.problems[0].startswith(str(preds / "a.nii.gz"))
+    assert "affine" in info.value.problems[0]
 
 
 def test_multichannel_prediction_is_an_error(folders: tuple[Path, Path]) -> None:
     preds, refs = folders
     write_image(Image(np.stack([PRED_A, PRED_A]), AFFINE), preds / "a.nii.gz")
-    with pytest.raises(MedsegError, match="2 channels"):
+    with pytest.raises(InputProblems) as info:
         evaluate_folders(preds, refs)
+    assert info.value.problems == [f"{preds / 'a.nii.gz'}: 2 channels; a label map has 1"]
+
+
+def test_parallel_processes_give_the_same_scores(folders: tuple[Path, Path]) -> None:
+    serial = evaluate_folders(*folders, jobs=1)
+    parallel = evaluate_folders(*folders, jobs=2)
+    assert json.dumps(serial.summary) == json.dumps(parallel.summary)
+    assert str(serial.rows) == str(parallel.rows)  # NaN-safe comparison of every value
 
 
 def test_missing_or_empty_folders_are_errors(tmp_path: Path, folders: tuple[Path, Path]) -> None:
@@ -201,48 +282,36 @@ def test_2d_png_folders(tmp_path: Path) -> None:
     write_image(Image(reference[None], np.eye(4)), refs / "s.png")
     write_image(Image(prediction[None], np.eye(4)), preds / "s.png")
     evaluation = evaluate_folders(preds, refs)
-    assert evaluation.rows == [
-        {"case": "s", "label": 1, "label_name": "1", "dice": pytest.approx(0.75)}
-    ]
-
-
-def test_summarise_directly() -> None:
-    rows = [
-        {"case": "x", "label": 1, "dice": 0.5},
-        {"case": "y", "label": 1, "dice": float("nan")},
-        {"case": "y", "label": 2, "dice": 0.0},
-    ]
-    summary = summarise(rows, [1, 2], {1: "one"})
-    assert summary == {
-        "cases": 2,
-        "mean_dice": pytest.approx(0.25),
-        "labels": {
-            "one": {"label": 1, "mean_dice": 0.5, "cases": 2, "undefined": 1},
-            "2": {"label": 2, "mean_dice": 0.0, "cases": 1, "undefined": 0},
-        },
-    }
+    (row,) = evaluation.rows
+    assert (row["case"], row["label"], row["dice"]) == ("s", 1, pytest.approx(0.75))
+    assert row["hd"] == pytest.approx(1.0)
 
 
 def test_write_evaluation(folders: tuple[Path, Path], tmp_path: Path) -> None:
     evaluation = evaluate_folders(*folders)
     out = tmp_path / "scores" / "fold_0"
     paths = write_evaluation(evaluation, out)
-    assert paths == [out / "metrics.csv", out / "summary.json"]
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "summary.json"]
+    assert paths == [out / "metrics.csv", out / "lesions.csv", out / "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["lesions.csv", "metrics.csv", "summary.json"]
     with (out / "metrics.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["case", "label", "label_name", "dice"]
+    assert list(rows[0]) == ["case", "label", "label_name", *METRICS]
     table = {(r["case"], r["label"]): r["dice"] for r in rows}
     assert table == {
-        ("a", "1"): "0.500000",
-        ("a", "2"): "1.000000",
-        ("b", "1"): "1.000000",
+        ("a", "1"): "0.5",
+        ("a", "2"): "1",
+        ("b", "1"): "1",
         ("b", "2"): "",  # undefined is an empty cell, not 'nan'
     }
+    with (out / "lesions.csv").open(newline="") as handle:
+        lesions = list(csv.DictReader(handle))
+    assert list(lesions[0]) == ["case", "label", "label_name", *LESION_METRICS]
+    assert [r["lesion_tp"] for r in lesions] == ["1", "1", "1", "0"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary == json.loads(json.dumps(evaluation.summary))
     assert summary["labels"]["2"]["undefined"] == 1
     assert summary["mean_dice"] == pytest.approx(0.875)
+    assert summary["settings"]["nsd_tolerance_mm"] == 1.0
     assert "NaN" not in (out / "summary.json").read_text()
 
 

@@ -1,4 +1,9 @@
-"""Scoring a folder of predictions against a folder of references."""
+"""Scoring a folder of predictions against a folder of references.
+
+Cases are matched by file name and scored in parallel processes; every problem found in the
+inputs (a missing prediction, a grid mismatch, a non-integer map, an unknown label) is
+collected and reported together, one line each, and nothing is written.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,67 @@ import csv
 import io as text_io
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from medseg.datasets import load_dataset_spec
-from medseg.errors import DatasetError, MedsegError, located
-from medseg.io import image_files, image_suffix, read_image, same_grid, write_text_atomic
-from medseg.metrics.overlap import dice_per_label
+from medseg.errors import DatasetError, InputProblems, MedsegError, located
+from medseg.io import Image, image_files, image_suffix, read_image, same_grid, write_text_atomic
+from medseg.metrics.aggregate import summarise
+from medseg.metrics.case import (
+    DEFAULT_TOLERANCE_MM,
+    LESION_METRICS,
+    METRICS,
+    CaseScores,
+    absent_label_scores,
+    score_case,
+)
+from medseg.metrics.lesions import DEFAULT_LESION_IOU
+from medseg.progress import log_line, make_progress
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How cases are scored (recorded in summary.json)."""
+
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    tolerances: Mapping[int | str, float] = field(default_factory=dict)
+    lesion_iou: float = DEFAULT_LESION_IOU
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "nsd_tolerance_mm": self.tolerance_mm,
+            "nsd_tolerance_mm_per_label": {str(k): v for k, v in sorted(self.tolerances.items())},
+            "lesion_iou_threshold": self.lesion_iou,
+            "lesion_connectivity": "full (8 in 2D, 26 in 3D)",
+            "surface_connectivity": "face (4 in 2D, 6 in 3D)",
+            "hd95": "max of the two directed 95th percentiles (linear interpolation)",
+            "confidence_interval": "95% percentile bootstrap of the mean, 10000 resamples, seed 0",
+        }
 
 
 @dataclass
 class Evaluation:
-    """Per-case, per-label scores and their per-label summary."""
+    """Per-case, per-label scores and their per-label summary.
+
+    ``pairs`` maps each scored case to its (prediction, reference) files; the prediction is
+    ``None`` for a missing one scored as empty.
+    """
 
     rows: list[dict[str, object]]
     summary: dict[str, object]
     warnings: list[str] = field(default_factory=list)
+    lesion_rows: list[dict[str, object]] = field(default_factory=list)
+    pairs: dict[str, tuple[Path | None, Path]] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
@@ -47,123 +94,274 @@ def _label_names_near(ref_dir: Path) -> dict[int, str] | None:
     return None
 
 
+def _resolve_tolerances(
+    tolerances: Mapping[int | str, float], names: Mapping[int, str] | None
+) -> dict[int, float]:
+    """Per-label tolerances keyed by label value; keys may be values or dataset.json names."""
+    by_name = {name: value for value, name in (names or {}).items()}
+    resolved: dict[int, float] = {}
+    for key, tolerance in tolerances.items():
+        if isinstance(key, int) or str(key).lstrip("-").isdigit():
+            resolved[int(key)] = float(tolerance)
+        elif key in by_name:
+            resolved[by_name[key]] = float(tolerance)
+        else:
+            known = ", ".join(sorted(by_name)) or "none: no dataset.json beside the references"
+            raise MedsegError(f"per-label tolerance: unknown label {key!r} (names: {known})")
+    return resolved
+
+
+def _case_id(file_name: str) -> str:
+    return file_name[: -len(image_suffix(file_name) or "")]
+
+
+def _label_values(array: np.ndarray) -> set[int]:
+    """The distinct values of an integer array (a histogram for small non-negative ones)."""
+    if array.size and array.min() >= 0 and array.max() < 1 << 16:
+        return {int(v) for v in np.flatnonzero(np.bincount(array.ravel()))}
+    return {int(v) for v in np.unique(array)}
+
+
+def _label_map(image: Image, path: Path, problems: list[str]) -> np.ndarray | None:
+    if image.channels != 1:
+        problems.append(located(path, f"{image.channels} channels; a label map has 1"))
+        return None
+    array = image.array[0]
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            problems.append(located(path, "not an integer label map"))
+            return None
+        array = array.astype(np.int64)
+    return array
+
+
+@dataclass(frozen=True)
+class _Task:
+    case: str
+    reference: Path
+    prediction: Path | None  # None: missing, scored as empty
+    labels: tuple[int, ...] | None  # None: every value found
+    known: frozenset[int] | None  # labels of dataset.json, to flag unknown values
+    settings: EvaluationSettings
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    case: str
+    scores: CaseScores | None
+    problems: list[str]
+    found: frozenset[int]
+    voxels: int
+
+
+def _score_task(task: _Task, threads: int = 1) -> _Outcome:
+    """Read, check and score one case (runs in a worker process)."""
+    problems: list[str] = []
+    try:
+        reference_image = read_image(task.reference)
+        prediction_image = (
+            read_image(task.prediction)
+            if task.prediction is not None
+            else reference_image.with_array(np.zeros_like(reference_image.array))
+        )
+    except MedsegError as exc:
+        return _Outcome(task.case, None, [str(exc)], frozenset(), 0)
+    pred_path = task.prediction or task.reference
+    reference = _label_map(reference_image, task.reference, problems)
+    prediction = _label_map(prediction_image, pred_path, problems)
+    if not same_grid(reference_image, prediction_image):
+        problems.append(
+            located(
+                pred_path,
+                f"grid {prediction_image.spatial_shape} differs from the reference's "
+                f"{reference_image.spatial_shape} (shape or affine)",
+            )
+        )
+    if reference is None or prediction is None or problems:
+        return _Outcome(task.case, None, problems, frozenset(), 0)
+    found = (_label_values(reference) | _label_values(prediction)) - {0}
+    if task.known is not None:
+        for path, array in ((task.reference, reference), (pred_path, prediction)):
+            unknown = sorted(_label_values(array) - task.known - {0})
+            if unknown:
+                problems.append(located(path, f"label values {unknown} not in dataset.json"))
+        if problems:
+            return _Outcome(task.case, None, problems, frozenset(found), 0)
+    labels = task.labels if task.labels is not None else tuple(sorted(found))
+    scores = score_case(
+        task.case,
+        reference,
+        prediction,
+        labels,
+        spacing=reference_image.spacing,
+        tolerances=task.settings.tolerances,
+        default_tolerance_mm=task.settings.tolerance_mm,
+        lesion_iou=task.settings.lesion_iou,
+        threads=threads,
+    )
+    return _Outcome(task.case, scores, [], frozenset(found), int(reference.size))
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _one_thread_per_worker() -> None:
+    """Worker set-up: the processes share the cores, so each runs its k-d tree searches
+    (OpenMP, loaded on first use) on one thread."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+#: With the default --jobs, worker processes start only when the cases left would take
+#: longer than this in one process (starting a worker costs about a second).
+_POOL_WORTH_SECONDS = 4.0
+
+
+def _run(tasks: list[_Task], jobs: int | None, quiet: bool) -> Iterator[_Outcome]:
+    """Outcomes of the tasks, in order. ``jobs`` > 1 scores cases in that many processes;
+    ``None`` decides from the time the first case took."""
+    cores = default_jobs()
+    with make_progress(quiet) as progress:
+        bar = progress.add_task("scoring", total=len(tasks))
+        rest = tasks
+        if jobs is None and tasks:
+            start = time.perf_counter()
+            yield _score_task(tasks[0], threads=cores)
+            progress.advance(bar)
+            rest = tasks[1:]
+            worth = (time.perf_counter() - start) * len(rest) > _POOL_WORTH_SECONDS
+            jobs = cores if worth else 1
+        if jobs <= 1 or len(rest) <= 1:
+            for task in rest:  # one case at a time: its labels share the cores
+                yield _score_task(task, threads=cores)
+                progress.advance(bar)
+            return
+        # 'spawn' workers import only numpy/scipy (no torch): safe even from a process
+        # that has started threads, and quick to start.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=_one_thread_per_worker
+        ) as pool:
+            for outcome in pool.map(_score_task, rest, chunksize=1):
+                yield outcome
+                progress.advance(bar)
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     ref_dir: str | Path,
     labels: Sequence[int] | None = None,
     only_predicted: bool = False,
+    missing_as_empty: bool = False,
+    settings: EvaluationSettings | None = None,
+    jobs: int | None = None,
+    quiet: bool = True,
 ) -> Evaluation:
-    """Dice per case and label; predictions and references are matched by file name.
+    """Every metric per case and label; predictions and references are matched by file name.
 
-    Labels default to those of a ``dataset.json`` beside the references, else to every
-    non-zero value found. A reference without a prediction is an error unless
-    ``only_predicted`` (then it is skipped, e.g. to score one fold's validation cases against
-    a whole ``labelsTr``); a pair whose grids differ is an error; predictions without a
-    reference are reported as warnings.
+    Labels default to those of a ``dataset.json`` in ``REF_DIR`` or its parent (then any
+    other value in a file is an error), else to every non-zero value found. A reference
+    without a prediction is an error unless ``only_predicted`` (skip it, e.g. to score one
+    fold's validation cases against a whole ``labelsTr``) or ``missing_as_empty`` (score it
+    against an empty prediction). Predictions without a reference are reported as warnings.
+    All problems are collected and raised together as :class:`InputProblems`.
+
+    ``jobs`` worker processes score the cases; by default (``None``) one per core, started
+    only when the cases left after the first would take more than a few seconds.
     """
+    if only_predicted and missing_as_empty:
+        raise MedsegError("choose one of only_predicted and missing_as_empty")
+    settings = settings or EvaluationSettings()
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     refs, preds = _image_files(ref_dir), _image_files(pred_dir)
-    missing = sorted(set(refs) - set(preds))
+    problems: list[str] = []
     if only_predicted:
         refs = {name: path for name, path in refs.items() if name in preds}
         if not refs:
             raise MedsegError(located(pred_dir, "no prediction matches a reference file name"))
-    elif missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise MedsegError(located(pred_dir / missing[0], f"prediction missing{more}"))
+    elif not missing_as_empty:
+        problems += [
+            located(pred_dir / name, f"prediction missing (reference {refs[name]})")
+            for name in sorted(set(refs) - set(preds))
+        ]
     warnings = [
-        f"{pred_dir / name}: no reference, not scored" for name in sorted(set(preds) - set(refs))
+        located(pred_dir / name, "no reference of that name, not scored")
+        for name in sorted(set(preds) - set(refs))
     ]
     names = _label_names_near(ref_dir)
-    pairs = []
-    found: set[int] = set()
-    for name, ref_path in refs.items():
-        reference, prediction = read_image(ref_path), read_image(preds[name])
-        if not same_grid(reference, prediction):
-            raise MedsegError(
-                located(
-                    preds[name],
-                    f"grid {prediction.spatial_shape} differs from the reference's "
-                    f"{reference.spatial_shape} (shape or affine)",
-                )
-            )
-        for path, image in ((ref_path, reference), (preds[name], prediction)):
-            if image.channels != 1:
-                raise MedsegError(located(path, f"{image.channels} channels; a label map has 1"))
-            if not np.issubdtype(image.array.dtype, np.integer) and not np.array_equal(
-                image.array, np.round(image.array)
-            ):
-                raise MedsegError(located(path, "not an integer label map"))
-        ref_arr = reference.array[0].astype(np.int64)
-        pred_arr = prediction.array[0].astype(np.int64)
-        if labels is None and names is None:
-            found |= set(np.unique(ref_arr).tolist()) | set(np.unique(pred_arr).tolist())
-        pairs.append((name, ref_arr, pred_arr))
-    if labels is not None:
-        label_list = sorted(int(v) for v in labels)
-    elif names is not None:
-        label_list = sorted(names)
-    else:
-        label_list = sorted(v for v in found if v != 0)
-    names = names or {}
-    rows: list[dict[str, object]] = []
-    for name, ref_arr, pred_arr in pairs:
-        case = name[: -len(image_suffix(name) or "")]
-        rows += score_case(case, ref_arr, pred_arr, label_list, names)
-    return Evaluation(rows, summarise(rows, label_list, names, cases=len(pairs)), warnings)
-
-
-def score_case(
-    case: str,
-    reference: np.ndarray,
-    prediction: np.ndarray,
-    labels: Sequence[int],
-    names: dict[int, str],
-) -> list[dict[str, object]]:
-    """The metric rows (one per label) of one case; `medseg evaluate` and training share it."""
-    return [
-        {"case": case, "label": label, "label_name": names.get(label, str(label)), "dice": value}
-        for label, value in dice_per_label(reference, prediction, labels).items()
+    settings = replace(settings, tolerances=_resolve_tolerances(settings.tolerances, names))
+    label_list = tuple(sorted({int(v) for v in labels})) if labels is not None else None
+    if label_list is None and names is not None:
+        label_list = tuple(sorted(names))
+    known = frozenset(names) if names is not None and labels is None else None
+    tasks = [
+        _Task(_case_id(name), path, preds.get(name), label_list, known, settings)
+        for name, path in sorted(refs.items())
+        if name in preds or missing_as_empty
     ]
+    outcomes = list(_run(tasks, jobs, quiet))
+    for outcome in outcomes:
+        problems += outcome.problems
+    if problems:
+        raise InputProblems(
+            problems, f"{len(problems)} problem(s) in the inputs; nothing was scored or written"
+        )
+    if label_list is None:  # labels found in the files: a case without one scores it absent
+        label_list = tuple(sorted(set().union(*(o.found for o in outcomes))))
+    rows: list[dict[str, object]] = []
+    lesion_rows: list[dict[str, object]] = []
+    label_names = {k: (names or {}).get(k, str(k)) for k in label_list}
+    for outcome in outcomes:
+        assert outcome.scores is not None
+        scored = {int(r["label"]): r for r in outcome.scores.metrics}  # type: ignore[call-overload]
+        scored_lesions = {int(r["label"]): r for r in outcome.scores.lesions}  # type: ignore[call-overload]
+        for label in label_list:
+            head = {"case": outcome.case, "label": label, "label_name": label_names[label]}
+            if label in scored:
+                rows.append({**scored[label], **head})
+                lesion_rows.append({**scored_lesions[label], **head})
+            else:
+                metrics, lesions = absent_label_scores(outcome.voxels)
+                rows.append({**head, **metrics})
+                lesion_rows.append({**head, **lesions})
+        log_line(f"scored {outcome.case}", quiet)
+    summary = summarise(rows, label_list, label_names, len(outcomes), lesion_rows)
+    summary["settings"] = settings.as_dict()
+    pairs = {t.case: (t.prediction, t.reference) for t in tasks}
+    return Evaluation(rows, summary, warnings, lesion_rows, pairs, label_names)
 
 
-def summarise(
-    rows: Sequence[dict[str, object]],
-    labels: Sequence[int],
-    names: dict[int, str],
-    cases: int | None = None,
-) -> dict[str, object]:
-    """Per-label mean Dice over cases where it is defined, with counts of undefined cases."""
-    per_label = {}
-    means = []
-    for label in labels:
-        values = [float(r["dice"]) for r in rows if r["label"] == label]  # type: ignore[arg-type]
-        defined = [v for v in values if not math.isnan(v)]
-        mean = float(np.mean(defined)) if defined else None
-        if mean is not None:
-            means.append(mean)
-        per_label[names.get(label, str(label))] = {
-            "label": label,
-            "mean_dice": mean,
-            "cases": len(values),
-            "undefined": len(values) - len(defined),
-        }
-    if cases is None:
-        cases = len({r["case"] for r in rows})
-    mean_dice = float(np.mean(means)) if means else None
-    return {"cases": cases, "mean_dice": mean_dice, "labels": per_label}
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _csv(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row[c]) for c in columns])
+    return buffer.getvalue()
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
-    """Write ``metrics.csv`` (one row per case and label) and ``summary.json``."""
+    """Write ``metrics.csv`` (one row per case and label, one column per metric; undefined
+    values are empty cells), ``lesions.csv`` and ``summary.json``."""
     out_dir = Path(out_dir)
-    buffer = text_io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["case", "label", "label_name", "dice"])
-    writer.writeheader()
-    for row in evaluation.rows:
-        dice = float(row["dice"])  # type: ignore[arg-type]
-        writer.writerow({**row, "dice": "" if math.isnan(dice) else f"{dice:.6f}"})
-    metrics_path, summary_path = out_dir / "metrics.csv", out_dir / "summary.json"
-    write_text_atomic(metrics_path, buffer.getvalue())
+    head = ["case", "label", "label_name"]
+    metrics_path = out_dir / "metrics.csv"
+    lesions_path = out_dir / "lesions.csv"
+    summary_path = out_dir / "summary.json"
+    write_text_atomic(metrics_path, _csv(evaluation.rows, head + list(METRICS)))
+    written = [metrics_path]
+    if evaluation.lesion_rows:
+        write_text_atomic(lesions_path, _csv(evaluation.lesion_rows, head + list(LESION_METRICS)))
+        written.append(lesions_path)
     write_text_atomic(summary_path, json.dumps(evaluation.summary, indent=2) + "\n")
-    return [metrics_path, summary_path]
+    return written + [summary_path]

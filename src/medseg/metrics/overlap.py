@@ -1,10 +1,87 @@
-"""Overlap metrics on integer label maps (numpy only)."""
+"""Overlap metrics on masks and label maps (numpy only).
+
+Every ratio here is a function of the four voxel counts of a confusion matrix; a ratio
+whose denominator is zero is undefined and returned as NaN (see docs/metrics.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Voxel counts of one label: true/false positives and negatives.
+
+    Examples
+    --------
+    >>> c = Confusion(tp=3, fp=1, fn=2, tn=94)
+    >>> round(c.dice, 4), round(c.iou, 4), c.precision, c.recall
+    (0.6667, 0.5, 0.75, 0.6)
+    >>> Confusion(0, 0, 0, 10).dice
+    nan
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @classmethod
+    def of_masks(
+        cls, reference: np.ndarray, prediction: np.ndarray, total: int | None = None
+    ) -> Confusion:
+        """Counts of two boolean masks; ``total`` voxels of the whole image (default: the
+        masks' size) so that masks cropped around the foreground still give the right TN."""
+        reference = reference.astype(bool, copy=False)
+        prediction = prediction.astype(bool, copy=False)
+        tp = int(np.count_nonzero(reference & prediction))
+        ref_sum = int(np.count_nonzero(reference))
+        pred_sum = int(np.count_nonzero(prediction))
+        total = reference.size if total is None else total
+        return cls(tp, pred_sum - tp, ref_sum - tp, total - ref_sum - pred_sum + tp)
+
+    @property
+    def dice(self) -> float:
+        """2TP / (2TP + FP + FN); NaN when both masks are empty."""
+        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+    @property
+    def iou(self) -> float:
+        """Jaccard index TP / (TP + FP + FN); NaN when both masks are empty."""
+        return _ratio(self.tp, self.tp + self.fp + self.fn)
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP); NaN when the prediction is empty."""
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def recall(self) -> float:
+        """Sensitivity TP / (TP + FN); NaN when the reference is empty."""
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def specificity(self) -> float:
+        """TN / (TN + FP); NaN only when every voxel is reference foreground."""
+        return _ratio(self.tn, self.tn + self.fp)
+
+    @property
+    def accuracy(self) -> float:
+        """(TP + TN) / all voxels."""
+        return _ratio(self.tp + self.tn, self.tp + self.fp + self.fn + self.tn)
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall, 2TP / (2TP + FP + FN): equal to Dice."""
+        return self.dice
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
@@ -20,13 +97,7 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     >>> dice(np.zeros(3, bool), np.zeros(3, bool))
     nan
     """
-    reference, prediction = reference.astype(bool, copy=False), prediction.astype(bool, copy=False)
-    ref_sum = int(np.count_nonzero(reference))
-    pred_sum = int(np.count_nonzero(prediction))
-    if ref_sum + pred_sum == 0:
-        return float("nan")
-    intersection = int(np.count_nonzero(reference & prediction))
-    return 2.0 * intersection / (ref_sum + pred_sum)
+    return Confusion.of_masks(reference, prediction).dice
 
 
 def dice_per_label(

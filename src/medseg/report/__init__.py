@@ -1,5 +1,6 @@
-"""Reports: overlay pictures (tables, plots and the HTML report come later)."""
+"""Pictures and reports: overlays, plots and the HTML evaluation report."""
 
-from medseg.report.overlay import save_overlay
+from medseg.report.html import find_images_dir, write_report
+from medseg.report.overlay import overlay_figure, save_overlay
 
-__all__ = ["save_overlay"]
+__all__ = ["find_images_dir", "overlay_figure", "save_overlay", "write_report"]

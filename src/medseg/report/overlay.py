@@ -36,21 +36,24 @@ def _display_window(image: np.ndarray, labels: np.ndarray) -> tuple[float, float
     return float(low), float(max(high, low + 1e-6))
 
 
-def save_overlay(
+def overlay_figure(
     image: np.ndarray,
     reference: np.ndarray | None,
     prediction: np.ndarray,
-    path: str | Path,
     title: str = "",
-) -> Path:
-    """Write a PNG of one slice of ``image`` with label contours.
+    slice_index: int | None = None,
+    size_inches: float = 4.0,
+) -> Figure:
+    """A figure of one slice of ``image`` with reference (green) and predicted (red) contours.
 
-    ``image`` is ``(X, Y[, Z])``; for 3D the slice along the last axis with the most reference
-    (else predicted) foreground is shown. Reference contours are green, predictions red.
+    ``image`` is ``(X, Y[, Z])``; for 3D the slice ``slice_index`` along the last axis is
+    shown, by default the one with the most reference (else predicted) foreground.
     """
     origin = "upper"  # 2D files: rows run down the picture
     if image.ndim == 3:
-        z = most_informative_slice(reference if reference is not None else prediction)
+        z = slice_index
+        if z is None:
+            z = most_informative_slice(reference if reference is not None else prediction)
         # Axial view as neuro viewers show it: first axis across, second axis upwards.
         image, prediction = image[..., z].T, prediction[..., z].T
         reference = reference[..., z].T if reference is not None else None
@@ -58,7 +61,7 @@ def save_overlay(
         title = f"{title}  (slice {z})".strip()
     low, high = _display_window(image, reference if reference is not None else prediction)
     # A bare Figure (no pyplot): no GUI backend, no global state.
-    fig = Figure(figsize=(4, 4), dpi=100)
+    fig = Figure(figsize=(size_inches, size_inches), dpi=100)
     ax = fig.subplots()
     ax.imshow(image, cmap="gray", vmin=low, vmax=high, origin=origin)
     for labels, colour in ((reference, REFERENCE_COLOUR), (prediction, PREDICTION_COLOUR)):
@@ -72,6 +75,18 @@ def save_overlay(
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
     fig.tight_layout()
+    return fig
+
+
+def save_overlay(
+    image: np.ndarray,
+    reference: np.ndarray | None,
+    prediction: np.ndarray,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Write a PNG of :func:`overlay_figure` (the slice with the most foreground)."""
+    fig = overlay_figure(image, reference, prediction, title)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

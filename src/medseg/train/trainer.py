@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from medseg.io import Image, write_image, write_text_atomic
-from medseg.metrics import Evaluation, dice_per_label, score_case, summarise, write_evaluation
+from medseg.metrics import (
+    Evaluation,
+    default_jobs,
+    dice_per_label,
+    score_case,
+    summarise,
+    write_evaluation,
+)
 from medseg.nn import DiceCELoss, predict_volume
 from medseg.progress import log_line, make_progress
 from medseg.train.checkpoint import load_weights, save_weights
@@ -217,6 +224,7 @@ class Trainer:
         self.network.eval()
         names = dict(zip(c.label_values[1:], c.label_names[1:]))
         rows: list[dict[str, object]] = []
+        lesion_rows: list[dict[str, object]] = []
         for case in self.val_cases:
             image = torch.from_numpy(case.image).to(self.device)
             probs = predict_volume(
@@ -227,10 +235,20 @@ class Trainer:
             write_image(
                 Image(prediction[None], case.affine), out_dir / f"{case.case_id}{c.file_ending}"
             )
-            rows += score_case(case.case_id, reference, prediction, c.label_values[1:], names)
-        evaluation = Evaluation(
-            rows, summarise(rows, c.label_values[1:], names, len(self.val_cases))
-        )
+            spacing = Image(prediction[None], case.affine).spacing
+            scores = score_case(
+                case.case_id,
+                reference,
+                prediction,
+                c.label_values[1:],
+                names,
+                spacing,
+                threads=default_jobs(),
+            )
+            rows += scores.metrics
+            lesion_rows += scores.lesions
+        summary = summarise(rows, c.label_values[1:], names, len(self.val_cases), lesion_rows)
+        evaluation = Evaluation(rows, summary, lesion_rows=lesion_rows, labels=names)
         write_evaluation(evaluation, out_dir)
         return evaluation
 
