@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -112,3 +113,41 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
         return code, captured.out, captured.err
 
     return run
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
+
+
+@pytest.fixture
+def render_in_chromium() -> Callable[[Path], dict]:
+    """Open an HTML file in the system's headless Chromium (driven by Playwright); return
+    ``{"errors": [...], "images": [[complete, naturalWidth, alt], ...], "title": str}``."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+
+    def render(path: Path) -> dict:
+        errors: list[str] = []
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page()
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+                page.goto(path.resolve().as_uri(), wait_until="load")
+                images = page.evaluate(
+                    "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
+                )
+                title = page.title()
+            finally:
+                browser.close()
+        return {"errors": errors, "images": images, "title": title}
+
+    return render

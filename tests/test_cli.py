@@ -284,11 +284,13 @@ def test_evaluate_prints_a_summary_and_writes_files(run_cli, tmp_path: Path) -> 
     out = tmp_path / "scores"
     code, stdout, err = run_cli(["evaluate", preds, refs, "--out", out])
     assert code == 0, err
-    assert err == ""
-    assert "Dice over 2 case(s)" in stdout
+    assert err.splitlines() == ["scored a", "scored b"]  # plain progress lines off a terminal
+    assert "Scores over 2 case(s)" in stdout
     assert "1.0000" in stdout
     assert json.loads((out / "summary.json").read_text())["mean_dice"] == 1.0
     assert (out / "metrics.csv").read_text().count("\n") == 3
+    written = ["lesions.csv", "metrics.csv", "report.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
 
 
 def test_evaluate_with_missing_prediction(run_cli, tmp_path: Path) -> None:
@@ -309,6 +311,58 @@ def test_evaluate_with_mismatched_grid(run_cli, tmp_path: Path) -> None:
 def test_evaluate_with_extra_prediction_warns(run_cli, tmp_path: Path) -> None:
     preds, refs = _label_folders(tmp_path)
     shutil.copy(preds / "a.nii.gz", preds / "extra.nii.gz")
-    code, _, err = run_cli(["evaluate", preds, refs])
+    code, _, err = run_cli(["--quiet", "evaluate", preds, refs])
     assert code == 0
-    assert err.strip() == f"medseg: warning: {preds / 'extra.nii.gz'}: no reference, not scored"
+    assert err.strip() == (
+        f"medseg: warning: {preds / 'extra.nii.gz'}: no reference of that name, not scored"
+    )
+
+
+def test_evaluate_lists_every_problem_then_fails(run_cli, tmp_path: Path) -> None:
+    preds, refs = _label_folders(tmp_path)
+    (preds / "a.nii.gz").unlink()
+    write_image(Image(np.full((1, 6, 6, 4), 0.5, np.float32), np.eye(4)), preds / "b.nii.gz")
+    out = tmp_path / "scores"
+    code, _, err = run_cli(["evaluate", preds, refs, "--out", out])
+    assert code == 2
+    assert err.splitlines() == [
+        f"medseg: error: {preds / 'a.nii.gz'}: prediction missing (reference {refs / 'a.nii.gz'})",
+        f"medseg: error: {preds / 'b.nii.gz'}: not an integer label map",
+        "medseg: error: 2 problem(s) in the inputs; nothing was scored or written",
+    ]
+    assert not out.exists()
+
+
+def test_evaluate_options(run_cli, tmp_path: Path) -> None:
+    preds, refs = _label_folders(tmp_path)
+    (preds / "b.nii.gz").unlink()
+    out = tmp_path / "scores"
+    code, _, err = run_cli(
+        ["--quiet", "evaluate", preds, refs, "--out", out, "--missing-as-empty",
+         "--tolerance-mm", "2", "--per-label-tolerance", "1=0.5", "--lesion-iou", "0.3",
+         "--jobs", "1"]
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["nsd_tolerance_mm"] == 2.0
+    assert summary["settings"]["nsd_tolerance_mm_per_label"] == {"1": 0.5}
+    assert summary["settings"]["lesion_iou_threshold"] == 0.3
+    assert summary["labels"]["1"]["empty_prediction"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--per-label-tolerance", "liver"], "expected LABEL=MM"),
+        (["--per-label-tolerance", "liver=-1"], "expected a number >= 0"),
+        (["--lesion-iou", "1.5"], "expected a number in [0, 1)"),
+        (["--jobs", "0"], "expected a positive integer"),
+        (["--only-predicted", "--missing-as-empty"], "not allowed with argument"),
+        (["--per-label-tolerance", "lung=2"], "unknown label 'lung'"),
+    ],
+)
+def test_evaluate_bad_options(run_cli, tmp_path: Path, option: list[str], message: str) -> None:
+    preds, refs = _label_folders(tmp_path)
+    code, _, err = run_cli(["evaluate", preds, refs, *option])
+    assert code == 2
+    assert message in err

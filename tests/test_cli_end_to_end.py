@@ -8,7 +8,7 @@ import pytest
 
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.demo import run_demo
-from medseg.io import read_image
+from medseg.io import read_image, write_image
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
     assert summary["cases"] == 2
     assert set(summary["labels"]) == {"liver", "spleen", "kidney"}
     rows = (scores / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "case,label,label_name,dice" and len(rows) == 1 + 2 * 3
+    assert rows[0].startswith("case,label,label_name,dice,iou,") and len(rows) == 1 + 2 * 3
 
 
 def test_demo_writes_everything_it_promises(tmp_path: Path):
@@ -55,6 +55,7 @@ def test_demo_writes_everything_it_promises(tmp_path: Path):
     assert len(list(result.predictions_dir.iterdir())) == 2
     assert (result.evaluation_dir / "metrics.csv").is_file()
     assert (result.evaluation_dir / "summary.json").is_file()
+    assert (result.evaluation_dir / "report.html").stat().st_size > 10_000
     assert [p.name for p in result.overlays] == ["phantom_005.png", "phantom_006.png"]
     assert all(p.stat().st_size > 1000 for p in result.overlays)
     assert result.evaluation.summary["cases"] == 2
@@ -74,7 +75,7 @@ def test_demo_command_prints_table_and_paths(run_cli, tmp_path: Path, monkeypatc
         ["--quiet", "demo", "--out", tmp_path / "d", "--dim", "2d", "--epochs", "1"]
     )
     assert code == 0, err
-    for word in ("Dice over 1 case(s)", "predictions", "overlays", "run folder"):
+    for word in ("Scores over 1 case(s)", "predictions", "overlays", "run folder"):
         assert word in out
 
 
@@ -108,3 +109,35 @@ def test_sigint_during_training_leaves_a_usable_run(tmp_path: Path):
     assert not list((run / "fold_0").glob(".*")), "a temporary file was left behind"
     model = load_trained_model(run, device="cpu")
     assert len(model.networks) == 1
+
+
+def test_evaluate_real_hippocampus_writes_four_files_and_a_report_chromium_shows(
+    run_cli, tmp_path: Path, hippocampus_dir: Path, render_in_chromium
+) -> None:
+    # Predictions: four real label maps, each shifted by one voxel with one slice erased,
+    # on the reference's exact grid; scored against the whole labelsTr.
+    preds = tmp_path / "preds"
+    references = sorted((hippocampus_dir / "labelsTr").glob("*.nii.gz"))[:4]
+    for path in references:
+        reference = read_image(path)
+        labels = np.roll(reference.array[0], 1, axis=0)
+        labels[:, :, labels.shape[2] // 2] = 0
+        write_image(reference.with_array(labels[None]), preds / path.name)
+    out = tmp_path / "scores"
+    code, stdout, err = run_cli(
+        ["--quiet", "evaluate", preds, hippocampus_dir / "labelsTr", "--only-predicted",
+         "--out", out]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Anterior" in stdout and "Posterior" in stdout
+    written = ["lesions.csv", "metrics.csv", "report.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cases"] == 4
+    hd95 = summary["labels"]["Anterior"]["metrics"]["hd95"]
+    assert hd95["n"] == 4 and hd95["mean"] >= 1.0  # shifted by at least one 1 mm voxel
+    rendered = render_in_chromium(out / "report.html")
+    assert rendered["errors"] == []
+    # 9 metric plots and the worst 4 cases of each of the 2 labels, drawn on the MRI
+    assert len(rendered["images"]) == 9 + 2 * 4
+    assert all(complete and width > 100 for complete, width, _ in rendered["images"])

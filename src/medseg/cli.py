@@ -283,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
         _out.print(f"dataset      {result.dataset_dir}")
         _out.print(f"run folder   {result.run_dir}  (best epoch {result.training.best_epoch})")
         _out.print(f"predictions  {result.predictions_dir}")
+        _out.print(f"report       {result.evaluation_dir / 'report.html'}")
         _out.print(f"scores       {result.evaluation_dir / 'metrics.csv'}, summary.json")
         _out.print(f"overlays     {result.overlays[0].parent}")
         return EXIT_OK

@@ -13,7 +13,7 @@ from medseg.infer import predict_paths
 from medseg.io import read_image
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.progress import log_line
-from medseg.report import save_overlay
+from medseg.report import save_overlay, write_report
 from medseg.train import TrainResult, train_run
 
 DEMO_EPOCHS = {3: 3, 2: 2}
@@ -74,8 +74,11 @@ def run_demo(
     predictions = out_dir / "predictions"
     predict_paths(run_dir, [dataset / "imagesTs"], predictions, device=device, quiet=quiet)
     evaluation_dir = out_dir / "evaluation"
-    evaluation = evaluate_folders(predictions, dataset / "labelsTs")
+    evaluation = evaluate_folders(predictions, dataset / "labelsTs", quiet=quiet)
     write_evaluation(evaluation, evaluation_dir)
+    write_report(
+        evaluation, evaluation_dir, dataset / "imagesTs", title="medseg demo: held-out cases"
+    )
     overlays = []
     for reference_path in sorted((dataset / "labelsTs").iterdir()):
         case = reference_path.name.split(".")[0]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medseg.metrics import dice, dice_per_label
+from medseg.metrics import Confusion, dice, dice_per_label
 
 
 def _cube(corner: tuple[int, int, int], size: int = 4, grid: int = 10) -> np.ndarray:
@@ -108,3 +108,32 @@ def test_dice_per_label_only_scores_the_labels_asked_for() -> None:
 def test_dice_per_label_refuses_different_shapes() -> None:
     with pytest.raises(ValueError, match="shapes differ"):
         dice_per_label(np.zeros((3, 3), int), np.zeros((3, 4), int), [1])
+
+
+def test_confusion_counts_and_ratios_by_hand() -> None:
+    # reference 4 voxels, prediction 3, sharing 2, in an image of 10
+    reference = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    prediction = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], bool)
+    c = Confusion.of_masks(reference, prediction)
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 1, 2, 5)
+    assert c.dice == pytest.approx(4 / 7) and c.f1 == c.dice
+    assert c.iou == pytest.approx(2 / 5)
+    assert c.precision == pytest.approx(2 / 3) and c.recall == pytest.approx(1 / 2)
+    assert c.specificity == pytest.approx(5 / 6) and c.accuracy == pytest.approx(7 / 10)
+
+
+def test_confusion_of_a_crop_counts_the_whole_image() -> None:
+    c = Confusion.of_masks(np.ones(3, bool), np.ones(3, bool), total=100)
+    assert (c.tp, c.tn) == (3, 97)
+
+
+def test_confusion_empty_combinations() -> None:
+    both = Confusion(0, 0, 0, 10)
+    assert all(math.isnan(v) for v in (both.dice, both.iou, both.precision, both.recall))
+    assert both.specificity == 1.0 and both.accuracy == 1.0
+    only_predicted = Confusion(0, 3, 0, 7)
+    assert only_predicted.dice == 0.0 and only_predicted.precision == 0.0
+    assert math.isnan(only_predicted.recall)
+    only_reference = Confusion(0, 0, 3, 7)
+    assert only_reference.dice == 0.0 and only_reference.recall == 0.0
+    assert math.isnan(only_reference.precision)

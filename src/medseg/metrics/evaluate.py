@@ -268,7 +268,8 @@ def evaluate_folders(
     without a prediction is an error unless ``only_predicted`` (skip it, e.g. to score one
     fold's validation cases against a whole ``labelsTr``) or ``missing_as_empty`` (score it
     against an empty prediction). Predictions without a reference are reported as warnings.
-    All problems are collected and raised together as :class:`InputProblems`.
+    All problems are collected and raised together as :class:`InputProblems` (a single
+    one as a plain :class:`MedsegError`).
 
     ``jobs`` worker processes score the cases; by default (``None``) one per core, started
     only when the cases left after the first would take more than a few seconds.
@@ -306,6 +307,8 @@ def evaluate_folders(
     outcomes = list(_run(tasks, jobs, quiet))
     for outcome in outcomes:
         problems += outcome.problems
+    if len(problems) == 1:
+        raise MedsegError(problems[0])
     if problems:
         raise InputProblems(
             problems, f"{len(problems)} problem(s) in the inputs; nothing was scored or written"
