@@ -348,3 +348,15 @@ def test_only_predicted_still_needs_one_match(folders: tuple[Path, Path], tmp_pa
     _write(tmp_path / "other", "zzz.nii.gz", PRED_B)
     with pytest.raises(MedsegError, match="no prediction matches"):
         evaluate_folders(tmp_path / "other", refs, only_predicted=True)
+
+
+def test_missing_as_empty_keeps_the_reference_labels_found(folders: tuple[Path, Path]) -> None:
+    # without --labels or dataset.json the labels come from the files: a missing prediction
+    # scored as empty must still contribute its reference's labels
+    preds, refs = folders
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (preds / name).unlink()
+    _write(preds, "unrelated.nii.gz", np.zeros(SHAPE, np.uint8))  # every prediction missing
+    evaluation = evaluate_folders(preds, refs, missing_as_empty=True)
+    assert sorted({r["label"] for r in evaluation.rows}) == [1, 2]
+    assert _score(evaluation, "a", 2) == 0.0 and _score(evaluation, "b", 1) == 0.0

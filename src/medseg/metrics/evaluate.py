@@ -179,10 +179,11 @@ def _score_task(task: _Task, threads: int = 1) -> _Outcome:
         )
     if reference is None or prediction is None or problems:
         return _Outcome(task.case, None, problems, frozenset(), 0)
-    found = (_label_values(reference) | _label_values(prediction)) - {0}
+    values = [(task.reference, _label_values(reference)), (pred_path, _label_values(prediction))]
+    found = (values[0][1] | values[1][1]) - {0}
     if task.known is not None:
-        for path, array in ((task.reference, reference), (pred_path, prediction)):
-            unknown = sorted(_label_values(array) - task.known - {0})
+        for path, present in values:
+            unknown = sorted(present - task.known - {0})
             if unknown:
                 problems.append(located(path, f"label values {unknown} not in dataset.json"))
         if problems:
