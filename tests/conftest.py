@@ -71,7 +71,7 @@ def phantom2d(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def untrained_run_dir(tmp_path: Path) -> Path:
-    """A run folder with a valid config.json and freshly initialised (untrained) weights.
+    """A run folder with a valid plan.json and freshly initialised (untrained) weights.
 
     Nothing is trained: the network is built and its initial weights saved, which is all
     `load_trained_model` needs to get past its own checks.

@@ -182,7 +182,7 @@ def test_predict_with_empty_run_folder(run_cli, phantom3d: Path, tmp_path: Path)
     out = tmp_path / "preds"
     result = run_cli(["predict", run_dir, phantom3d / "imagesTs", "--out", out, "--device", "cpu"])
     line = assert_user_error(result, run_dir)
-    assert "config.json" in line
+    assert "plan.json" in line
     assert not out.exists()
 
 
@@ -211,11 +211,11 @@ def test_predict_with_invalid_config_prints_one_line(
 ) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text("{}")
+    (run_dir / "plan.json").write_text("{}")
     result = run_cli(
         ["predict", run_dir, phantom3d / "imagesTs", "--out", tmp_path / "p", "--device", "cpu"]
     )
-    assert_user_error(result, run_dir / "config.json")
+    assert_user_error(result, run_dir / "plan.json")
 
 
 def test_predict_with_unreadable_weights(

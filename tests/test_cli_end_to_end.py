@@ -24,7 +24,7 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
     )
     assert code == 0, err
     assert "best validation Dice" in out
-    assert (run / "config.json").is_file() and (run / "fold_0" / "log.csv").is_file()
+    assert (run / "plan.json").is_file() and (run / "fold_0" / "log.csv").is_file()
 
     preds = tmp_path / "preds"
     code, out, err = run_cli(["--quiet", "predict", run, data / "imagesTs", "--out", preds])

@@ -67,7 +67,7 @@ def test_run_folder_not_found(tmp_path: Path) -> None:
 
 
 def test_empty_run_folder(tmp_path: Path) -> None:
-    with pytest.raises(RunFolderError, match="config.json") as info:
+    with pytest.raises(RunFolderError, match="plan.json") as info:
         load_trained_model(tmp_path, "cpu")
     assert str(tmp_path) in str(info.value)
 
@@ -102,7 +102,7 @@ def test_unreadable_weights(untrained_run_dir: Path) -> None:
 
 
 def test_weights_that_do_not_fit_the_network(untrained_run_dir: Path) -> None:
-    config_path = untrained_run_dir / "config.json"
+    config_path = untrained_run_dir / "plan.json"
     config = json.loads(config_path.read_text())
     config["features"] = [8 * f for f in config["features"]]
     config_path.write_text(json.dumps(config))
@@ -112,21 +112,21 @@ def test_weights_that_do_not_fit_the_network(untrained_run_dir: Path) -> None:
 
 
 def test_config_that_is_not_json(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{ not json")
+    (tmp_path / "plan.json").write_text("{ not json")
     with pytest.raises(RunFolderError, match="not valid JSON") as info:
         load_trained_model(tmp_path, "cpu")
-    assert str(tmp_path / "config.json") in str(info.value)
+    assert str(tmp_path / "plan.json") in str(info.value)
 
 
 def test_invalid_config_names_the_file(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "plan.json").write_text("{}")
     with pytest.raises(RunFolderError, match="invalid run configuration") as info:
         load_trained_model(tmp_path, "cpu")
-    assert str(tmp_path / "config.json") in str(info.value)
+    assert str(tmp_path / "plan.json") in str(info.value)
 
 
 def test_invalid_config_message_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "plan.json").write_text("{}")
     with pytest.raises(RunFolderError) as info:
         load_trained_model(tmp_path, "cpu")
     assert "\n" not in str(info.value)

@@ -8,7 +8,7 @@ from medseg.datasets.phantom import write_phantom_dataset
 from medseg.train import (
     BEST_WEIGHTS,
     LATEST_WEIGHTS,
-    RunConfig,
+    Plan,
     load_weights,
     network_for,
     train_run,
@@ -45,7 +45,7 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
     log = (fold / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,iterations,seconds,learning_rate,train_loss,val_dice_mean")
     assert len(log) == 1 + 6
-    config = RunConfig.load(tmp_path / "run")
+    config = Plan.load(tmp_path / "run")
     assert config.epochs == 6 and config.label_names[1:] == ["liver", "spleen", "kidney"]
 
 
@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
         train_run(
             tiny_phantom, tmp_path / name, epochs=1, iterations_per_epoch=3, quiet=True, seed=3
         )
-    config = RunConfig.load(tmp_path / "a")
+    config = Plan.load(tmp_path / "a")
     nets = []
     for name in ("a", "b"):
         net = network_for(config)
@@ -90,7 +90,7 @@ def test_fcn_trains_too(tiny_phantom, tmp_path):
         tiny_phantom, tmp_path / "run", model="fcn", epochs=1, iterations_per_epoch=2, quiet=True
     )
     assert result.epochs == 1
-    assert RunConfig.load(tmp_path / "run").model == "fcn"
+    assert Plan.load(tmp_path / "run").model == "fcn"
 
 
 def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tmp_path):
@@ -100,7 +100,7 @@ def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tm
     train_run(tiny_phantom, run, model="fcn", epochs=1, iterations_per_epoch=1, quiet=True)
     # No --model given: the run folder's FCN is kept for fold 1.
     train_run(tiny_phantom, run, fold=1, epochs=1, iterations_per_epoch=1, quiet=True)
-    assert RunConfig.load(run).model == "fcn"
+    assert Plan.load(run).model == "fcn"
     assert (run / "fold_1" / BEST_WEIGHTS).is_file()
     with pytest.raises(ConfigError, match="holds a fcn run"):
         train_run(tiny_phantom, run, model="unet", fold=2, epochs=1, quiet=True)

@@ -19,7 +19,7 @@ from medseg.progress import log_line, make_progress
 from medseg.train import (
     BEST_WEIGHTS,
     LATEST_WEIGHTS,
-    RunConfig,
+    Plan,
     load_weights,
     network_for,
     resolve_device,
@@ -31,7 +31,7 @@ class TrainedModel:
     """A run's configuration and one network per trained fold, ready on a device."""
 
     run_dir: Path
-    config: RunConfig
+    config: Plan
     networks: list[nn.Module]
     device: torch.device
 
@@ -44,7 +44,7 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedMode
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(located(run_dir, "run folder not found"))
-    config = RunConfig.load(run_dir)
+    config = Plan.load(run_dir)
     torch_device = resolve_device(device)
     networks = []
     for fold_dir in sorted(run_dir.glob("fold_*")):
@@ -118,7 +118,7 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
     return group_image_files(files)
 
 
-def _check_fits_model(image: Image, config: RunConfig, path: Path) -> None:
+def _check_fits_model(image: Image, config: Plan, path: Path) -> None:
     """The image must have the channels and dimensionality the model was trained on."""
     if image.channels != config.in_channels:
         expected = f"{config.in_channels} ({', '.join(config.channel_names)})"

@@ -1,15 +1,15 @@
 """Training: configuration, patch sampling, the loop, checkpoints."""
 
 from medseg.train.checkpoint import load_weights, save_weights
-from medseg.train.config import RunConfig, auto_config, network_for
 from medseg.train.device import resolve_device
+from medseg.train.plan import Plan, auto_config, network_for
 from medseg.train.run import train_run
 from medseg.train.trainer import BEST_WEIGHTS, LATEST_WEIGHTS, Trainer, TrainResult
 
 __all__ = [
     "BEST_WEIGHTS",
     "LATEST_WEIGHTS",
-    "RunConfig",
+    "Plan",
     "TrainResult",
     "Trainer",
     "auto_config",

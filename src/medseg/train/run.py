@@ -18,8 +18,8 @@ from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
 from medseg.preprocess import zscore
 from medseg.progress import make_progress
-from medseg.train.config import CONFIG_FILE, RunConfig, auto_config
 from medseg.train.device import resolve_device
+from medseg.train.plan import PLAN_FILE, Plan, auto_config
 from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import Trainer, TrainResult
 
@@ -45,7 +45,7 @@ def load_cases(
 
 
 def _check_same_run(
-    config: RunConfig,
+    config: Plan,
     run_dir: Path,
     spec: DatasetSpec,
     dim: int | None,
@@ -83,7 +83,7 @@ def train_run(
 ) -> TrainResult:
     """Train fold ``fold`` of a dataset into ``run_dir``.
 
-    The first fold trained in a run folder fixes its configuration (``config.json``); later
+    The first fold trained in a run folder fixes its configuration (``plan.json``); later
     folds reuse it, so every fold of a run has the same network and patch size. The budget is
     ``epochs`` or ``minutes`` (default: 100 epochs).
 
@@ -101,8 +101,8 @@ def train_run(
     spec = dataset.spec
     cases, shapes, spacings = load_cases(dataset, quiet)
     budget = {"epochs": epochs, "minutes": minutes, "seed": seed}
-    if (run_dir / CONFIG_FILE).exists():
-        config = RunConfig.load(run_dir)
+    if (run_dir / PLAN_FILE).exists():
+        config = Plan.load(run_dir)
         _check_same_run(config, run_dir, spec, dim, model, overrides)
         config = config.model_copy(update={**budget, **overrides})
     else:
@@ -122,7 +122,7 @@ def train_run(
             **budget,
             **overrides,
         )
-    config = RunConfig.model_validate(config.model_dump())
+    config = Plan.model_validate(config.model_dump())
     if not 0 <= fold < config.n_folds:
         raise ConfigError(f"--fold {fold}: expected 0 to {config.n_folds - 1}")
     if len(cases) < config.n_folds:

@@ -1,7 +1,7 @@
 """The training loop, built from named hooks that a subclass may replace.
 
 ``build_network``, ``build_loss``, ``build_optimizer``, ``learning_rate``, ``train_step`` and
-``validation_step`` are the hooks; their settings all come from the `RunConfig`, so changing
+``validation_step`` are the hooks; their settings all come from the `Plan`, so changing
 the number of epochs or the learning rate never needs code.
 """
 
@@ -31,7 +31,7 @@ from medseg.metrics import (
 from medseg.nn import DiceCELoss, predict_volume
 from medseg.progress import log_line, make_progress
 from medseg.train.checkpoint import load_weights, save_weights
-from medseg.train.config import RunConfig, network_for
+from medseg.train.plan import Plan, network_for
 from medseg.train.sampler import PatchSampler, TrainingCase
 
 BEST_WEIGHTS = "model_best.safetensors"
@@ -84,7 +84,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: RunConfig,
+        config: Plan,
         train_cases: list[TrainingCase],
         val_cases: list[TrainingCase],
         fold_dir: Path,

@@ -1,8 +1,8 @@
 import pytest
 
 from medseg.errors import ConfigError
-from medseg.train import RunConfig, auto_config
-from medseg.train.config import choose_patch_size
+from medseg.train import Plan, auto_config
+from medseg.train.plan import choose_patch_size
 
 COMMON = dict(
     in_channels=1,
@@ -58,7 +58,7 @@ def test_overridden_patch_size_recomputes_the_layout():
 def test_config_round_trips_through_json(tmp_path):
     config = auto_config(shapes=[(32, 32, 16)], spacings=[(1, 1, 2)], epochs=3, **COMMON)
     config.save(tmp_path)
-    assert RunConfig.load(tmp_path) == config
+    assert Plan.load(tmp_path) == config
 
 
 def test_class_indices_map_to_label_values_in_the_smallest_dtype():

@@ -19,14 +19,14 @@ from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import write_text_atomic
 from medseg.nn import build_network, stage_layout
 
-CONFIG_VERSION = 1
-CONFIG_FILE = "config.json"
+PLAN_VERSION = 1
+PLAN_FILE = "plan.json"
 
 
-class RunConfig(BaseModel):
+class Plan(BaseModel):
     """Settings of one training run (all folds share them)."""
 
-    version: int = CONFIG_VERSION
+    version: int = PLAN_VERSION
     # What the data looks like.
     in_channels: int = Field(ge=1)
     label_values: list[int]
@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _consistent(self) -> RunConfig:
+    def _consistent(self) -> Plan:
         if len(self.patch_size) != self.dim:
             raise ValueError(f"patch_size {self.patch_size} is not {self.dim}D")
         if len(self.label_values) != len(self.label_names):
@@ -78,15 +78,15 @@ class RunConfig(BaseModel):
         return len(self.label_values)
 
     def save(self, run_dir: Path) -> None:
-        """Write ``config.json`` into ``run_dir`` atomically."""
-        write_text_atomic(run_dir / CONFIG_FILE, self.model_dump_json(indent=2) + "\n")
+        """Write ``plan.json`` into ``run_dir`` atomically."""
+        write_text_atomic(run_dir / PLAN_FILE, self.model_dump_json(indent=2) + "\n")
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> RunConfig:
-        """Read ``config.json`` from a run folder."""
-        path = Path(run_dir) / CONFIG_FILE
+    def load(cls, run_dir: str | Path) -> Plan:
+        """Read ``plan.json`` from a run folder."""
+        path = Path(run_dir) / PLAN_FILE
         if not path.is_file():
-            raise RunFolderError(located(run_dir, f"not a medseg run folder (no {CONFIG_FILE})"))
+            raise RunFolderError(located(run_dir, f"not a medseg run folder (no {PLAN_FILE})"))
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
@@ -99,7 +99,7 @@ class RunConfig(BaseModel):
             ) from None
 
 
-def network_for(config: RunConfig) -> nn.Module:
+def network_for(config: Plan) -> nn.Module:
     """The (untrained) network a run configuration describes."""
     return build_network(
         config.model,
@@ -157,11 +157,11 @@ def auto_config(
     model: str = "unet",
     device_type: str = "cpu",
     **overrides: object,
-) -> RunConfig:
+) -> Plan:
     """Derive a run configuration from the training images' shapes and spacings.
 
     ``dim`` is the network's dimensionality (default: the data's). A 2D network on 3D data
-    slices along the coarsest axis. ``overrides`` set any `RunConfig` field directly.
+    slices along the coarsest axis. ``overrides`` set any `Plan` field directly.
     """
     data_dim = len(shapes[0])
     dim = dim or data_dim
@@ -213,6 +213,6 @@ def auto_config(
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return RunConfig.model_validate(settings)
+        return Plan.model_validate(settings)
     except ValidationError as exc:
         raise ConfigError(f"invalid training settings: {exc.errors()[0]['msg']}") from None
