@@ -1,7 +1,8 @@
-"""2D raster images: PNG, TIFF and JPEG, grey or RGB.
+"""Raster images: PNG, TIFF and JPEG, grey or RGB; TIFF also as a multi-page stack.
 
-The array is ``(C, rows, columns)``; rows are the first spatial axis. These formats carry no
-usable geometry, so the affine is the identity (1 mm pixels) unless the caller supplies one.
+The array is ``(C, rows, columns)``, or ``(C, rows, columns, pages)`` for a TIFF stack; rows
+are the first spatial axis. These formats carry no usable geometry, so the affine is the
+identity (1 mm pixels) unless the caller supplies one.
 """
 
 from __future__ import annotations
@@ -28,14 +29,59 @@ def _to_channels_first(data: np.ndarray, path: Path) -> np.ndarray:
     raise ImageReadError(located(path, f"unsupported 2D image shape {data.shape}"))
 
 
+def _tiff_stack(path: Path) -> np.ndarray:
+    """A TIFF's pixels channel-first: ``(C, rows, columns)`` or ``(C, rows, columns, pages)``.
+
+    tifffile names the axes of each series (Y rows, X columns, S samples; any other letter is a
+    page axis: Q, I, Z, C, T ...). Pages written one by one form one series each; they are
+    stacked when they agree in shape and type.
+    """
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series
+        if not series:
+            raise ValueError("no images in the file")
+        first = series[0]
+        if len(series) > 1 and all(
+            s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes
+            for s in series
+        ):
+            data, axes = np.stack([s.asarray() for s in series]), "Q" + first.axes
+        else:
+            data, axes = first.asarray(), first.axes
+    keep = [k for k, (n, axis) in enumerate(zip(data.shape, axes)) if n > 1 or axis in "YX"]
+    data = data.reshape([data.shape[k] for k in keep])
+    axes = "".join(axes[k] for k in keep)
+    if "S" in axes:
+        data, axes = np.moveaxis(data, axes.index("S"), -1), axes.replace("S", "") + "S"
+    spatial = axes.replace("S", "")
+    if not spatial.endswith("YX") or len(spatial) > 3:
+        raise ImageReadError(located(path, f"unsupported TIFF layout {axes} {data.shape}"))
+    if axes.endswith("S") and data.shape[-1] not in (3, 4):
+        raise ImageReadError(located(path, f"{data.shape[-1]} samples per pixel: expected 3 or 4"))
+    data = data[..., :3] if axes.endswith("S") else data[..., None]  # RGB(A) -> RGB
+    data = np.moveaxis(data, -1, 0)  # (C, [pages,] rows, columns)
+    return np.moveaxis(data, 1, -1) if len(spatial) == 3 else data
+
+
 def read_raster(path: str | Path) -> Image:
-    """Read a PNG, TIFF or JPEG as a 2D image; RGB becomes 3 channels, alpha is dropped."""
+    """Read a PNG, TIFF or JPEG as a 2D image; RGB becomes 3 channels, alpha is dropped.
+
+    A multi-page TIFF becomes a 3D image ``(C, rows, columns, pages)`` with 1 mm voxels.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> stack = Path(tempfile.mkdtemp()) / "stack.tif"
+    >>> tifffile.imwrite(stack, np.zeros((5, 6, 7), np.uint16))  # 5 pages of 6 x 7
+    >>> read_raster(stack).array.shape
+    (1, 6, 7, 5)
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(located(path, "file not found"))
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            data = tifffile.imread(path)
+            data = _tiff_stack(path)
         else:
             with PILImage.open(path) as pil:
                 pil.load()
@@ -44,32 +90,38 @@ def read_raster(path: str | Path) -> Image:
                 elif pil.mode in ("RGBA", "CMYK", "YCbCr", "HSV"):
                     pil = pil.convert("RGB")
                 # Palette ('P') images keep their indices: label maps are often stored so.
-                data = np.asarray(pil)
+                data = _to_channels_first(np.asarray(pil), path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(located(path, f"not a readable image ({exc})")) from None
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    return Image(np.ascontiguousarray(_to_channels_first(data, path)), spacing_affine((1.0, 1.0)))
+    spacing = (1.0,) * (data.ndim - 1)
+    return Image(np.ascontiguousarray(data), spacing_affine(spacing))
 
 
 def write_raster(image: Image, path: str | Path) -> None:
-    """Write a 2D image with 1 or 3 channels as PNG, TIFF or JPEG.
+    """Write a 2D image with 1 or 3 channels as PNG, TIFF or JPEG; a 3D one as a TIFF stack.
 
-    PNG and JPEG need integer data (8 bit, or 16 bit grey for PNG); TIFF takes any dtype.
+    PNG and JPEG need integer data (8 bit, or 16 bit grey for PNG); TIFF takes any dtype. A
+    3D image ``(C, rows, columns, pages)`` becomes one TIFF page per index of its last axis.
     """
     path = Path(path)
-    if image.ndim != 2:
+    tiff = path.suffix.lower() in TIFF_SUFFIXES
+    if image.ndim != 2 and not tiff:
         raise ImageWriteError(located(path, f"a {image.ndim}D image cannot be written as 2D"))
     if image.channels not in (1, 3):
         raise ImageWriteError(located(path, f"{image.channels} channels: expected 1 or 3"))
     array = image.array
     if array.dtype == bool:
         array = array.astype(np.uint8)
+    if image.ndim == 3:
+        array = np.moveaxis(array, -1, 1)  # (C, pages, rows, columns)
     data = array[0] if image.channels == 1 else np.moveaxis(array, 0, -1)
     data = np.ascontiguousarray(data)
     with atomic_path(path) as tmp:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            tifffile.imwrite(tmp, data)
+        if tiff:
+            # Said explicitly: tifffile would take 3 grey pages for one planar RGB image.
+            tifffile.imwrite(tmp, data, photometric="rgb" if image.channels == 3 else "minisblack")
             return
         if data.dtype == np.uint8 or (data.dtype == np.uint16 and image.channels == 1):
             PILImage.fromarray(data).save(tmp)
