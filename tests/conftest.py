@@ -53,6 +53,25 @@ def mni_dir(shared_data: Path) -> Path:
     return _data_folder(shared_data, "mni152")
 
 
+@pytest.fixture(scope="session")
+def dicom_study_dir(shared_data: Path) -> Path:
+    """A real DICOM MR study: one subfolder per series (T1 pre/post, FLAIR, T2, tumour mask)."""
+    root = _data_folder(shared_data, "dicom_mr_study")
+    studies = sorted(p for p in root.glob("*/*") if p.is_dir() and any(p.iterdir()))
+    if not studies:
+        pytest.skip(f"no study folder in {root}")
+    return studies[0]
+
+
+@pytest.fixture(scope="session")
+def nrrd_dir(shared_data: Path) -> Path:
+    """Real NRRD images and tumour masks (PyRadiomics test cases)."""
+    folder = _data_folder(shared_data, "nrrd_mr_tumour") / "data"
+    if not any(folder.glob("*.nrrd")):
+        pytest.skip(f"no NRRD files in {folder}")
+    return folder
+
+
 @pytest.fixture
 def phantom3d(tmp_path: Path) -> Path:
     """A tiny valid 3D phantom dataset: 3 training and 1 test case of 24x24x8 voxels."""

@@ -283,3 +283,65 @@ def test_real_isbi_images_and_labels_round_trip(isbi_dir: Path, tmp_path: Path) 
         assert_round_trip(image, _round_trip(image, tmp_path / path.name))
     for path in labels:
         assert set(np.unique(read_image(path).array).tolist()) <= {0, 1}
+
+
+# --- TIFF stacks -------------------------------------------------------------------------------
+
+
+def test_multi_page_tiff_reads_as_3d(tmp_path: Path) -> None:
+    pages = _ramp((5 * 6 * 7,), np.uint16, 13).reshape(5, 6, 7)  # 5 pages of 6 rows x 7 columns
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, pages)
+    image = read_image(path)
+    assert image.array.shape == (1, 6, 7, 5)
+    assert image.array.dtype == np.uint16
+    for k in range(5):
+        assert np.array_equal(image.array[0, :, :, k], pages[k])
+    assert np.array_equal(image.affine, spacing_affine((1.0, 1.0, 1.0)))
+
+
+def test_pages_written_one_by_one_are_stacked(tmp_path: Path) -> None:
+    path = tmp_path / "pages.tiff"
+    with tifffile.TiffWriter(path) as tif:
+        for k in range(4):
+            tif.write(np.full((3, 5), k, np.float32))
+    image = read_image(path)
+    assert image.array.shape == (1, 3, 5, 4)
+    assert [float(image.array[0, 0, 0, k]) for k in range(4)] == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_3d_tiff_round_trip(tmp_path: Path, dtype: type) -> None:
+    data = np.random.default_rng(1).uniform(0, 100, (1, 6, 7, 3)).astype(dtype)
+    image = Image(data, spacing_affine((1.0, 1.0, 1.0)))
+    again = _round_trip(image, tmp_path / "volume.tif")
+    assert again.array.dtype == dtype
+    assert_round_trip(image, again)  # 3 grey pages are not taken for one RGB image
+
+
+def test_rgb_stack_round_trip(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).integers(0, 256, (3, 6, 7, 4)).astype(np.uint8)
+    image = Image(data, spacing_affine((1.0, 1.0, 1.0)))
+    assert_round_trip(image, _round_trip(image, tmp_path / "rgb_stack.tif"))
+
+
+def test_planar_rgb_tiff_becomes_three_channels(tmp_path: Path) -> None:
+    rgb = np.stack([_ramp((6, 7), np.uint8, k) for k in (1, 2, 5)])  # (samples, rows, columns)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", planarconfig="separate")
+    image = read_image(path)
+    assert image.array.shape == (3, 6, 7)
+    assert np.array_equal(image.array, rgb)
+
+
+def test_tiff_with_two_page_axes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 4, 5), np.uint8), imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(ImageReadError, match="unsupported TIFF layout") as info:
+        read_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_3d_tiff_with_two_channels_is_refused(tmp_path: Path) -> None:
+    image = Image(np.zeros((2, 3, 4, 5), np.uint8), IDENTITY)
+    _assert_refused(image, tmp_path / "two.tif", "2 channels")

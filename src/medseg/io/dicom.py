@@ -173,6 +173,8 @@ def read_dicom_file(path: str | Path) -> Image:
 def _read_header(path: Path) -> Dataset:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        raise ImageReadError(located(path, "not a DICOM file (no DICM marker)")) from None
     except _PYDICOM_ERRORS as exc:
         raise ImageReadError(located(path, f"not a readable DICOM file ({exc})")) from None
 
@@ -283,6 +285,10 @@ def _name(frame: _Frame) -> str:
     return frame.path.name if frame.index is None else f"{frame.path.name} frame {frame.index + 1}"
 
 
+def _mm(spacing: tuple[float, float] | None) -> str:
+    return "none" if spacing is None else f"{spacing[0]:g} x {spacing[1]:g} mm"
+
+
 def _check_consistent(where: Path, frames: list[_Frame]) -> None:
     first = frames[0]
     for frame in frames[1:]:
@@ -312,8 +318,8 @@ def _check_consistent(where: Path, frames: list[_Frame]) -> None:
             raise ImageReadError(
                 located(
                     where,
-                    f"slices differ in pixel spacing: {first.pixel_spacing} mm in {_name(first)}, "
-                    f"{frame.pixel_spacing} mm in {_name(frame)}",
+                    f"slices differ in pixel spacing: {_mm(first.pixel_spacing)} in "
+                    f"{_name(first)}, {_mm(frame.pixel_spacing)} in {_name(frame)}",
                 )
             )
 
@@ -397,7 +403,11 @@ def _assemble(where: Path, frames: list[_Frame]) -> Image:
     row_spacing, column_spacing = first.pixel_spacing or (1.0, 1.0)
     if min(row_spacing, column_spacing, slice_spacing) <= 0:
         raise ImageReadError(
-            located(where, f"zero or negative spacing ({row_spacing}, {column_spacing} mm)")
+            located(
+                where,
+                f"zero or negative spacing ({column_spacing:g} x {row_spacing:g} x "
+                f"{slice_spacing:g} mm)",
+            )
         )
     affine = np.eye(4)
     affine[:3, 0] = row * column_spacing
