@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import traceback
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medseg import __version__
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError, MedsegError
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
@@ -59,6 +60,41 @@ def _label_tolerance(value: str) -> tuple[str, float]:
     if not sep or not label:
         raise argparse.ArgumentTypeError(f"expected LABEL=MM, got {value}")
     return label, _non_negative_float(tolerance)
+
+
+def _setting(value: str) -> tuple[str, object]:
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {value}")
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        parsed = raw  # a bare word, e.g. optimizer=sgd
+    return key, parsed
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-gb",
+        type=_positive_float,
+        metavar="G",
+        help="memory the training may use (default: no limit beyond the device's)",
+    )
+    parser.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any plan field (JSON value; dotted names for nested fields), "
+        "e.g. --set batch_size=4 --set preprocessing.denoise_sigma_mm=0.5",
+    )
+
+
+def _add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs", type=_positive_int, metavar="N", help="parallel processes (default: per core)"
+    )
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, examples: str):
@@ -128,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Train a segmentation network on an nnU-Net v2 style dataset folder.",
         "  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10\n"
         "  medseg train Dataset001_ISBI2012EM --out runs/em --epochs 50 --model fcn\n"
-        "  medseg train Dataset004_Hippocampus --out runs/hippo --fold 1 --seed 7\n",
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --fold 1 --seed 7\n"
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --plan plan.json\n"
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10 \\\n"
+        "      --set batch_size=4 --set preprocessing.target_spacing=[1.5,1.5,1.5]\n"
+        "\nwithout --plan, the run folder's plan.json is made from the dataset's fingerprint,\n"
+        "fitted to this device and the --minutes budget (see medseg plan --help)\n",
     )
     train.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
@@ -154,7 +195,76 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help="steps between validations (default: 100)",
     )
+    _add_plan_options(train)
+    train.add_argument(
+        "--plan", type=Path, metavar="FILE", help="use this plan (from medseg plan) as it is"
+    )
+    train.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="preprocessed cases (default: RUN_DIR/preprocessed; reused while current)",
+    )
     _add_device(train)
+
+    fingerprint = _command(
+        sub,
+        "fingerprint",
+        "Describe a dataset: per case shape, spacing, orientation, foreground intensities, "
+        "class volumes, size after cropping; writes fingerprint.json.",
+        "  medseg fingerprint Dataset004_Hippocampus\n"
+        "  medseg fingerprint Dataset004_Hippocampus --out hippo_fingerprint.json\n",
+    )
+    fingerprint.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
+    fingerprint.add_argument(
+        "--out", type=Path, default=Path("fingerprint.json"), help="default: ./fingerprint.json"
+    )
+    _add_jobs(fingerprint)
+
+    plan = _command(
+        sub,
+        "plan",
+        "Plan preprocessing and network for a dataset on this machine: target spacing, "
+        "normalisation, 2D/3D, patch, depth, width, batch, iterations; writes plan.json "
+        "with the reason for every decision.",
+        "  medseg plan Dataset004_Hippocampus --budget-minutes 10\n"
+        "  medseg plan Dataset004_Hippocampus --budget-minutes 600 --device cuda --memory-gb 12\n"
+        "  medseg plan Dataset001_ISBI2012EM --out em_plan.json --set batch_size=4\n"
+        "\nwith a budget, candidate networks are timed for a second each on --device and the\n"
+        "largest that still trains enough steps in the budget is chosen\n",
+    )
+    plan.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
+    plan.add_argument("--out", type=Path, default=Path("plan.json"), help="default: ./plan.json")
+    plan.add_argument(
+        "--budget-minutes", type=_positive_float, metavar="M", help="training time to plan for"
+    )
+    plan.add_argument(
+        "--dim", type=_dim, metavar="{2d,3d}", help="2d or 3d network (default: the data's)"
+    )
+    plan.add_argument("--model", choices=["unet", "fcn"], default="unet", help="default: unet")
+    _add_plan_options(plan)
+    _add_jobs(plan)
+    _add_device(plan)
+
+    preprocess = _command(
+        sub,
+        "preprocess",
+        "Preprocess every training case with a plan into a cache of .npy arrays "
+        "(reoriented, cropped, resampled, normalised) that training reads directly.",
+        "  medseg preprocess Dataset004_Hippocampus --plan plan.json --out cache/hippo\n",
+    )
+    preprocess.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
+    preprocess.add_argument("--plan", type=Path, required=True, metavar="FILE", help="plan.json")
+    preprocess.add_argument("--out", type=Path, required=True, metavar="DIR", help="cache folder")
+    preprocess.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help='override a plan field, e.g. preprocessing.equalization="clahe"',
+    )
+    _add_jobs(preprocess)
 
     predict = _command(
         sub,
@@ -308,6 +418,10 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             quiet=args.quiet,
+            plan_file=args.plan,
+            settings=dict(args.set),
+            cache_dir=args.cache,
+            memory_gb=args.memory_gb,
             **{k: v for k, v in overrides.items() if v is not None},
         )
         if result.validation is not None:
@@ -323,6 +437,59 @@ def _run(args: argparse.Namespace) -> int:
 
         written = predict_paths(args.run_dir, args.inputs, args.out, args.device, args.quiet)
         _out.print(f"wrote {len(written)} label map(s) to {args.out}")
+        return EXIT_OK
+    if args.command == "fingerprint":
+        from medseg.datasets import open_dataset
+        from medseg.preprocess import compute_fingerprint
+
+        dataset = open_dataset(args.dataset)
+        fp = compute_fingerprint(dataset, jobs=args.jobs, quiet=args.quiet)
+        fp.save(args.out)
+        _out.print(
+            f"{len(fp.cases)} cases, median shape {fp.median_shape}, median spacing "
+            f"{[round(v, 3) for v in fp.median_spacing]}, cropped {fp.median_cropped_shape}"
+        )
+        _out.print(f"wrote {args.out}")
+        return EXIT_OK
+    if args.command == "plan":
+        from medseg.datasets import open_dataset
+        from medseg.preprocess import compute_fingerprint
+        from medseg.train import apply_overrides, make_plan, resolve_device
+
+        dataset = open_dataset(args.dataset)
+        fp = compute_fingerprint(dataset, jobs=args.jobs, quiet=args.quiet)
+        made = make_plan(
+            fp,
+            dataset.spec,
+            dim=args.dim,
+            model=args.model,
+            device=resolve_device(args.device),
+            budget_minutes=args.budget_minutes,
+            memory_gb=args.memory_gb,
+            quiet=args.quiet,
+        )
+        made = apply_overrides(made, dict(args.set))
+        if args.budget_minutes is not None:
+            made = made.model_copy(update={"minutes": args.budget_minutes, "epochs": None})
+        made.save_file(args.out)
+        for decision in made.decisions:
+            _out.print(f"[bold]{decision.setting}[/bold] = {decision.value}")
+            _out.print(f"    {decision.reason}")
+        _out.print(f"wrote {args.out}")
+        return EXIT_OK
+    if args.command == "preprocess":
+        from medseg.datasets import open_dataset
+        from medseg.preprocess import preprocess_dataset
+        from medseg.train import Plan, apply_overrides
+
+        made = apply_overrides(Plan.read(args.plan), dict(args.set))
+        if made.preprocessing is None:
+            raise ConfigError(f"{args.plan}: the plan has no preprocessing section")
+        dataset = open_dataset(args.dataset)
+        cases = preprocess_dataset(
+            dataset, made.preprocessing, args.out, jobs=args.jobs, quiet=args.quiet
+        )
+        _out.print(f"{len(cases)} cases preprocessed in {args.out}")
         return EXIT_OK
     if args.command == "evaluate":
         from medseg.metrics import EvaluationSettings, evaluate_folders, write_evaluation

@@ -14,7 +14,7 @@ from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.io import Image, image_files, image_suffix, write_image
 from medseg.nn import predict_volume
-from medseg.preprocess import zscore
+from medseg.preprocess import preprocess_image, restore_probabilities, zscore
 from medseg.progress import log_line, make_progress
 from medseg.train import (
     BEST_WEIGHTS,
@@ -62,15 +62,27 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedMode
 
 
 def predict_probabilities(model: TrainedModel, image: Image) -> np.ndarray:
-    """Class probabilities ``(K, *spatial)`` for an image, averaged over the folds."""
+    """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds.
+
+    The image goes through the plan's preprocessing (reorientation, crop, resampling,
+    normalisation); the probabilities come back through its inverse.
+    """
     c = model.config
-    tensor = torch.from_numpy(zscore(image.array)).to(model.device)
+    geometry = None
+    if c.preprocessing is None:
+        array = zscore(image.array)
+    else:
+        array, geometry = preprocess_image(image, c.preprocessing)
+    tensor = torch.from_numpy(array).to(model.device)
     total = None
     for network in model.networks:
         probs = predict_volume(network, tensor, c.patch_size, 2 * c.batch_size, c.slice_axis)
         total = probs if total is None else total + probs
     assert total is not None
-    return (total / len(model.networks)).cpu().numpy()
+    probabilities = (total / len(model.networks)).cpu().numpy()
+    if geometry is not None:
+        probabilities = restore_probabilities(probabilities, geometry)
+    return probabilities
 
 
 def predict_image(model: TrainedModel, image: Image) -> Image:

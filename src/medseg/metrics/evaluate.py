@@ -11,12 +11,10 @@ import csv
 import io as text_io
 import json
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,8 @@ from medseg.metrics.case import (
     score_case,
 )
 from medseg.metrics.lesions import DEFAULT_LESION_IOU
-from medseg.progress import log_line, make_progress
+from medseg.parallel import available_cores, map_in_processes
+from medseg.progress import log_line
 
 
 @dataclass(frozen=True)
@@ -205,16 +204,7 @@ def _score_task(task: _Task, threads: int = 1) -> _Outcome:
 
 def default_jobs() -> int:
     """Worker processes by default: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _one_thread_per_worker() -> None:
-    """Worker set-up: the processes share the cores, so each runs its k-d tree searches
-    (OpenMP, loaded on first use) on one thread."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    return available_cores()
 
 
 #: With the default --jobs, worker processes start only when the cases left would take
@@ -225,31 +215,18 @@ _POOL_WORTH_SECONDS = 4.0
 def _run(tasks: list[_Task], jobs: int | None, quiet: bool) -> Iterator[_Outcome]:
     """Outcomes of the tasks, in order. ``jobs`` > 1 scores cases in that many processes;
     ``None`` decides from the time the first case took."""
-    cores = default_jobs()
-    with make_progress(quiet) as progress:
-        bar = progress.add_task("scoring", total=len(tasks))
-        rest = tasks
-        if jobs is None and tasks:
-            start = time.perf_counter()
-            yield _score_task(tasks[0], threads=cores)
-            progress.advance(bar)
-            rest = tasks[1:]
-            worth = (time.perf_counter() - start) * len(rest) > _POOL_WORTH_SECONDS
-            jobs = cores if worth else 1
-        if jobs <= 1 or len(rest) <= 1:
-            for task in rest:  # one case at a time: its labels share the cores
-                yield _score_task(task, threads=cores)
-                progress.advance(bar)
-            return
-        # 'spawn' workers import only numpy/scipy (no torch): safe even from a process
-        # that has started threads, and quick to start.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=context, initializer=_one_thread_per_worker
-        ) as pool:
-            for outcome in pool.map(_score_task, rest, chunksize=1):
-                yield outcome
-                progress.advance(bar)
+    cores = available_cores()
+    rest = tasks
+    if jobs is None and tasks:
+        start = time.perf_counter()
+        yield _score_task(tasks[0], threads=cores)
+        rest = tasks[1:]
+        worth = (time.perf_counter() - start) * len(rest) > _POOL_WORTH_SECONDS
+        jobs = cores if worth else 1
+    if jobs is not None and jobs > 1:
+        yield from map_in_processes(_score_task, rest, jobs, "scoring", quiet)
+    else:  # one case at a time: its labels share the cores
+        yield from map_in_processes(partial(_score_task, threads=cores), rest, 1, "scoring", quiet)
 
 
 def evaluate_folders(

@@ -1,5 +1,30 @@
-"""Preprocessing: intensity normalisation (resampling, cropping and planning come later)."""
+"""Preprocessing: the dataset fingerprint, reorientation, cropping, resampling,
+normalisation, classic filters, the preprocessed cache, and the way back to the input's
+grid for predictions."""
 
-from medseg.preprocess.normalize import zscore
+from medseg.preprocess.cache import CachedCase, cache_is_current, preprocess_dataset
+from medseg.preprocess.fingerprint import Fingerprint, compute_fingerprint
+from medseg.preprocess.normalize import ChannelNormalization, normalize_channel, zscore
+from medseg.preprocess.pipeline import (
+    CaseGeometry,
+    Preprocessing,
+    preprocess_image,
+    preprocess_label,
+    restore_probabilities,
+)
 
-__all__ = ["zscore"]
+__all__ = [
+    "CachedCase",
+    "CaseGeometry",
+    "ChannelNormalization",
+    "Fingerprint",
+    "Preprocessing",
+    "cache_is_current",
+    "compute_fingerprint",
+    "normalize_channel",
+    "preprocess_dataset",
+    "preprocess_image",
+    "preprocess_label",
+    "restore_probabilities",
+    "zscore",
+]

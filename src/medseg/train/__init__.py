@@ -2,18 +2,22 @@
 
 from medseg.train.checkpoint import load_weights, save_weights
 from medseg.train.device import resolve_device
-from medseg.train.plan import Plan, auto_config, network_for
+from medseg.train.plan import Decision, Plan, apply_overrides, auto_config, network_for
+from medseg.train.planner import make_plan
 from medseg.train.run import train_run
 from medseg.train.trainer import BEST_WEIGHTS, LATEST_WEIGHTS, Trainer, TrainResult
 
 __all__ = [
     "BEST_WEIGHTS",
     "LATEST_WEIGHTS",
+    "Decision",
     "Plan",
     "TrainResult",
     "Trainer",
+    "apply_overrides",
     "auto_config",
     "load_weights",
+    "make_plan",
     "network_for",
     "resolve_device",
     "save_weights",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -18,15 +18,28 @@ from torch import nn
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import write_text_atomic
 from medseg.nn import build_network, stage_layout
+from medseg.preprocess import Preprocessing
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 PLAN_FILE = "plan.json"
 
 
+class Decision(BaseModel):
+    """One choice the planner made, and why (plan.json keeps them for the reader)."""
+
+    setting: str
+    value: Any
+    reason: str
+
+
 class Plan(BaseModel):
-    """Settings of one training run (all folds share them)."""
+    """Settings of one training run (all folds share them): what the data looks like, how it
+    is preprocessed, the network and the recipe. Saved as ``plan.json``; every field can be
+    edited there or overridden on the command line."""
 
     version: int = PLAN_VERSION
+    # How every image is preprocessed (None: a per-image z-score on the file's own grid).
+    preprocessing: Preprocessing | None = None
     # What the data looks like.
     in_channels: int = Field(ge=1)
     label_values: list[int]
@@ -55,6 +68,10 @@ class Plan(BaseModel):
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0
+    # How the plan was made.
+    budget_minutes: float | None = None
+    seconds_per_iteration: float | None = None  # measured on the planning device
+    decisions: list[Decision] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
@@ -79,7 +96,11 @@ class Plan(BaseModel):
 
     def save(self, run_dir: Path) -> None:
         """Write ``plan.json`` into ``run_dir`` atomically."""
-        write_text_atomic(run_dir / PLAN_FILE, self.model_dump_json(indent=2) + "\n")
+        self.save_file(run_dir / PLAN_FILE)
+
+    def save_file(self, path: str | Path) -> None:
+        """Write the plan to ``path`` atomically."""
+        write_text_atomic(Path(path), self.model_dump_json(indent=2) + "\n")
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Plan:
@@ -87,6 +108,14 @@ class Plan(BaseModel):
         path = Path(run_dir) / PLAN_FILE
         if not path.is_file():
             raise RunFolderError(located(run_dir, f"not a medseg run folder (no {PLAN_FILE})"))
+        return cls.read(path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Plan:
+        """Read a plan file (``medseg plan`` writes one)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(located(path, "plan file not found"))
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
@@ -97,6 +126,37 @@ class Plan(BaseModel):
             raise RunFolderError(
                 located(path, f"invalid run configuration: {where}: {first['msg']}")
             ) from None
+
+
+def apply_overrides(plan: Plan, settings: dict[str, object]) -> Plan:
+    """The plan with fields replaced: keys are field names, dotted for nested ones
+    (``preprocessing.target_spacing``); the result is validated.
+
+    Examples
+    --------
+    >>> plan = auto_config(shapes=[(32, 32)], spacings=[(1, 1)], in_channels=1,
+    ...     label_values=[0, 1], label_names=["bg", "fg"], channel_names=["EM"],
+    ...     file_ending=".png")
+    >>> apply_overrides(plan, {"batch_size": 4}).batch_size
+    4
+    """
+    data = plan.model_dump()
+    for key, value in settings.items():
+        target = data
+        *parents, last = key.split(".")
+        for name in parents:
+            if not isinstance(target.get(name), dict):
+                raise ConfigError(f"--set {key}: {name!r} is not a group of plan settings")
+            target = target[name]
+        if last not in target:
+            raise ConfigError(f"--set {key}: the plan has no setting {last!r}")
+        target[last] = value
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--set: invalid plan setting {where}: {first['msg']}") from None
 
 
 def network_for(config: Plan) -> nn.Module:

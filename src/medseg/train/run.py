@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from medseg.datasets import (
     DatasetFolder,
@@ -16,10 +18,11 @@ from medseg.datasets import (
 )
 from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
-from medseg.preprocess import zscore
+from medseg.preprocess import compute_fingerprint, preprocess_dataset, zscore
 from medseg.progress import make_progress
 from medseg.train.device import resolve_device
-from medseg.train.plan import PLAN_FILE, Plan, auto_config
+from medseg.train.plan import PLAN_FILE, Plan, apply_overrides
+from medseg.train.planner import make_plan
 from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import Trainer, TrainResult
 
@@ -67,6 +70,123 @@ def _check_same_run(
         raise ConfigError(located(run_dir, "; ".join(problems) + "; use another --out"))
 
 
+def plan_for_run(
+    dataset: DatasetFolder,
+    run_dir: Path,
+    *,
+    plan_file: Path | None,
+    dim: int | None,
+    model: str | None,
+    minutes: float | None,
+    device: torch.device,
+    memory_gb: float | None,
+    quiet: bool,
+    overrides: dict[str, object],
+) -> Plan:
+    """The run's plan: the run folder's own (a further fold), else ``plan_file``, else a new
+    one from the dataset's fingerprint (both saved into the run folder)."""
+    if (run_dir / PLAN_FILE).exists():
+        plan = Plan.load(run_dir)
+        _check_same_run(plan, run_dir, dataset.spec, dim, model, overrides)
+        return plan
+    if plan_file is not None:
+        return Plan.read(plan_file)
+    fingerprint = compute_fingerprint(dataset, quiet=quiet)
+    fingerprint.save(run_dir / "fingerprint.json")
+    return make_plan(
+        fingerprint,
+        dataset.spec,
+        dim=dim,
+        model=model or "unet",
+        device=device,
+        budget_minutes=minutes,
+        memory_gb=memory_gb,
+        quiet=quiet,
+        **overrides,
+    )
+
+
+#: Preprocessed cases up to this size are read into memory; larger caches are memory-mapped.
+_IN_MEMORY_BYTES = 4 * 2**30
+
+
+def load_preprocessed(
+    dataset: DatasetFolder, plan: Plan, cache_dir: Path, quiet: bool = False
+) -> list[TrainingCase]:
+    """Every training case through the plan's preprocessing (cached in ``cache_dir``)."""
+    assert plan.preprocessing is not None
+    cached = preprocess_dataset(dataset, plan.preprocessing, cache_dir, quiet=quiet)
+    lookup = np.zeros(max(plan.label_values) + 1, dtype=np.uint8)
+    lookup[plan.label_values] = np.arange(len(plan.label_values))
+    total = sum(c.image_path.stat().st_size for c in cached)
+    sources = {c.case_id: c for c in dataset.training}
+    cases = []
+    for case in cached:
+        image, label = case.load(mmap=total > _IN_MEMORY_BYTES)
+        cases.append(
+            TrainingCase(
+                case.case_id,
+                image,
+                lookup[label],
+                case.geometry.grid_affine,
+                case.geometry,
+                sources[case.case_id].label_path,
+            )
+        )
+    return cases
+
+
+def _prepare(
+    dataset: DatasetFolder,
+    run_dir: Path,
+    plan_file: str | Path | None,
+    dim: int | None,
+    model: str | None,
+    epochs: int | None,
+    minutes: float | None,
+    seed: int,
+    fold: int,
+    device: torch.device,
+    memory_gb: float | None,
+    quiet: bool,
+    settings: dict[str, object],
+    cache_dir: str | Path | None,
+    overrides: dict[str, object],
+) -> tuple[Plan, list[TrainingCase]]:
+    """The run's plan (budget and overrides applied) and its preprocessed training cases;
+    checks that fold ``fold`` exists."""
+    spec = dataset.spec
+    plan = plan_for_run(
+        dataset,
+        run_dir,
+        plan_file=Path(plan_file) if plan_file is not None else None,
+        dim=dim,
+        model=model,
+        minutes=minutes,
+        device=device,
+        memory_gb=memory_gb,
+        quiet=quiet,
+        overrides=overrides,
+    )
+    budget = {"epochs": epochs, "minutes": minutes, "seed": seed}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    plan = apply_overrides(plan.model_copy(update={**budget, **given}), settings)
+    if spec.label_values != plan.label_values or spec.num_channels != plan.in_channels:
+        raise ConfigError(located(dataset.root, "the plan was made for other labels or channels"))
+    if not 0 <= fold < plan.n_folds:
+        raise ConfigError(f"--fold {fold}: expected 0 to {plan.n_folds - 1}")
+    if plan.preprocessing is None:
+        cases, _, _ = load_cases(dataset, quiet)
+    else:
+        cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
+        cases = load_preprocessed(dataset, plan, cache, quiet)
+    if len(cases) < plan.n_folds:
+        raise ConfigError(
+            located(dataset.root, f"{len(cases)} cases are too few for {plan.n_folds} folds")
+        )
+    return plan, cases
+
+
 def train_run(
     dataset_dir: str | Path,
     run_dir: str | Path,
@@ -79,13 +199,20 @@ def train_run(
     seed: int = 0,
     device: str = "auto",
     quiet: bool = False,
+    plan_file: str | Path | None = None,
+    settings: dict[str, object] | None = None,
+    cache_dir: str | Path | None = None,
+    memory_gb: float | None = None,
     **overrides: object,
 ) -> TrainResult:
     """Train fold ``fold`` of a dataset into ``run_dir``.
 
-    The first fold trained in a run folder fixes its configuration (``plan.json``); later
-    folds reuse it, so every fold of a run has the same network and patch size. The budget is
-    ``epochs`` or ``minutes`` (default: 100 epochs).
+    The first fold trained in a run folder fixes its plan (``plan.json``: from ``plan_file``,
+    else planned from the dataset's fingerprint for this device and the ``minutes`` budget);
+    later folds reuse it, so every fold of a run has the same preprocessing, network and
+    patch size. ``settings`` overrides any plan field (dotted names for nested ones). The
+    budget is ``epochs`` or ``minutes`` (default: 100 epochs). Training reads the cases from
+    the preprocessed cache (``cache_dir``, default ``run_dir/preprocessed``), made once.
 
     Examples
     --------
@@ -98,49 +225,28 @@ def train_run(
     run_dir = Path(run_dir)
     torch_device = resolve_device(device)
     dataset = open_dataset(dataset_dir)
-    spec = dataset.spec
-    cases, shapes, spacings = load_cases(dataset, quiet)
-    budget = {"epochs": epochs, "minutes": minutes, "seed": seed}
-    if (run_dir / PLAN_FILE).exists():
-        config = Plan.load(run_dir)
-        _check_same_run(config, run_dir, spec, dim, model, overrides)
-        config = config.model_copy(update={**budget, **overrides})
-    else:
-        config = auto_config(
-            shapes=shapes,
-            spacings=spacings,
-            in_channels=spec.num_channels,
-            label_values=spec.label_values,
-            label_names=[
-                {v: k for k, v in spec.labels.items()}[value] for value in spec.label_values
-            ],
-            channel_names=[spec.channel_names[str(i)] for i in range(spec.num_channels)],
-            file_ending=spec.file_ending,
-            dim=dim,
-            model=model or "unet",
-            device_type=torch_device.type,
-            **budget,
-            **overrides,
-        )
-    config = Plan.model_validate(config.model_dump())
-    if not 0 <= fold < config.n_folds:
-        raise ConfigError(f"--fold {fold}: expected 0 to {config.n_folds - 1}")
-    if len(cases) < config.n_folds:
-        raise ConfigError(
-            located(dataset.root, f"{len(cases)} cases are too few for {config.n_folds} folds")
-        )
-    folds = kfold_splits([c.case_id for c in cases], config.n_folds)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        plan, cases = _prepare(
+            dataset, run_dir, plan_file, dim, model, epochs, minutes, seed, fold, torch_device,
+            memory_gb, quiet, settings or {}, cache_dir, overrides,
+        )  # fmt: skip
+    except BaseException:
+        if created:  # a run that never started leaves nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    folds = kfold_splits([c.case_id for c in cases], plan.n_folds)
     train_ids, val_ids = folds[fold]
-    run_dir.mkdir(parents=True, exist_ok=True)
     splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
-    config.save(run_dir)
+    plan.save(run_dir)
     write_text_atomic(
         run_dir / "dataset.json", (dataset.root / "dataset.json").read_text(encoding="utf-8")
     )
     by_id = {c.case_id: c for c in cases}
     trainer = Trainer(
-        config,
+        plan,
         [by_id[i] for i in train_ids],
         [by_id[i] for i in val_ids],
         run_dir / f"fold_{fold}",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from medseg.preprocess import CaseGeometry
 
 _MAX_FOREGROUND_POINTS = 20_000
 
@@ -15,12 +18,19 @@ _MAX_FOREGROUND_POINTS = 20_000
 @dataclass(frozen=True)
 class TrainingCase:
     """A normalised image ``(C, *spatial)`` float32, its class-index map ``(*spatial)`` and the
-    affine of the file it came from."""
+    affine of its grid.
+
+    After the plan's preprocessing, ``geometry`` records how to map a prediction back to the
+    original image and ``label_path`` names the original label file, so that validation is
+    scored on the case's own grid.
+    """
 
     case_id: str
     image: np.ndarray
     target: np.ndarray
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    geometry: CaseGeometry | None = None
+    label_path: Path | None = None
 
 
 class PatchSampler:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.io import Image, write_image, write_text_atomic
+from medseg.io import Image, read_image, write_image, write_text_atomic
 from medseg.metrics import (
     Evaluation,
     default_jobs,
@@ -29,6 +29,7 @@ from medseg.metrics import (
     write_evaluation,
 )
 from medseg.nn import DiceCELoss, predict_volume
+from medseg.preprocess import restore_probabilities
 from medseg.progress import log_line, make_progress
 from medseg.train.checkpoint import load_weights, save_weights
 from medseg.train.plan import Plan, network_for
@@ -226,16 +227,23 @@ class Trainer:
         rows: list[dict[str, object]] = []
         lesion_rows: list[dict[str, object]] = []
         for case in self.val_cases:
-            image = torch.from_numpy(case.image).to(self.device)
+            image = torch.from_numpy(np.ascontiguousarray(case.image)).to(self.device)
             probs = predict_volume(
                 self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis
             )
-            prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
-            reference = c.labels_from_classes(case.target)
-            write_image(
-                Image(prediction[None], case.affine), out_dir / f"{case.case_id}{c.file_ending}"
-            )
-            spacing = Image(prediction[None], case.affine).spacing
+            if case.geometry is not None and case.label_path is not None:
+                # back onto the case's own grid, scored against its own label file
+                restored = restore_probabilities(probs.cpu().numpy(), case.geometry)
+                prediction = c.labels_from_classes(restored.argmax(0))
+                affine = np.asarray(case.geometry.original_affine)
+                reference = read_image(case.label_path).array[0]
+            else:
+                prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
+                affine = case.affine
+                reference = c.labels_from_classes(case.target)
+            result = Image(prediction[None], affine)
+            write_image(result, out_dir / f"{case.case_id}{c.file_ending}")
+            spacing = result.spacing
             scores = score_case(
                 case.case_id,
                 reference,

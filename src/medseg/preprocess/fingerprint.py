@@ -1,0 +1,186 @@
+"""The dataset fingerprint: what the images and labels look like, before any decision.
+
+``medseg fingerprint DATASET`` writes it as fingerprint.json; the plan is derived from it.
+Shapes and spacings are given in the canonical (closest to RAS) axis order that
+preprocessing works in.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from nibabel import orientations
+from pydantic import BaseModel
+
+from medseg.datasets import Case, DatasetFolder, read_training_case
+from medseg.io import write_text_atomic
+from medseg.parallel import default_case_jobs as _default_jobs
+from medseg.parallel import map_in_processes
+from medseg.preprocess.geometry import canonical_orientation, nonzero_box, reorient
+
+FINGERPRINT_VERSION = 1
+#: Foreground voxels sampled per case and channel for the pooled intensity statistics.
+SAMPLES_PER_CASE = 10_000
+
+
+class IntensityStats(BaseModel):
+    """Intensity statistics of one channel inside the foreground (label > 0)."""
+
+    mean: float
+    std: float
+    p0_5: float
+    p99_5: float
+    min: float
+    max: float
+
+
+class CaseFingerprint(BaseModel):
+    """One training case."""
+
+    case_id: str
+    shape: list[int]  # canonical axis order
+    spacing: list[float]
+    orientation: str  # axis codes of the file, e.g. "LPS"
+    cropped_shape: list[int]  # after cropping to the non-zero region
+    foreground: list[IntensityStats | None]  # per channel; None without foreground
+    class_voxels: dict[str, int]  # label value -> voxels
+
+
+class ChannelFingerprint(BaseModel):
+    """One channel over the whole dataset."""
+
+    name: str
+    foreground: IntensityStats | None  # pooled foreground samples of every case
+    min: float
+    max: float
+    integer_0_255: bool  # every value an integer in [0, 255]: an 8-bit image
+
+
+class Fingerprint(BaseModel):
+    """The fingerprint of a dataset."""
+
+    version: int = FINGERPRINT_VERSION
+    dataset: str
+    data_dim: int
+    channels: list[ChannelFingerprint]
+    labels: dict[str, int]
+    median_shape: list[int]
+    median_spacing: list[float]
+    median_cropped_shape: list[int]
+    class_frequency: dict[str, float]  # share of all foreground voxels per label value
+    cases: list[CaseFingerprint]
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON, atomically."""
+        write_text_atomic(Path(path), self.model_dump_json(indent=1) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fingerprint:
+        """Read a fingerprint.json."""
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _stats(values: np.ndarray) -> IntensityStats | None:
+    if values.size == 0:
+        return None
+    p_low, p_high = np.percentile(values, [0.5, 99.5])
+    return IntensityStats(
+        mean=float(values.mean(dtype=np.float64)),
+        std=float(values.std(dtype=np.float64)),
+        p0_5=float(p_low),
+        p99_5=float(p_high),
+        min=float(values.min()),
+        max=float(values.max()),
+    )
+
+
+def _case(
+    case: Case, dataset: DatasetFolder
+) -> tuple[CaseFingerprint, list[np.ndarray], list[tuple]]:
+    """Fingerprint of one case, its foreground samples per channel and value ranges."""
+    image, label = read_training_case(case, dataset.spec)
+    ornt = canonical_orientation(image.affine, image.ndim)
+    array, affine = reorient(image.array, image.affine, ornt)
+    (label,), _ = reorient(label[None], image.affine, ornt)
+    spacing = np.linalg.norm(affine[:3, : image.ndim], axis=0)
+    box = nonzero_box(array)
+    foreground = label > 0
+    rng = np.random.default_rng(zlib.crc32(case.case_id.encode()))  # stable across processes
+    stats, samples, ranges = [], [], []
+    for channel in array:
+        values = channel[foreground]
+        stats.append(_stats(values))
+        take = min(SAMPLES_PER_CASE, values.size)
+        samples.append(rng.choice(values, take, replace=False) if take else values)
+        integral = bool(np.all(channel == np.round(channel)))
+        ranges.append((float(channel.min()), float(channel.max()), integral))
+    counts = np.bincount(label.ravel())
+    fingerprint = CaseFingerprint(
+        case_id=case.case_id,
+        shape=list(array.shape[1:]),
+        spacing=[float(s) for s in spacing],
+        orientation="".join(orientations.aff2axcodes(image.affine))[: image.ndim],
+        cropped_shape=[b - a for a, b in box],
+        foreground=stats,
+        class_voxels={str(v): int(n) for v, n in enumerate(counts) if n and v > 0},
+    )
+    return fingerprint, samples, ranges
+
+
+def compute_fingerprint(
+    dataset: DatasetFolder, jobs: int | None = None, quiet: bool = False
+) -> Fingerprint:
+    """Fingerprint every training case of a dataset (in ``jobs`` processes, default one per
+    core) and pool them.
+
+    Examples
+    --------
+    >>> fp = compute_fingerprint(open_dataset("Dataset004_Hippocampus"))  # doctest: +SKIP
+    >>> fp.median_spacing, fp.channels[0].foreground.p99_5  # doctest: +SKIP
+    """
+    jobs = _default_jobs(len(dataset.training)) if jobs is None else jobs
+    results = list(
+        map_in_processes(
+            partial(_case, dataset=dataset), dataset.training, jobs, "fingerprint", quiet
+        )
+    )
+    cases = [r[0] for r in results]
+    spec = dataset.spec
+    channels = []
+    for c in range(spec.num_channels):
+        pooled = np.concatenate([r[1][c] for r in results])
+        low = min(r[2][c][0] for r in results)
+        high = max(r[2][c][1] for r in results)
+        integral = all(r[2][c][2] for r in results)
+        channels.append(
+            ChannelFingerprint(
+                name=spec.channel_names[str(c)],
+                foreground=_stats(pooled),
+                min=low,
+                max=high,
+                integer_0_255=integral and low >= 0 and high <= 255,
+            )
+        )
+    voxels: dict[str, int] = {}
+    for case in cases:
+        for value, n in case.class_voxels.items():
+            voxels[value] = voxels.get(value, 0) + n
+    total = sum(voxels.values()) or 1
+    return Fingerprint(
+        dataset=dataset.root.name,
+        data_dim=len(cases[0].shape),
+        channels=channels,
+        labels=dict(spec.labels),
+        median_shape=[int(v) for v in np.median([c.shape for c in cases], axis=0)],
+        median_spacing=[float(v) for v in np.median([c.spacing for c in cases], axis=0)],
+        median_cropped_shape=[int(v) for v in np.median([c.cropped_shape for c in cases], axis=0)],
+        class_frequency={
+            k: v / total for k, v in sorted(voxels.items(), key=lambda kv: int(kv[0]))
+        },
+        cases=cases,
+    )

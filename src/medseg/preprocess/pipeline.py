@@ -1,0 +1,146 @@
+"""A case through the plan's preprocessing and a prediction back to the case's own grid.
+
+Forward: reorient to the closest canonical axis order, crop to the non-zero region, filter,
+normalise, resample to the target spacing. Backward (for predictions): resample the class
+probabilities to the cropped grid, put the crop back into the full image, undo the
+reorientation, so that the label map has exactly the input's shape and affine.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from medseg.io import Image
+from medseg.preprocess.filters import Equalization, denoise_gaussian, equalize
+from medseg.preprocess.geometry import (
+    canonical_orientation,
+    crop,
+    nonzero_box,
+    reorient,
+    resample,
+    resample_labels,
+    resampled_affine,
+    resampled_shape,
+    uncrop,
+    undo_reorient,
+)
+from medseg.preprocess.normalize import ChannelNormalization, normalize_channel
+
+PREPROCESSING_VERSION = 1
+
+
+class Preprocessing(BaseModel):
+    """The preprocessing part of a plan: the same for training and inference."""
+
+    version: int = PREPROCESSING_VERSION
+    target_spacing: list[float]  # canonical axis order
+    normalization: list[ChannelNormalization]  # one per channel
+    crop_to_nonzero: bool = True
+    # resampled on its own, nearest neighbour (a strongly anisotropic axis), if any
+    separate_axis: int | None = None
+    image_order: int = Field(default=3, ge=0, le=5)  # spline order for images
+    label_interpolation: Literal["linear_one_hot", "nearest"] = "linear_one_hot"
+    denoise_sigma_mm: float | None = Field(default=None, gt=0)
+    equalization: Equalization = "none"
+
+
+class CaseGeometry(BaseModel):
+    """Where a preprocessed case came from: enough to map a prediction back exactly.
+    Saved next to each cached case (``{case}.json``)."""
+
+    original_shape: list[int]
+    original_affine: list[list[float]]
+    orientation: list[list[float]]  # nibabel ornt applied to reach canonical order
+    crop_box: list[list[int]]  # (start, stop) per axis in the reoriented array
+    cropped_shape: list[int]
+    shape: list[int]  # after resampling: the grid the network sees
+    affine: list[list[float]]  # of that grid
+
+    @property
+    def grid_affine(self) -> np.ndarray:
+        """The preprocessed grid's affine as an array."""
+        return np.asarray(self.affine, np.float64)
+
+
+def _spacing(affine: np.ndarray, ndim: int) -> list[float]:
+    return [float(s) for s in np.linalg.norm(affine[:3, :ndim], axis=0)]
+
+
+def _geometry(image: Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, CaseGeometry]:
+    """Reorient and crop; return the cropped array, its affine and the geometry record
+    (its resampled shape and affine filled in)."""
+    ornt = canonical_orientation(image.affine, image.ndim)
+    array, affine = reorient(image.array, image.affine, ornt)
+    box = nonzero_box(array) if prep.crop_to_nonzero else tuple((0, n) for n in array.shape[1:])
+    array, affine = crop(array, affine, box)
+    cropped = list(array.shape[1:])
+    spacing = _spacing(affine, image.ndim)
+    if len(prep.target_spacing) != image.ndim:
+        raise ValueError(
+            f"the plan's target spacing is {len(prep.target_spacing)}D, the image {image.ndim}D"
+        )
+    shape = list(resampled_shape(cropped, spacing, prep.target_spacing))
+    geometry = CaseGeometry(
+        original_shape=list(image.spatial_shape),
+        original_affine=image.affine.tolist(),
+        orientation=ornt.tolist(),
+        crop_box=[list(b) for b in box],
+        cropped_shape=cropped,
+        shape=shape,
+        affine=resampled_affine(affine, cropped, shape).tolist(),
+    )
+    return array, affine, geometry
+
+
+def preprocess_image(image: Image, prep: Preprocessing) -> tuple[np.ndarray, CaseGeometry]:
+    """The network input of an image (float32 ``(C, *shape)``) and its geometry record."""
+    if image.channels != len(prep.normalization):
+        raise ValueError(
+            f"{image.channels} channels, the plan normalises {len(prep.normalization)}"
+        )
+    array, affine, geometry = _geometry(image, prep)
+    spacing = _spacing(affine, image.ndim)
+    channels = []
+    for channel, how in zip(array, prep.normalization):
+        channel = channel.astype(np.float32, copy=False)
+        if prep.denoise_sigma_mm:
+            channel = denoise_gaussian(channel, prep.denoise_sigma_mm, spacing)
+        channel = equalize(channel, prep.equalization)
+        channels.append(normalize_channel(channel, how))
+    normalised = np.stack(channels)
+    out = resample(normalised, geometry.shape, prep.image_order, prep.separate_axis)
+    return out.astype(np.float32, copy=False), geometry
+
+
+def preprocess_label(
+    label: np.ndarray, geometry: CaseGeometry, prep: Preprocessing, values: list[int]
+) -> np.ndarray:
+    """A label map ``(X, Y[, Z])`` on the preprocessed grid of its image (``values``: the
+    label values that may occur; no other value is ever created)."""
+    ornt = np.asarray(geometry.orientation)
+    (reoriented,), _ = reorient(label[None], np.eye(4), ornt)
+    index = tuple(slice(a, b) for a, b in geometry.crop_box)
+    cropped = reoriented[index]
+    if prep.label_interpolation == "nearest":
+        return resample(cropped[None], geometry.shape, 0)[0]
+    return resample_labels(cropped, geometry.shape, values, prep.separate_axis)
+
+
+def restore_probabilities(probabilities: np.ndarray, geometry: CaseGeometry) -> np.ndarray:
+    """Class probabilities ``(K, *shape)`` on the preprocessed grid mapped back onto the
+    original image grid ``(K, *original_shape)``: linear resampling to the cropped grid,
+    background (class 0) outside the crop, original axis order."""
+    probabilities = probabilities.astype(np.float32, copy=False)
+    on_crop = resample(probabilities, geometry.cropped_shape, order=1)
+    fill = np.zeros(probabilities.shape[0], np.float32)
+    fill[0] = 1.0
+    ornt = np.asarray(geometry.orientation)
+    reoriented_shape = list(geometry.original_shape)
+    if len(reoriented_shape) == 3:  # input axis i became axis ornt[i, 0]
+        for axis, (target, _) in enumerate(ornt):
+            reoriented_shape[int(target)] = geometry.original_shape[axis]
+    full = uncrop(on_crop, geometry.crop_box, reoriented_shape, fill)
+    return np.ascontiguousarray(undo_reorient(full, ornt, geometry.original_shape))

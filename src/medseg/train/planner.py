@@ -1,0 +1,304 @@
+"""From a dataset fingerprint to a plan that fits the machine's memory and time budget.
+
+The data decides the preprocessing (target spacing, normalisation per channel). The
+network is chosen by measurement: candidate configurations (patch size, width, batch) are
+timed for a moment on the training device, and the largest one that can still train
+``MIN_ITERATIONS`` steps within the budget wins. Every decision and its reason goes into
+plan.json.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medseg.datasets import DatasetSpec
+from medseg.errors import ConfigError
+from medseg.nn import DiceCELoss, build_network
+from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
+from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
+from medseg.progress import log_line
+from medseg.train.plan import Decision, Plan, auto_config, choose_patch_size
+
+#: A configuration must afford this many optimisation steps within the budget: fewer leave
+#: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
+MIN_ITERATIONS = 750
+#: Share of the budget spent on optimisation steps (the rest: validation, start-up).
+TRAINING_SHARE = 0.85
+#: Seconds spent timing each candidate (after one warm-up step).
+TIMING_SECONDS = 1.0
+
+# Candidate patch sizes (voxels) from large to small, and widths (first-stage features).
+_PATCH_VOXELS = {3: [128**3, 96**3, 80**3, 64**3, 64 * 64 * 32, 48**3, 32**3],
+                 2: [512**2, 384**2, 256**2, 192**2, 160**2, 128**2, 96**2]}  # fmt: skip
+_FEATURE_CAP = {3: 320, 2: 512}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One network configuration the planner may choose."""
+
+    patch_size: list[int]
+    strides: list[list[int]]
+    kernel_sizes: list[list[int]]
+    features: list[int]
+    batch_size: int
+
+    @property
+    def cost(self) -> float:
+        """Relative compute per step: voxels x batch x (first-stage width)^2."""
+        return float(np.prod(self.patch_size)) * self.batch_size * self.features[0] ** 2
+
+    def describe(self) -> str:
+        patch = "x".join(map(str, self.patch_size))
+        width = f"{self.features[0]}-{self.features[-1]}"
+        return f"patch {patch}, batch {self.batch_size}, features {width}"
+
+
+def target_spacing(fingerprint: Fingerprint) -> tuple[list[float], int | None, str]:
+    """The median spacing; along a strongly anisotropic axis (nnU-Net's rule) the 10th
+    percentile instead, so that the coarse axis is not made even coarser."""
+    spacings = np.asarray([c.spacing for c in fingerprint.cases], float)
+    target = np.median(spacings, axis=0)
+    axis = anisotropic_axis(target)
+    reason = "median spacing of the training cases"
+    if axis is not None:
+        target[axis] = float(np.percentile(spacings[:, axis], 10))
+        reason += (
+            f"; axis {axis} is over {ANISOTROPY_RATIO:g}x coarser than the finest, so it takes "
+            "the 10th percentile and is resampled on its own with nearest neighbour"
+        )
+    return [float(t) for t in target], axis, reason
+
+
+def normalization(fingerprint: Fingerprint) -> tuple[list[ChannelNormalization], str]:
+    """Per channel: CT -> clip to the foreground 0.5-99.5 percentiles and z-score with the
+    foreground mean and std; 8-bit images -> divide by 255; anything else (MRI, ...) ->
+    per-image z-score inside the non-zero region."""
+    schemes, reasons = [], []
+    for channel in fingerprint.channels:
+        stats = channel.foreground
+        if channel.name.strip().upper() == "CT" and stats is not None:
+            schemes.append(
+                ChannelNormalization(
+                    scheme="ct",
+                    clip_low=stats.p0_5,
+                    clip_high=stats.p99_5,
+                    mean=stats.mean,
+                    std=stats.std,
+                )
+            )
+            reasons.append(f"{channel.name}: CT units, dataset foreground statistics")
+        elif channel.integer_0_255:
+            schemes.append(ChannelNormalization(scheme="scale_255"))
+            reasons.append(f"{channel.name}: 8-bit values (integers in 0-255), scaled to 0-1")
+        else:
+            schemes.append(ChannelNormalization(scheme="zscore_nonzero"))
+            reasons.append(f"{channel.name}: arbitrary units, per-image z-score of non-zero voxels")
+    return schemes, "; ".join(reasons)
+
+
+def candidates(
+    shape: Sequence[int], spacing: Sequence[float], dim: int, device_type: str
+) -> list[Candidate]:
+    """Network configurations for patches of images of ``shape``, cheapest first."""
+    gpu = device_type == "cuda"
+    bases = [32] if gpu else [32, 16]
+    batch = 2 if dim == 3 else (12 if gpu else 8)
+    found: dict[tuple, Candidate] = {}
+    for voxels in _PATCH_VOXELS[dim]:
+        patch, strides, kernels = choose_patch_size(shape, spacing, voxels)
+        for base in bases:
+            features = [min(base * 2**i, _FEATURE_CAP[dim]) for i in range(len(strides))]
+            key = (tuple(patch), base)
+            found.setdefault(key, Candidate(patch, strides, kernels, features, batch))
+    return sorted(found.values(), key=lambda c: c.cost)
+
+
+def seconds_per_iteration(
+    candidate: Candidate,
+    in_channels: int,
+    num_classes: int,
+    model: str,
+    device: torch.device,
+    seconds: float = TIMING_SECONDS,
+) -> float:
+    """Time of one training step (forward, backward, optimiser) of a candidate, measured."""
+    dim = len(candidate.patch_size)
+    network = build_network(
+        model, in_channels, num_classes, dim, candidate.features, candidate.strides,
+        candidate.kernel_sizes,
+    ).to(device)  # fmt: skip
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
+    loss_fn = DiceCELoss()
+    generator = torch.Generator().manual_seed(0)
+    shape = (candidate.batch_size, in_channels, *candidate.patch_size)
+    image = torch.randn(shape, generator=generator).to(device)
+    target = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=generator).to(device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(network(image), target)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    step()  # warm-up: allocation, kernel selection
+    steps, start = 0, time.perf_counter()
+    while steps < 2 or time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    return (time.perf_counter() - start) / steps
+
+
+def activation_gigabytes(candidate: Candidate) -> float:
+    """A rough upper estimate of a training step's activation memory (GB): every stage's
+    feature maps, kept for the backward pass about eight times over (convolutions, norms,
+    activations, decoder copies)."""
+    voxels = float(np.prod(candidate.patch_size))
+    total = 0.0
+    for features, stride in zip(candidate.features, candidate.strides):
+        voxels /= float(np.prod(stride))
+        total += features * voxels
+    return candidate.batch_size * total * 4 * 8 / 1e9
+
+
+def choose_candidate(
+    options: Sequence[Candidate],
+    budget_seconds: float,
+    measure,
+    memory_gb: float | None,
+    quiet: bool = True,
+) -> tuple[Candidate, float, list[str]]:
+    """The largest candidate that fits in memory and affords MIN_ITERATIONS steps in the
+    budget (timed cheapest first, stopping at the first that does not); the cheapest one
+    if none does. Returns it, its seconds per step, and a line per candidate timed."""
+    notes: list[str] = []
+    chosen: tuple[Candidate, float] | None = None
+    for candidate in options:
+        if memory_gb is not None and activation_gigabytes(candidate) > memory_gb:
+            notes.append(f"{candidate.describe()}: over {memory_gb:g} GB, skipped")
+            continue
+        step = measure(candidate)
+        affordable = int(budget_seconds * TRAINING_SHARE / step)
+        notes.append(f"{candidate.describe()}: {step:.3f} s/step, {affordable} steps")
+        log_line(f"planning: {notes[-1]}", quiet)
+        if affordable < MIN_ITERATIONS:
+            if chosen is None:
+                chosen = (candidate, step)
+            break
+        chosen = (candidate, step)
+    if chosen is None:
+        raise ConfigError(f"no network configuration fits in {memory_gb} GB of memory")
+    return chosen[0], chosen[1], notes
+
+
+def make_plan(
+    fingerprint: Fingerprint,
+    spec: DatasetSpec,
+    *,
+    dim: int | None = None,
+    model: str = "unet",
+    device: torch.device | None = None,
+    budget_minutes: float | None = None,
+    memory_gb: float | None = None,
+    quiet: bool = True,
+    **overrides: object,
+) -> Plan:
+    """The plan for a dataset. With ``budget_minutes`` the network is chosen by timing
+    candidates on ``device``; without, a default size for the device type is used."""
+    device = device or torch.device("cpu")
+    spacing, separate_axis, spacing_reason = target_spacing(fingerprint)
+    schemes, norm_reason = normalization(fingerprint)
+    cropped = np.asarray(fingerprint.median_cropped_shape, float)
+    median_spacing = np.asarray(fingerprint.median_spacing, float)
+    shape = [max(1, int(round(n))) for n in cropped * median_spacing / np.asarray(spacing)]
+    decisions = [
+        Decision(setting="preprocessing.target_spacing", value=spacing, reason=spacing_reason),
+        Decision(
+            setting="preprocessing.normalization",
+            value=[s.scheme for s in schemes],
+            reason=norm_reason,
+        ),
+        Decision(
+            setting="median_shape",
+            value=shape,
+            reason="median size after cropping to the non-zero region, at the target spacing",
+        ),
+    ]
+    names = {v: k for k, v in spec.labels.items()}
+    common = {
+        "shapes": [shape],
+        "spacings": [spacing],
+        "in_channels": spec.num_channels,
+        "label_values": spec.label_values,
+        "label_names": [names[v] for v in spec.label_values],
+        "channel_names": [spec.channel_names[str(i)] for i in range(spec.num_channels)],
+        "file_ending": spec.file_ending,
+        "dim": dim,
+        "model": model,
+        "device_type": device.type,
+    }
+    plan = auto_config(**common, **overrides)  # data description, 2D/3D, defaults
+    if budget_minutes is not None and not overrides.get("patch_size"):
+        net_shape, net_spacing = list(shape), list(spacing)
+        if plan.slice_axis is not None:
+            del net_shape[plan.slice_axis], net_spacing[plan.slice_axis]
+        options = candidates(net_shape, net_spacing, plan.dim, device.type)
+
+        def measure(candidate: Candidate) -> float:
+            return seconds_per_iteration(
+                candidate, spec.num_channels, len(spec.label_values), plan.model, device
+            )
+
+        chosen, step, notes = choose_candidate(
+            options, budget_minutes * 60, measure, memory_gb, quiet
+        )
+        affordable = int(budget_minutes * 60 * TRAINING_SHARE / step)
+        update = {
+            "patch_size": chosen.patch_size,
+            "strides": chosen.strides,
+            "kernel_sizes": chosen.kernel_sizes,
+            "features": chosen.features,
+            "batch_size": chosen.batch_size,
+        }
+        update.update({k: v for k, v in overrides.items() if k in update and v is not None})
+        plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
+        decisions.append(
+            Decision(
+                setting="network",
+                value=chosen.describe(),
+                reason=(
+                    f"the largest candidate that trains at least {MIN_ITERATIONS} steps in "
+                    f"{budget_minutes:g} min on {device.type} ({affordable} at {step:.3f} s/step); "
+                    "timed: " + "; ".join(notes)
+                ),
+            )
+        )
+        decisions.append(
+            Decision(setting="iterations", value=affordable, reason="budget / measured step time")
+        )
+    else:
+        decisions.append(
+            Decision(
+                setting="network",
+                value=f"patch {plan.patch_size}, batch {plan.batch_size}, features {plan.features}",
+                reason=f"default size for {device.type} (no time budget given to plan against)",
+            )
+        )
+    prep = Preprocessing(target_spacing=spacing, normalization=schemes, separate_axis=separate_axis)
+    return Plan.model_validate(
+        {
+            **plan.model_dump(),
+            "preprocessing": prep.model_dump(),
+            "median_spacing": spacing,
+            "median_shape": shape,
+            "budget_minutes": budget_minutes,
+            "decisions": [d.model_dump() for d in decisions],
+        }
+    )
