@@ -55,9 +55,10 @@ def mni_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def dicom_study_dir(shared_data: Path) -> Path:
-    """A real DICOM MR study: one subfolder per series (T1 pre/post, FLAIR, T2, tumour mask)."""
+    """The real PGBM-008 DICOM MR study: one subfolder per series (T1 pre/post, FLAIR, T2,
+    tumour mask), 22 slices of 320 x 280 each."""
     root = _data_folder(shared_data, "dicom_mr_study")
-    studies = sorted(p for p in root.glob("*/*") if p.is_dir() and any(p.iterdir()))
+    studies = sorted(p for p in root.glob("PGBM-008/*") if p.is_dir() and any(p.iterdir()))
     if not studies:
         pytest.skip(f"no study folder in {root}")
     return studies[0]

@@ -127,6 +127,15 @@ def test_file_names_do_not_matter(series_dirs: dict[str, Path], tmp_path: Path) 
     assert np.allclose(again.affine, original.affine, atol=1e-9)
 
 
+def test_instance_numbers_do_not_matter(series_dirs: dict[str, Path], tmp_path: Path) -> None:
+    def edit(k: int, ds: Dataset) -> None:
+        ds.InstanceNumber = (7 * k) % 22 + 1  # a scrambled numbering
+
+    folder = _edited_copy(series_dirs["T1post"], tmp_path / "renumbered", edit)
+    original = read_dicom_series(series_dirs["T1post"])
+    assert np.array_equal(read_dicom_series(folder).array, original.array)
+
+
 def test_mask_series_is_a_label_map_on_the_t1post_grid(series_dirs: dict[str, Path]) -> None:
     mask = read_image(series_dirs["MaskTumor"])
     t1post = read_image(series_dirs["T1post"])

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -224,11 +225,16 @@ def _first_item(container: Dataset | None, keyword: str) -> Dataset | None:
     return sequence[0] if len(sequence) else None
 
 
-def _floats(value: object, count: int) -> np.ndarray | None:
+def _floats(value: Any, count: int) -> np.ndarray | None:
+    """A multi-valued DS attribute as ``count`` floats, or None when absent or of another size."""
     if value is None:
         return None
-    values = np.asarray([float(v) for v in value], dtype=np.float64)  # type: ignore[attr-defined]
+    values = np.asarray([float(v) for v in value], dtype=np.float64)
     return values if values.shape == (count,) else None
+
+
+def _number(value: Any, default: float) -> float:
+    return default if value is None or value == "" else float(value)
 
 
 def _frames(path: Path, header: Dataset) -> list[_Frame]:
@@ -243,7 +249,7 @@ def _frames(path: Path, header: Dataset) -> list[_Frame]:
         for index in range(count):
             own = per_frame[index] if per_frame is not None and index < len(per_frame) else None
 
-            def find(group: str, keyword: str, own: Dataset | None = own) -> object:
+            def find(group: str, keyword: str, own: Dataset | None = own) -> Any:
                 for item in (_first_item(own, group), _first_item(shared, group)):
                     if item is not None and keyword in item:
                         return item.get(keyword)
@@ -269,8 +275,8 @@ def _frames(path: Path, header: Dataset) -> list[_Frame]:
                     ),
                     pixel_spacing=None if spacing is None else (spacing[0], spacing[1]),
                     slice_spacing=float(between or thickness or 0.0) or None,
-                    slope=1.0 if slope in (None, "") else float(slope),  # type: ignore[arg-type]
-                    intercept=0.0 if intercept in (None, "") else float(intercept),  # type: ignore[arg-type]
+                    slope=_number(slope, 1.0),
+                    intercept=_number(intercept, 0.0),
                 )
             )
         return frames
@@ -334,8 +340,9 @@ def _slice_axis(
         raise ImageReadError(
             located(where, "slices without ImagePositionPatient cannot be placed in space")
         )
-    frames = sorted(frames, key=lambda frame: float(frame.position @ normal))  # type: ignore[operator]
-    positions = np.stack([frame.position for frame in frames])  # type: ignore[misc]
+    positions = np.stack([np.asarray(frame.position) for frame in frames])
+    order = np.argsort(positions @ normal, kind="stable")
+    frames, positions = [frames[k] for k in order], positions[order]
     steps = np.diff(positions, axis=0)
     gaps = steps @ normal
     for k, gap in enumerate(gaps):
