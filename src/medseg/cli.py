@@ -271,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         "Predict label maps for images with a trained run folder.",
         "  medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds\n"
-        "  medseg predict runs/hippo scan_0000.nii.gz --out preds\n",
+        "  medseg predict runs/hippo scan_0000.nii.gz --out preds\n"
+        "  medseg predict runs/brain study/T1post-21069 --out preds     (a DICOM series folder)\n"
+        "  medseg predict runs/brain study/all_series --series T1post --out preds\n"
+        "\na folder of DICOM files is one case, predicted as {folder name}.nii.gz on the\n"
+        "series' exact voxel grid; a folder of NIfTI/PNG/... files is a folder of cases\n",
     )
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
     predict.add_argument(
@@ -282,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files or folders; channels by the _0000, _0001 ... suffix",
     )
     predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--series",
+        metavar="UID_OR_DESCRIPTION",
+        help="in a DICOM folder with several series, the one to predict",
+    )
     _add_device(predict)
 
     evaluate = _command(
@@ -435,7 +444,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from medseg.infer import predict_paths
 
-        written = predict_paths(args.run_dir, args.inputs, args.out, args.device, args.quiet)
+        written = predict_paths(
+            args.run_dir, args.inputs, args.out, args.device, args.quiet, series=args.series
+        )
         _out.print(f"wrote {len(written)} label map(s) to {args.out}")
         return EXIT_OK
     if args.command == "fingerprint":

@@ -12,7 +12,14 @@ from torch import nn
 
 from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
-from medseg.io import Image, image_files, image_suffix, write_image
+from medseg.io import (
+    Image,
+    image_files,
+    image_suffix,
+    is_dicom_folder,
+    read_dicom_series,
+    write_image,
+)
 from medseg.nn import predict_volume
 from medseg.preprocess import preprocess_image, restore_probabilities, zscore
 from medseg.progress import log_line, make_progress
@@ -111,10 +118,14 @@ def label_suffix(image_path: Path) -> str:
 
 
 def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
-    """Image files and folders of image files, grouped into cases by ``_CCCC`` suffix."""
+    """Image files and folders of image files, grouped into cases by ``_CCCC`` suffix; a
+    folder of DICOM files is one case named after the folder."""
     files: list[Path] = []
+    series_cases: list[Case] = []
     for item in map(Path, inputs):
-        if item.is_dir():
+        if item.is_dir() and is_dicom_folder(item):
+            series_cases.append(Case(item.name, (item,)))
+        elif item.is_dir():
             found = image_files(item)
             if not found:
                 raise ImageReadError(located(item, "folder holds no supported image files"))
@@ -125,9 +136,9 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
             files.append(item)
         else:
             raise ImageReadError(located(item, "no such file or folder"))
-    if not files:
+    if not files and not series_cases:
         raise ImageReadError("no input images given")
-    return group_image_files(files)
+    return series_cases + (group_image_files(files) if files else [])
 
 
 def _check_fits_model(image: Image, config: Plan, path: Path) -> None:
@@ -151,10 +162,13 @@ def predict_paths(
     out_dir: str | Path,
     device: str = "auto",
     quiet: bool = False,
+    series: str | None = None,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
-    Returns the written paths. Each label map has exactly its input's shape and affine.
+    Returns the written paths. Each label map has exactly its input's shape and affine; a
+    DICOM series folder gives ``{folder}.nii.gz`` (``series`` picks one of several series
+    in a folder, by UID or description).
     """
     cases = find_input_cases(inputs)
     model = load_trained_model(run_dir, device)
@@ -163,9 +177,14 @@ def predict_paths(
     written = []
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):
-            image = read_case_image(case)
-            _check_fits_model(image, model.config, case.image_paths[0])
-            target = out_dir / f"{case.case_id}{label_suffix(case.image_paths[0])}"
+            source = case.image_paths[0]
+            if source.is_dir():
+                image = read_dicom_series(source, series)
+                target = out_dir / f"{case.case_id}.nii.gz"
+            else:
+                image = read_case_image(case)
+                target = out_dir / f"{case.case_id}{label_suffix(source)}"
+            _check_fits_model(image, model.config, source)
             write_image(predict_image(model, image), target)
             written.append(target)
             log_line(f"wrote {target}", quiet)

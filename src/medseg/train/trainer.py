@@ -51,6 +51,10 @@ class EpochRecord:
     train_loss: float
     val_dice_mean: float
     val_dice: dict[str, float] = field(default_factory=dict)
+    # where the epoch's time went: drawing patches, training steps, validation
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+    validation_seconds: float = 0.0
 
 
 @dataclass
@@ -182,10 +186,15 @@ class Trainer:
         buffer = text_io.StringIO()
         writer = csv.writer(buffer)
         header = ["epoch", "iterations", "seconds", "learning_rate", "train_loss", "val_dice_mean"]
-        writer.writerow(header + [f"val_dice_{n}" for n in names])
+        timing = ["data_seconds", "step_seconds", "validation_seconds"]
+        writer.writerow(header + [f"val_dice_{n}" for n in names] + timing)
         for r in history:
             row = asdict(r)
-            values = [row[h] for h in header] + [r.val_dice.get(n, float("nan")) for n in names]
+            values = (
+                [row[h] for h in header]
+                + [r.val_dice.get(n, float("nan")) for n in names]
+                + [row[t] for t in timing]
+            )
             writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
         write_text_atomic(self.fold_dir / LOG_FILE, buffer.getvalue())
 
@@ -197,19 +206,26 @@ class Trainer:
         assert c.minutes is not None
         return epoch == 0 or elapsed + last_epoch_seconds <= c.minutes * 60
 
-    def _train_epoch(self, advance: Callable[[int], None]) -> tuple[float, float]:
-        """``iterations_per_epoch`` steps; returns the mean loss and the last learning rate."""
+    def _train_epoch(self, advance: Callable[[int], None]) -> tuple[float, float, float, float]:
+        """``iterations_per_epoch`` steps; returns the mean loss, the last learning rate and
+        the seconds spent drawing batches and in training steps."""
         c = self.config
         losses, lr = [], c.learning_rate
+        data_seconds = step_seconds = 0.0
         for _ in range(c.iterations_per_epoch):
             lr = self.learning_rate(self._fraction_done(self.iteration, self._elapsed()))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            start = time.perf_counter()
             image, target = self.sampler.sample(c.batch_size)
-            losses.append(self.train_step(image.to(self.device), target.to(self.device)))
+            image, target = image.to(self.device), target.to(self.device)
+            drawn = time.perf_counter()
+            losses.append(self.train_step(image, target))
+            data_seconds += drawn - start
+            step_seconds += time.perf_counter() - drawn
             self.iteration += 1
             advance(self.iteration)
-        return float(np.mean(losses)), lr
+        return float(np.mean(losses)), lr, data_seconds, step_seconds
 
     @torch.no_grad()
     def predict_validation(self, out_dir: Path) -> Evaluation:
@@ -293,13 +309,24 @@ class Trainer:
                 while self._budget_left(epoch, self._elapsed(), last_epoch_seconds):
                     epoch += 1
                     epoch_start = time.perf_counter()
-                    loss, lr = self._train_epoch(advance)
+                    loss, lr, data_seconds, step_seconds = self._train_epoch(advance)
+                    validation_start = time.perf_counter()
                     val = self.validation_step()
+                    validation_seconds = time.perf_counter() - validation_start
                     defined = [v for v in val.values() if not math.isnan(v)]
                     val_mean = float(np.mean(defined)) if defined else math.nan
                     labels = {self.config.label_names[k]: v for k, v in val.items()}
                     record = EpochRecord(
-                        epoch, self.iteration, round(self._elapsed(), 2), lr, loss, val_mean, labels
+                        epoch,
+                        self.iteration,
+                        round(self._elapsed(), 2),
+                        lr,
+                        loss,
+                        val_mean,
+                        labels,
+                        data_seconds,
+                        step_seconds,
+                        validation_seconds,
                     )
                     history.append(record)
                     meta = {"epoch": str(epoch), "val_dice_mean": f"{val_mean:.6f}"}
