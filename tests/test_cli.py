@@ -143,6 +143,26 @@ def test_train_with_empty_images_folder(run_cli, phantom3d: Path, tmp_path: Path
     assert_user_error(_train(run_cli, phantom3d, tmp_path), phantom3d / "imagesTr")
 
 
+def test_train_with_nan_intensities(run_cli, phantom3d: Path, tmp_path: Path) -> None:
+    path = phantom3d / "imagesTr" / "phantom_001_0000.nii.gz"
+    image = read_image(path)
+    array = image.array.astype(np.float32)
+    array[0, 3, 3, 3] = np.nan
+    write_image(image.with_array(array), path)
+    line = assert_user_error(_train(run_cli, phantom3d, tmp_path), path)
+    assert "NaN or infinite" in line
+
+
+def test_train_with_a_4d_image_where_3d_was_expected(
+    run_cli, phantom3d: Path, tmp_path: Path
+) -> None:
+    path = phantom3d / "imagesTr" / "phantom_001_0000.nii.gz"
+    image = read_image(path)
+    write_image(image.with_array(np.concatenate([image.array] * 2)), path)
+    line = assert_user_error(_train(run_cli, phantom3d, tmp_path), path)
+    assert "2 channels, expected 1" in line
+
+
 def test_train_with_a_corrupt_image(run_cli, phantom3d: Path, tmp_path: Path) -> None:
     image = phantom3d / "imagesTr" / "phantom_001_0000.nii.gz"
     data = image.read_bytes()
@@ -364,5 +384,49 @@ def test_evaluate_options(run_cli, tmp_path: Path) -> None:
 def test_evaluate_bad_options(run_cli, tmp_path: Path, option: list[str], message: str) -> None:
     preds, refs = _label_folders(tmp_path)
     code, _, err = run_cli(["evaluate", preds, refs, *option])
+    assert code == 2
+    assert message in err
+
+
+# --- fingerprint, plan, preprocess ------------------------------------------------------
+
+
+def test_fingerprint_plan_preprocess_commands(run_cli, phantom3d: Path, tmp_path: Path) -> None:
+    fingerprint = tmp_path / "fp.json"
+    code, out, err = run_cli(["--quiet", "fingerprint", phantom3d, "--out", fingerprint])
+    assert code == 0, err
+    assert json.loads(fingerprint.read_text())["median_shape"] == [24, 24, 8]
+    plan = tmp_path / "plan.json"
+    code, out, err = run_cli(
+        ["--quiet", "plan", phantom3d, "--out", plan, "--set", "batch_size=3",
+         "--set", "preprocessing.denoise_sigma_mm=0.5"]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "preprocessing.target_spacing" in out and "median spacing" in out
+    saved = json.loads(plan.read_text())
+    assert saved["batch_size"] == 3 and saved["preprocessing"]["denoise_sigma_mm"] == 0.5
+    assert {d["setting"] for d in saved["decisions"]} >= {"network", "preprocessing.normalization"}
+    cache = tmp_path / "cache"
+    code, out, err = run_cli(["--quiet", "preprocess", phantom3d, "--plan", plan, "--out", cache])
+    assert code == 0, err
+    assert len(list(cache.glob("*_image.npy"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "{data}", "--set", "batchsize=2"], "no setting 'batchsize'"),
+        (["plan", "{data}", "--set", "nonsense"], "expected FIELD=VALUE"),
+        (["preprocess", "{data}", "--plan", "{tmp}/missing.json", "--out", "{tmp}/c"], "not found"),
+        (["fingerprint", "{tmp}/absent"], "absent"),
+    ],
+)
+def test_planning_commands_reject_bad_input(
+    run_cli, phantom3d: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    filled = [a.format(data=phantom3d, tmp=tmp_path) for a in args]
+    if "--out" not in filled:
+        filled += ["--out", str(tmp_path / "o.json")]
+    code, _, err = run_cli(["--quiet", *filled])
     assert code == 2
     assert message in err

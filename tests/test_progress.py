@@ -24,7 +24,7 @@ def test_training_reports_loss_dice_and_eta(tmp_path, monkeypatch, terminal):
     train_run(data, tmp_path / "run", epochs=2, iterations_per_epoch=2)
     text = buffer.getvalue()
     if terminal:
-        for word in ("reading cases", "training", "ETA", "loss", "val Dice"):
+        for word in ("fingerprint", "preprocessing", "training", "ETA", "loss", "val Dice"):
             assert word in text
     else:
         lines = [line for line in text.splitlines() if line.startswith("epoch ")]

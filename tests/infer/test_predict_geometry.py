@@ -92,3 +92,37 @@ def test_jpeg_input_gets_a_png_label_map(tmp_path):
     (written,) = predict_paths(tmp_path / "run", [tmp_path / "photo.jpg"], tmp_path / "out")
     assert written.name == "photo.png"
     assert read_image(written).spatial_shape == (40, 40)
+
+
+def test_dicom_series_folder_is_one_case_on_the_series_grid(run_3d, tmp_path, dicom_study_dir):
+    series = next(p for p in dicom_study_dir.iterdir() if "T1post" in p.name)
+    (written,) = predict_paths(run_3d, [series], tmp_path / "out", device="cpu", quiet=True)
+    assert written.name == f"{series.name}.nii.gz"
+    source, labels = read_image(series), read_image(written)
+    assert labels.spatial_shape == source.spatial_shape
+    np.testing.assert_allclose(labels.affine, source.affine, atol=1e-5)
+
+
+def test_several_series_need_a_choice(run_3d, tmp_path, dicom_study_dir):
+    from medseg.errors import MedsegError
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for folder in [p for p in dicom_study_dir.iterdir() if p.is_dir()][:2]:
+        for dcm in folder.glob("*.dcm"):
+            (mixed / f"{folder.name[:6]}_{dcm.name}").write_bytes(dcm.read_bytes())
+    with pytest.raises(MedsegError, match="series"):
+        predict_paths(run_3d, [mixed], tmp_path / "out", device="cpu", quiet=True)
+    chosen = [p for p in dicom_study_dir.iterdir() if p.is_dir()][0]
+    description = read_dicom_description(chosen)
+    (written,) = predict_paths(
+        run_3d, [mixed], tmp_path / "out", device="cpu", quiet=True, series=description
+    )
+    assert read_image(written).spatial_shape == read_image(chosen).spatial_shape
+
+
+def read_dicom_description(folder):
+    import pydicom
+
+    first = sorted(folder.glob("*.dcm"))[0]
+    return str(pydicom.dcmread(first, stop_before_pixels=True).SeriesDescription)

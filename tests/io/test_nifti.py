@@ -251,3 +251,14 @@ def test_real_mni_template_round_trip(mni_dir: Path, tmp_path: Path, name: str) 
     assert image.spatial_shape == (197, 233, 189)
     assert np.allclose(image.spacing, (1.0, 1.0, 1.0), atol=1e-6)
     assert_round_trip(image, _round_trip(image, tmp_path / name))
+
+
+def test_zero_spacing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "flat.nii.gz"
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    image.set_qform(None, code=0)
+    image.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code=1)  # the second voxel size is zero
+    nib.save(image, path)
+    with pytest.raises(ImageReadError, match="spacing .* has a zero") as info:
+        read_image(path)
+    assert str(path) in str(info.value)

@@ -155,6 +155,9 @@ def read_case_image(case: Case, num_channels: int | None = None) -> Image:
             raise DatasetError(
                 located(path, f"channel grid differs from {case.image_paths[0].name}")
             )
+    for path, image in zip(case.image_paths, images, strict=True):
+        if not np.isfinite(image.array).all():
+            raise DatasetError(located(path, "holds NaN or infinite intensities"))
     array = np.concatenate([np.asarray(im.array, dtype=np.float32) for im in images])
     if num_channels is not None and array.shape[0] != num_channels:
         raise DatasetError(

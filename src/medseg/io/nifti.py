@@ -40,6 +40,9 @@ def read_nifti(path: str | Path) -> Image:
         raise ImageReadError(located(path, f"unsupported NIfTI shape {data.shape}"))
     if not np.all(np.isfinite(affine)):
         raise ImageReadError(located(path, "the affine holds NaN or infinite values"))
+    spacing = np.linalg.norm(affine[:3, : array.ndim - 1], axis=0)
+    if np.any(spacing <= 1e-9):
+        raise ImageReadError(located(path, f"voxel spacing {spacing.tolist()} has a zero"))
     return Image(np.ascontiguousarray(array), affine)
 
 

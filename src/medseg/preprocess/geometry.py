@@ -37,7 +37,7 @@ def reorient(
     >>> affine = np.diag([-1.0, 1.0, 2.0, 1.0])  # x runs right to left: LAS
     >>> a = np.arange(8).reshape(1, 2, 2, 2)
     >>> out, new = reorient(a, affine, canonical_orientation(affine, 3))
-    >>> new[:3, :3].diagonal().tolist(), out[0, 0, 0, 0] == a[0, 1, 0, 0]
+    >>> new[:3, :3].diagonal().tolist(), bool(out[0, 0, 0, 0] == a[0, 1, 0, 0])
     ([1.0, 1.0, 2.0], True)
     """
     spatial = array.shape[1:]
