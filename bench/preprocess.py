@@ -1,11 +1,12 @@
 """Benchmark: fingerprint + plan + preprocess of a real dataset, against MONAI's transforms.
 
 medseg: ``compute_fingerprint``, ``make_plan`` (with a 10-minute budget: the candidate
-networks are timed on this CPU) and ``preprocess_dataset`` into an empty cache, on one
-process and on every core. MONAI: the equivalent per-case chain — LoadImaged,
-EnsureChannelFirstd, Orientationd(RAS), Spacingd to the same target spacing (cubic for the
-image, nearest for the label), CropForegroundd, NormalizeIntensityd(nonzero) — and saving
-each case as .npy, in one process (MONAI has no fingerprint or planner to compare with).
+networks are timed on this CPU) and ``preprocess_dataset`` into an empty cache, in one
+process and with the default jobs (worker processes only when the cases are slow
+enough). MONAI: the equivalent per-case chain (LoadImaged, EnsureChannelFirstd,
+Orientationd to RAS, Spacingd to the same target spacing with cubic interpolation for the
+image and nearest for the label, CropForegroundd, NormalizeIntensityd over non-zero voxels)
+saving each case as .npy, in one process; MONAI has no fingerprint or planner to compare.
 Peak memory: each side once in a fresh process, resident set size sampled every millisecond.
 
 Usage: python bench/preprocess.py [DATASET_DIR]   (default ../shared/data/Dataset004_Hippocampus)
@@ -32,7 +33,7 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_medseg(dataset_dir: Path, cache: Path, jobs: int) -> dict[str, float]:
+def run_medseg(dataset_dir: Path, cache: Path, jobs: int | None) -> dict[str, float]:
     from medseg.datasets import open_dataset
     from medseg.preprocess import compute_fingerprint, preprocess_dataset
     from medseg.train import make_plan
@@ -77,29 +78,49 @@ def run_monai(dataset_dir: Path, out: Path, spacing: list[float]) -> float:
     return time.perf_counter() - start
 
 
+class _PeakSampler:
+    """Samples this process's resident set size every millisecond in a thread."""
+
+    def __init__(self) -> None:
+        self.base = _rss_mib()
+        self.peak = self.base
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _rss_mib())
+            time.sleep(0.001)
+
+    def stop(self) -> float:
+        """Peak rise over the level at the start (MiB)."""
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, _rss_mib()) - self.base
+
+
 def _peak_child(which: str, dataset_dir: Path, spacing: list[float]) -> None:
+    """Print the peak RSS rise of the whole run and of the preprocessing alone (MiB)."""
     import monai.transforms  # noqa: F401 - both children load the same libraries first
     import torch  # noqa: F401
 
-    import medseg.train  # noqa: F401
+    from medseg.datasets import open_dataset
+    from medseg.preprocess import compute_fingerprint, preprocess_dataset
+    from medseg.train import make_plan
 
-    before, peak, done = _rss_mib(), [0.0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    whole = _PeakSampler()
     with tempfile.TemporaryDirectory() as tmp:
         if which == "medseg":
-            run_medseg(dataset_dir, Path(tmp) / "cache", jobs=1)
+            dataset = open_dataset(dataset_dir)
+            fingerprint = compute_fingerprint(dataset, jobs=1, quiet=True)
+            plan = make_plan(fingerprint, dataset.spec, budget_minutes=10)
+            alone = _PeakSampler()
+            preprocess_dataset(dataset, plan.preprocessing, Path(tmp) / "c", jobs=1, quiet=True)
         else:
+            alone = _PeakSampler()
             run_monai(dataset_dir, Path(tmp) / "cache", spacing)
-    done.set()
-    sampler.join()
-    print(max(peak[0], _rss_mib()) - before)
+        print(whole.stop(), alone.stop())
 
 
 def main() -> None:
@@ -111,20 +132,18 @@ def main() -> None:
     print(f"dataset {dataset_dir.name}, {cores} cores")
     with tempfile.TemporaryDirectory() as tmp:
         one = run_medseg(dataset_dir, Path(tmp) / "one", jobs=1)
-        many = run_medseg(dataset_dir, Path(tmp) / "many", jobs=cores)
+        many = run_medseg(dataset_dir, Path(tmp) / "many", jobs=None)
         spacing = list(one.pop("target_spacing"))  # type: ignore[arg-type]
         many.pop("target_spacing")
         monai_seconds = run_monai(dataset_dir, Path(tmp) / "monai", spacing)
     rows = [(name, one[name], many[name]) for name in ("fingerprint", "plan", "preprocess")]
     rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     for name, single, parallel in rows:
-        print(
-            f"  medseg {name:12s} 1 process {single:6.2f} s   {cores} processes {parallel:6.2f} s"
-        )
+        print(f"  medseg {name:12s} 1 process {single:6.2f} s   default jobs {parallel:6.2f} s")
     print(f"  MONAI preprocessing chain, 1 process: {monai_seconds:6.2f} s")
     for label, seconds in (
         ("1 process", one["preprocess"]),
-        (f"{cores} processes", many["preprocess"]),
+        ("default jobs", many["preprocess"]),
     ):
         print(f"  ratio MONAI chain / medseg preprocess ({label}) {monai_seconds / seconds:5.1f} x")
     peaks = {}
@@ -133,11 +152,12 @@ def main() -> None:
             [sys.executable, __file__, "--child", which, str(dataset_dir), *map(str, spacing)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-        peaks[which] = float(out.stdout.strip().splitlines()[-1])
-    print(
-        f"peak memory above start (1 process, fresh process each): medseg fingerprint+plan+"
-        f"preprocess {peaks['medseg']:.0f} MiB, MONAI chain {peaks['monai']:.0f} MiB"
-    )
+        peaks[which] = [float(v) for v in out.stdout.strip().splitlines()[-1].split()]
+    print("peak memory rise (1 process, a fresh process each):")
+    print(f"  medseg fingerprint + plan + preprocess {peaks['medseg'][0]:6.0f} MiB"
+          "  (the plan times candidate networks: their training step)")  # fmt: skip
+    print(f"  medseg preprocess alone                {peaks['medseg'][1]:6.0f} MiB")
+    print(f"  MONAI preprocessing chain              {peaks['monai'][1]:6.0f} MiB")
 
 
 if __name__ == "__main__":

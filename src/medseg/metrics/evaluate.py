@@ -11,7 +11,6 @@ import csv
 import io as text_io
 import json
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -208,25 +207,12 @@ def default_jobs() -> int:
 
 
 #: With the default --jobs, worker processes start only when the cases left would take
-#: longer than this in one process (starting a worker costs about a second).
-_POOL_WORTH_SECONDS = 4.0
-
-
 def _run(tasks: list[_Task], jobs: int | None, quiet: bool) -> Iterator[_Outcome]:
-    """Outcomes of the tasks, in order. ``jobs`` > 1 scores cases in that many processes;
-    ``None`` decides from the time the first case took."""
-    cores = available_cores()
-    rest = tasks
-    if jobs is None and tasks:
-        start = time.perf_counter()
-        yield _score_task(tasks[0], threads=cores)
-        rest = tasks[1:]
-        worth = (time.perf_counter() - start) * len(rest) > _POOL_WORTH_SECONDS
-        jobs = cores if worth else 1
-    if jobs is not None and jobs > 1:
-        yield from map_in_processes(_score_task, rest, jobs, "scoring", quiet)
-    else:  # one case at a time: its labels share the cores
-        yield from map_in_processes(partial(_score_task, threads=cores), rest, 1, "scoring", quiet)
+    """Outcomes of the tasks, in order, in ``jobs`` processes (``None``: decided from the
+    time the first case took). Within this process a case's labels share the cores on
+    threads."""
+    threaded = partial(_score_task, threads=available_cores())
+    yield from map_in_processes(threaded, tasks, jobs, "scoring", quiet)
 
 
 def evaluate_folders(

@@ -28,7 +28,6 @@ import numpy as np
 
 from medseg.datasets import Case, DatasetFolder, read_training_case
 from medseg.io import write_text_atomic
-from medseg.parallel import default_case_jobs as _default_jobs
 from medseg.parallel import map_in_processes
 from medseg.preprocess.pipeline import (
     CaseGeometry,
@@ -117,8 +116,9 @@ def preprocess_dataset(
     jobs: int | None = None,
     quiet: bool = False,
 ) -> list[CachedCase]:
-    """Preprocess every training case into the cache ``folder`` (in ``jobs`` processes,
-    default one per core), or reuse it if it is current; return the cached cases."""
+    """Preprocess every training case into the cache ``folder``, or reuse it if it is
+    current; return the cached cases. ``jobs`` processes (by default one per core when the
+    cases are slow enough to pay for starting them)."""
     folder = Path(folder)
     if not cache_is_current(folder, dataset, prep):
         staging = folder.with_name(f".{folder.name}.building{os.getpid()}")
@@ -126,7 +126,6 @@ def preprocess_dataset(
         staging.mkdir(parents=True)
         try:
             work = partial(_preprocess_case, dataset=dataset, prep=prep, folder=staging)
-            jobs = _default_jobs(len(dataset.training)) if jobs is None else jobs
             for _ in map_in_processes(work, dataset.training, jobs, "preprocessing", quiet):
                 pass
             write_text_atomic(

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from medseg.datasets import Case, DatasetFolder, read_training_case
 from medseg.io import write_text_atomic
-from medseg.parallel import default_case_jobs as _default_jobs
 from medseg.parallel import map_in_processes
 from medseg.preprocess.geometry import canonical_orientation, nonzero_box, reorient
 
@@ -135,15 +134,14 @@ def _case(
 def compute_fingerprint(
     dataset: DatasetFolder, jobs: int | None = None, quiet: bool = False
 ) -> Fingerprint:
-    """Fingerprint every training case of a dataset (in ``jobs`` processes, default one per
-    core) and pool them.
+    """Fingerprint every training case of a dataset and pool them; ``jobs`` processes (by
+    default one per core when the cases are slow enough to pay for starting them).
 
     Examples
     --------
     >>> fp = compute_fingerprint(open_dataset("Dataset004_Hippocampus"))  # doctest: +SKIP
     >>> fp.median_spacing, fp.channels[0].foreground.p99_5  # doctest: +SKIP
     """
-    jobs = _default_jobs(len(dataset.training)) if jobs is None else jobs
     results = list(
         map_in_processes(
             partial(_case, dataset=dataset), dataset.training, jobs, "fingerprint", quiet
