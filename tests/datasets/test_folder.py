@@ -327,3 +327,20 @@ def test_open_real_isbi(isbi_dir: Path) -> None:
     image, label = read_training_case(dataset.training[0], dataset.spec)
     assert image.array.shape == (1, 512, 512)
     assert set(np.unique(label).tolist()) == {0, 1}
+
+
+def test_metaimage_dataset_with_detached_data_files(phantom3d: Path, tmp_path: Path) -> None:
+    # A dataset stored as .mhd headers: the .raw/.zraw data files beside them are not cases.
+    root = tmp_path / "Dataset901_Mhd"
+    spec = json.loads((phantom3d / "dataset.json").read_text())
+    spec["file_ending"] = ".mhd"
+    for folder in ("imagesTr", "labelsTr"):
+        for path in sorted((phantom3d / folder).glob("*.nii.gz")):
+            name = path.name.replace(".nii.gz", ".mhd")
+            write_image(read_image(path), root / folder / name)
+    (root / "dataset.json").write_text(json.dumps(spec))
+    assert any(not p.name.endswith(".mhd") for p in (root / "imagesTr").iterdir())
+    dataset = open_dataset(root)
+    assert [c.case_id for c in dataset.training] == ["phantom_000", "phantom_001", "phantom_002"]
+    image, label = read_training_case(dataset.training[0], dataset.spec)
+    assert image.spatial_shape == label.shape

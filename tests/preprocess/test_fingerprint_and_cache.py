@@ -39,6 +39,8 @@ def test_fingerprint_of_the_phantom(phantom3d: Path, tmp_path: Path) -> None:
     assert sum(fp.class_frequency.values()) == pytest.approx(1.0)
     for case in fp.cases:
         assert all(c <= s for c, s in zip(case.cropped_shape, case.shape))
+        for value, voxels in case.class_voxels.items():
+            assert case.class_volume_ml[value] == pytest.approx(voxels * 0.8 * 0.8 * 2.5 / 1000)
     saved = fp.save(tmp_path / "fingerprint.json")
     assert Fingerprint.load(saved) == fp
 

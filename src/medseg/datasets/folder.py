@@ -42,6 +42,10 @@ class DatasetFolder:
         raise KeyError(case_id)
 
 
+#: Header formats whose voxels live in a separate data file (.raw, .zraw, .raw.gz ...).
+_DETACHED_HEADERS = (".mhd", ".nhdr")
+
+
 def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
@@ -63,6 +67,8 @@ def group_image_files(paths: Iterable[Path], ending: str | None = None) -> list[
     channels: dict[str, dict[int, Path]] = {}
     for path in paths:
         suffix = image_suffix(path)
+        if suffix is None and ending in _DETACHED_HEADERS:
+            continue  # the data file beside a .mhd/.nhdr header
         if ending is not None and not path.name.endswith(ending):
             raise DatasetError(located(path, f"file does not end with '{ending}'"))
         if suffix is None:
@@ -122,7 +128,10 @@ def open_dataset(root: str | Path) -> DatasetFolder:
         raise DatasetError(located(images_dir, "folder is empty"))
     cases = group_image_files(image_files, spec.file_ending)
     _check_channel_files(cases)
-    labels = {p.name[: -len(spec.file_ending)]: p for p in _visible_files(labels_dir)}
+    label_files = _visible_files(labels_dir)
+    if spec.file_ending in _DETACHED_HEADERS:  # skip the data files beside the headers
+        label_files = [p for p in label_files if image_suffix(p) is not None]
+    labels = {p.name[: -len(spec.file_ending)]: p for p in label_files}
     for name, path in labels.items():
         if not path.name.endswith(spec.file_ending):
             raise DatasetError(located(path, f"file does not end with '{spec.file_ending}'"))

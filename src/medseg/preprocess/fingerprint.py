@@ -47,6 +47,7 @@ class CaseFingerprint(BaseModel):
     cropped_shape: list[int]  # after cropping to the non-zero region
     foreground: list[IntensityStats | None]  # per channel; None without foreground
     class_voxels: dict[str, int]  # label value -> voxels
+    class_volume_ml: dict[str, float]  # label value -> millilitres (mm^2 / 1000 in 2D)
 
 
 class ChannelFingerprint(BaseModel):
@@ -127,6 +128,9 @@ def _case(
         cropped_shape=[b - a for a, b in box],
         foreground=stats,
         class_voxels={str(v): int(n) for v, n in enumerate(counts) if n and v > 0},
+        class_volume_ml={
+            str(v): float(n * np.prod(spacing) / 1000) for v, n in enumerate(counts) if n and v > 0
+        },
     )
     return fingerprint, samples, ranges
 
