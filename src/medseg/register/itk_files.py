@@ -96,7 +96,11 @@ def read_affine_text(path: str | Path) -> np.ndarray:
 
     Examples
     --------
-    >>> read_affine_text("affine.tfm")  # doctest: +SKIP
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "affine.tfm"
+    >>> write_affine_text(np.diag([2.0, 1.0, 1.0, 1.0]), path)
+    >>> read_affine_text(path).diagonal().tolist()
+    [2.0, 1.0, 1.0, 1.0]
     """
     path = Path(path)
     try:
@@ -154,7 +158,14 @@ def write_displacement(
 
     Examples
     --------
-    >>> write_displacement(transform, fixed, "displacement.nii.gz")  # doctest: +SKIP
+    >>> import tempfile
+    >>> fixed = Image(np.zeros((1, 2, 2, 2)), np.eye(4))
+    >>> shift = np.eye(4)
+    >>> shift[:3, 3] = [1.0, 0.0, 0.0]  # 1 mm towards the right
+    >>> path = Path(tempfile.mkdtemp()) / "displacement.nii.gz"
+    >>> write_displacement(Transform(shift), fixed, path)
+    >>> nib.load(path).get_fdata()[0, 0, 0, 0].tolist()  # LPS: 1 mm right is -1 along x
+    [-1.0, 0.0, 0.0]
     """
     if fixed_grid.ndim != 3:
         raise ImageWriteError(located(path, "a displacement field needs a 3D fixed grid"))
@@ -169,7 +180,7 @@ def write_displacement(
             )
     data = np.empty((*shape, 1, 3), dtype=np.float32)
     for component, sign in enumerate((-1.0, -1.0, 1.0)):  # RAS -> LPS
-        data[:, :, :, 0, component] = sign * total[component]
+        data[:, :, :, 0, component] = sign * total[component] + 0.0  # + 0.0: no -0.0 stored
     if not np.all(np.isfinite(data)):
         raise ImageWriteError(located(path, "the displacement holds NaN or infinite values"))
     nii = nib.Nifti1Image(data, fixed_grid.affine)
@@ -195,7 +206,13 @@ def read_displacement(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Examples
     --------
-    >>> field, affine = read_displacement("displacement.nii.gz")  # doctest: +SKIP
+    >>> import tempfile
+    >>> fixed = Image(np.zeros((1, 2, 2, 2)), np.eye(4))
+    >>> path = Path(tempfile.mkdtemp()) / "displacement.nii.gz"
+    >>> write_displacement(np.ones((3, 2, 2, 2)), fixed, path)
+    >>> field, affine = read_displacement(path)
+    >>> field[:, 0, 0, 0].tolist(), affine.shape
+    ([1.0, 1.0, 1.0], (4, 4))
     """
     path = Path(path)
     try:
@@ -224,8 +241,13 @@ def write_jacobian(jacobian: np.ndarray, fixed_grid: Image, path: str | Path) ->
 
     Examples
     --------
-    >>> jacobian = jacobian_determinant(u, fixed.affine)  # doctest: +SKIP
-    >>> write_jacobian(jacobian, fixed, "jacobian.nii.gz")  # doctest: +SKIP
+    >>> import tempfile
+    >>> from medseg.io import read_image
+    >>> fixed = Image(np.zeros((1, 2, 2, 2)), np.eye(4))
+    >>> path = Path(tempfile.mkdtemp()) / "jacobian.nii.gz"
+    >>> write_jacobian(np.ones((2, 2, 2)), fixed, path)
+    >>> str(read_image(path).array.dtype)
+    'float32'
     """
     jacobian = np.asarray(jacobian)
     if jacobian.shape != fixed_grid.spatial_shape:

@@ -44,8 +44,9 @@ def warp_image(moving: Image, fixed_grid: Image, transform: Transform, order: in
     Returns
     -------
     Image
-        On the fixed grid; 0 where ``T(x)`` falls outside the moving image. Order 0 keeps the
-        input dtype; otherwise float32 (float64 for float64 input).
+        On the fixed grid; 0 where ``T(x)`` falls beyond the outermost voxel centres of the
+        moving image (ITK keeps the edge value for another half voxel; elsewhere the two
+        agree). Order 0 keeps the input dtype; otherwise float32 (float64 for float64 input).
 
     Examples
     --------
@@ -121,8 +122,9 @@ def warp_labels(
     -------
     Image
         uint8 (uint16 when a label exceeds 255) on the fixed grid. Every value is one of the
-        input's labels, or 0 (background) where ``T(x)`` falls outside the label map: outside
-        counts as background, also for the interpolated masks.
+        input's labels, or 0 (background) where ``T(x)`` falls outside the label map: more than
+        half a voxel beyond its outermost voxel centres for "nearest" (as ITK), and for
+        "linear" the outside counts as background in the interpolated masks.
 
     Examples
     --------
