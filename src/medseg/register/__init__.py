@@ -17,6 +17,13 @@ from medseg.register.itk_files import (
     write_displacement,
     write_jacobian,
 )
+from medseg.register.register import (
+    Registration,
+    RegistrationError,
+    check_inputs,
+    register_images,
+    write_registration,
+)
 from medseg.register.transforms import (
     AffineParameters,
     Transform,
@@ -32,9 +39,12 @@ from medseg.register.warp import warp_image, warp_labels
 __all__ = [
     "RAS_TO_LPS",
     "AffineParameters",
+    "Registration",
+    "RegistrationError",
     "Transform",
     "TransformFileError",
     "affine_from_parameters",
+    "check_inputs",
     "compose_affines",
     "folding_percent",
     "invert_affine",
@@ -42,9 +52,11 @@ __all__ = [
     "parameters_from_affine",
     "read_affine_text",
     "read_displacement",
+    "register_images",
     "warp_image",
     "warp_labels",
     "write_affine_text",
     "write_displacement",
     "write_jacobian",
+    "write_registration",
 ]

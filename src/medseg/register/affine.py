@@ -83,6 +83,8 @@ def register_affine(
     if metric not in ("mse", "ncc", "mi"):
         raise ValueError(f"affine registration takes mse, ncc or mi, not {metric}")
     measure = MEASURES[metric]
+    if metric == "mi":  # the soft joint histogram costs bins x samples per step
+        samples = min(samples, 20_000)
     centre = centre_of_mass(fixed[-1])
     shift = (centre_of_mass(moving[-1]) - centre) / _UNITS[3:6]
     parameters = torch.zeros(12, dtype=torch.float64)

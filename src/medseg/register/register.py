@@ -78,9 +78,8 @@ def _factors(image: Image, levels_mm: tuple[float, ...]) -> tuple[int, ...]:
         f = max(1, int(round(mm / finest)))
         while f > 1 and smallest // f < 8:  # keep at least 8 voxels per axis
             f //= 2
-        if f not in factors:
-            factors.append(f)
-    return tuple(factors)
+        factors.append(f)
+    return tuple(sorted(set(factors), reverse=True))  # coarsest first
 
 
 def _label_scores(
