@@ -94,16 +94,26 @@ def test_jpeg_input_gets_a_png_label_map(tmp_path):
     assert read_image(written).spatial_shape == (40, 40)
 
 
-def test_dicom_series_folder_is_one_case_on_the_series_grid(run_3d, tmp_path, dicom_study_dir):
+@pytest.fixture(scope="module")
+def coarse_run(tmp_path_factory):
+    """A tiny run whose plan works at 3 x 3 x 6.5 mm: predicting a whole MR series is quick."""
+    root = tmp_path_factory.mktemp("coarse")
+    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
+    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
+    train_run(data, root / "run", epochs=1, iterations_per_epoch=2, quiet=True, settings=settings)
+    return root / "run"
+
+
+def test_dicom_series_folder_is_one_case_on_the_series_grid(coarse_run, tmp_path, dicom_study_dir):
     series = next(p for p in dicom_study_dir.iterdir() if "T1post" in p.name)
-    (written,) = predict_paths(run_3d, [series], tmp_path / "out", device="cpu", quiet=True)
+    (written,) = predict_paths(coarse_run, [series], tmp_path / "out", device="cpu", quiet=True)
     assert written.name == f"{series.name}.nii.gz"
     source, labels = read_image(series), read_image(written)
     assert labels.spatial_shape == source.spatial_shape
     np.testing.assert_allclose(labels.affine, source.affine, atol=1e-5)
 
 
-def test_several_series_need_a_choice(run_3d, tmp_path, dicom_study_dir):
+def test_several_series_need_a_choice(coarse_run, tmp_path, dicom_study_dir):
     from medseg.errors import MedsegError
 
     mixed = tmp_path / "mixed"
@@ -112,11 +122,11 @@ def test_several_series_need_a_choice(run_3d, tmp_path, dicom_study_dir):
         for dcm in folder.glob("*.dcm"):
             (mixed / f"{folder.name[:6]}_{dcm.name}").write_bytes(dcm.read_bytes())
     with pytest.raises(MedsegError, match="series"):
-        predict_paths(run_3d, [mixed], tmp_path / "out", device="cpu", quiet=True)
+        predict_paths(coarse_run, [mixed], tmp_path / "out", device="cpu", quiet=True)
     chosen = [p for p in dicom_study_dir.iterdir() if p.is_dir()][0]
     description = read_dicom_description(chosen)
     (written,) = predict_paths(
-        run_3d, [mixed], tmp_path / "out", device="cpu", quiet=True, series=description
+        coarse_run, [mixed], tmp_path / "out", device="cpu", quiet=True, series=description
     )
     assert read_image(written).spatial_shape == read_image(chosen).spatial_shape
 
