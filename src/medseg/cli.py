@@ -97,6 +97,13 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _atlas_pair(value: str) -> tuple[Path, Path]:
+    image, sep, labels = value.partition(":")
+    if not sep or not image or not labels:
+        raise argparse.ArgumentTypeError(f"expected IMAGE:LABELS, got {value}")
+    return Path(image), Path(labels)
+
+
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, examples: str):
     return sub.add_parser(
         name,
@@ -335,6 +342,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the deformation's smoothness penalty (default: 0.3)",
     )
     _add_device(register)
+
+    atlas = _command(
+        sub,
+        "atlas-segment",
+        "Segment an image without training: register labelled atlases to it and fuse their "
+        "labels (majority vote, or weighted by local similarity).",
+        "  medseg atlas-segment t1.nii.gz --atlas a1.nii.gz:a1_seg.nii.gz "
+        "--atlas a2.nii.gz:a2_seg.nii.gz \\\n"
+        "      --atlas a3.nii.gz:a3_seg.nii.gz --out t1_seg.nii.gz --fusion weighted\n",
+    )
+    atlas.add_argument("image", type=Path, metavar="IMAGE", help="the image to segment")
+    atlas.add_argument(
+        "--atlas",
+        type=_atlas_pair,
+        action="append",
+        required=True,
+        metavar="IMG:LABELS",
+        help="an atlas image and its label map (give several)",
+    )
+    atlas.add_argument("--out", type=Path, required=True, metavar="FILE", help="label map to write")
+    atlas.add_argument(
+        "--fusion", choices=["majority", "weighted"], default="majority", help="default: majority"
+    )
+    atlas.add_argument(
+        "--method",
+        choices=["affine", "deformable"],
+        default="deformable",
+        help="default: deformable",
+    )
+    _add_device(atlas)
 
     evaluate = _command(
         sub,
@@ -582,6 +619,29 @@ def _run(args: argparse.Namespace) -> int:
             before = m["labels_before"][value]  # type: ignore[index]
             _out.print(f"label {value}: Dice {before['dice']:.4f} -> {after['dice']:.4f}")
         _out.print(f"wrote {len(written)} files to {args.out}")
+        return EXIT_OK
+    if args.command == "atlas-segment":
+        from medseg.io import read_image, write_image
+        from medseg.register.atlas import atlas_segment
+        from medseg.register.register import check_inputs
+        from medseg.train import resolve_device
+
+        image = read_image(args.image)
+        atlases = []
+        for image_path, labels_path in args.atlas:
+            atlas_image, atlas_labels = read_image(image_path), read_image(labels_path)
+            check_inputs(
+                image,
+                atlas_image,
+                (str(args.image), str(image_path)),
+                {str(labels_path): (atlas_labels, atlas_image)},
+            )
+            atlases.append((atlas_image, atlas_labels))
+        result = atlas_segment(
+            image, atlases, args.method, args.fusion, device=resolve_device(args.device)
+        )
+        write_image(result.labels, args.out)
+        _out.print(f"fused {len(atlases)} atlas(es) by {args.fusion} vote; wrote {args.out}")
         return EXIT_OK
     if args.command == "evaluate":
         from medseg.metrics import EvaluationSettings, evaluate_folders, write_evaluation

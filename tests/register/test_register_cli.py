@@ -87,3 +87,27 @@ def test_register_refuses_bad_input(run_cli, tmp_path: Path, problem: str) -> No
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(named) in lines[0]
     assert not (tmp_path / "reg").exists()
+
+
+def test_atlas_segment_command(run_cli, tmp_path: Path) -> None:
+    paths = _pair(tmp_path)
+    out = tmp_path / "seg.nii.gz"
+    atlas = f"{paths['moving']}:{paths['moving_labels']}"
+    code, stdout, err = run_cli(
+        ["--quiet", "atlas-segment", paths["fixed"], "--atlas", atlas, "--atlas", atlas,
+         "--atlas", atlas, "--method", "affine", "--out", out]
+    )  # fmt: skip
+    assert code == 0, err
+    segmentation = read_image(out).array[0]
+    truth = read_image(paths["fixed_labels"]).array[0]
+    dice = (
+        2
+        * np.sum((segmentation == 1) & (truth == 1))
+        / (np.sum(segmentation == 1) + np.sum(truth == 1))
+    )
+    assert dice > 0.9 and "fused 3 atlas" in stdout
+
+
+def test_atlas_segment_rejects_a_malformed_pair(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli(["atlas-segment", "x.nii.gz", "--atlas", "only_image", "--out", "y"])
+    assert code == 2 and "IMAGE:LABELS" in err
