@@ -139,7 +139,7 @@ def register_images(
             pyramid(moving, factors, device),
             metric=affine_metric,
             rigid=method == "rigid",
-            iterations=(200, 100, 50)[: len(factors)],
+            iterations=(200, 80, 20)[: len(factors)],
         )
         matrix = result.matrix
     transform = Transform(matrix)
