@@ -11,6 +11,7 @@ import csv
 import io as text_io
 import json
 import math
+import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -153,7 +154,10 @@ class _Outcome:
 
 
 def _score_task(task: _Task, threads: int = 1) -> _Outcome:
-    """Read, check and score one case (runs in a worker process)."""
+    """Read, check and score one case; its labels on ``threads`` threads, one in a worker
+    process (the workers already share the cores)."""
+    if multiprocessing.parent_process() is not None:
+        threads = 1
     problems: list[str] = []
     try:
         reference_image = read_image(task.reference)
