@@ -22,7 +22,6 @@ Usage: python bench/metrics.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from peak_memory import PeakSampler
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
@@ -113,16 +113,9 @@ def best_time(function, repeats: int) -> tuple[float, object]:
     return best, result
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 def _peak_rss_child(which: str, data: Path) -> None:
     """Child process: load the arrays, run one side once while a thread samples the resident
     set size every millisecond; print the peak rise over the level before the run (MiB)."""
-    import threading
-
     import monai.metrics  # noqa: F401
     import torch  # noqa: F401 - loaded before the baseline in both children
 
@@ -131,24 +124,12 @@ def _peak_rss_child(which: str, data: Path) -> None:
     arrays = np.load(data)
     reference, prediction = arrays["reference"], arrays["prediction"]
     inputs = monai_inputs(reference, prediction) if which == "monai" else None
-    before = _rss_mib()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    sampler = PeakSampler()
     if which == "monai":
         run_monai(*inputs, with_max=False)
     else:
         run_medseg(reference, prediction, default_jobs())
-    done.set()
-    sampler.join()
-    print(max(peak[0], _rss_mib()) - before)
+    print(sampler.stop())
 
 
 def peak_memory(which: str, data: Path) -> float:

@@ -15,22 +15,16 @@ Usage: python bench/preprocess.py [DATASET_DIR]   (default ../shared/data/Datase
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from peak_memory import PeakSampler
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_Hippocampus"
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def run_medseg(dataset_dir: Path, cache: Path, jobs: int | None) -> dict[str, float]:
@@ -78,28 +72,6 @@ def run_monai(dataset_dir: Path, out: Path, spacing: list[float]) -> float:
     return time.perf_counter() - start
 
 
-class _PeakSampler:
-    """Samples this process's resident set size every millisecond in a thread."""
-
-    def __init__(self) -> None:
-        self.base = _rss_mib()
-        self.peak = self.base
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            self.peak = max(self.peak, _rss_mib())
-            time.sleep(0.001)
-
-    def stop(self) -> float:
-        """Peak rise over the level at the start (MiB)."""
-        self._done.set()
-        self._thread.join()
-        return max(self.peak, _rss_mib()) - self.base
-
-
 def _peak_child(which: str, dataset_dir: Path, spacing: list[float]) -> None:
     """Print the peak RSS rise of the whole run and of the preprocessing alone (MiB)."""
     import monai.transforms  # noqa: F401 - both children load the same libraries first
@@ -109,16 +81,16 @@ def _peak_child(which: str, dataset_dir: Path, spacing: list[float]) -> None:
     from medseg.preprocess import compute_fingerprint, preprocess_dataset
     from medseg.train import make_plan
 
-    whole = _PeakSampler()
+    whole = PeakSampler()
     with tempfile.TemporaryDirectory() as tmp:
         if which == "medseg":
             dataset = open_dataset(dataset_dir)
             fingerprint = compute_fingerprint(dataset, jobs=1, quiet=True)
             plan = make_plan(fingerprint, dataset.spec, budget_minutes=10)
-            alone = _PeakSampler()
+            alone = PeakSampler()
             preprocess_dataset(dataset, plan.preprocessing, Path(tmp) / "c", jobs=1, quiet=True)
         else:
-            alone = _PeakSampler()
+            alone = PeakSampler()
             run_monai(dataset_dir, Path(tmp) / "cache", spacing)
         print(whole.stop(), alone.stop())
 

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 
+from medseg.metrics.overlap import ratio
+
 DEFAULT_LESION_IOU = 0.1
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -28,17 +26,17 @@ class LesionCounts:
     @property
     def precision(self) -> float:
         """Lesion TP / (TP + FP); NaN without predicted lesions."""
-        return _ratio(self.tp, self.tp + self.fp)
+        return ratio(self.tp, self.tp + self.fp)
 
     @property
     def recall(self) -> float:
         """Lesion TP / (TP + FN); NaN without reference lesions."""
-        return _ratio(self.tp, self.tp + self.fn)
+        return ratio(self.tp, self.tp + self.fn)
 
     @property
     def f1(self) -> float:
         """2TP / (2TP + FP + FN); NaN when neither side has a lesion."""
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, NaN (undefined) when the denominator is 0."""
     return numerator / denominator if denominator > 0 else float("nan")
 
 
@@ -51,32 +52,32 @@ class Confusion:
     @property
     def dice(self) -> float:
         """2TP / (2TP + FP + FN); NaN when both masks are empty."""
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     @property
     def iou(self) -> float:
         """Jaccard index TP / (TP + FP + FN); NaN when both masks are empty."""
-        return _ratio(self.tp, self.tp + self.fp + self.fn)
+        return ratio(self.tp, self.tp + self.fp + self.fn)
 
     @property
     def precision(self) -> float:
         """TP / (TP + FP); NaN when the prediction is empty."""
-        return _ratio(self.tp, self.tp + self.fp)
+        return ratio(self.tp, self.tp + self.fp)
 
     @property
     def recall(self) -> float:
         """Sensitivity TP / (TP + FN); NaN when the reference is empty."""
-        return _ratio(self.tp, self.tp + self.fn)
+        return ratio(self.tp, self.tp + self.fn)
 
     @property
     def specificity(self) -> float:
         """TN / (TN + FP); NaN only when every voxel is reference foreground."""
-        return _ratio(self.tn, self.tn + self.fp)
+        return ratio(self.tn, self.tn + self.fp)
 
     @property
     def accuracy(self) -> float:
         """(TP + TN) / all voxels."""
-        return _ratio(self.tp + self.tn, self.tp + self.fp + self.fn + self.tn)
+        return ratio(self.tp + self.tn, self.tp + self.fp + self.fn + self.tn)
 
     @property
     def f1(self) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.register.pyramid import Level
+from medseg.register.pyramid import Level, coarser_affine
 from medseg.register.similarity import MEASURES
 
 #: Scaling and squaring steps: the velocity is divided by 2**7 before composing.
@@ -90,7 +90,7 @@ def register_deformable(
             start = F.interpolate(velocity.detach(), size=control, mode="trilinear")
         velocity = start.requires_grad_(True)
         optimizer = torch.optim.Adam([velocity], lr=learning_rate)
-        control_affine = _coarser(level_fixed.affine, CONTROL_SPACING)
+        control_affine = coarser_affine(level_fixed.affine, CONTROL_SPACING)
         points = level_fixed.world_grid()
         spacing = torch.linalg.norm(control_affine[:3, :3], dim=0).to(device, torch.float32)
         a = matrix.to(device)
@@ -108,17 +108,9 @@ def register_deformable(
         losses.append(float(loss.detach()))
     assert velocity is not None
     with torch.no_grad():
-        control_affine = _coarser(level_fixed.affine, CONTROL_SPACING)
+        control_affine = coarser_affine(level_fixed.affine, CONTROL_SPACING)
         displacement = _on_level(integrate_velocity(velocity, control_affine), level_fixed.shape)
     return DeformableResult(displacement[0], level_fixed.affine, losses)
-
-
-def _coarser(affine: torch.Tensor, factor: int) -> torch.Tensor:
-    """The affine of a grid ``factor`` times coarser covering the same voxels (pooling)."""
-    scale = torch.eye(4, dtype=affine.dtype)
-    scale[:3, :3] *= factor
-    scale[:3, 3] = (factor - 1) / 2
-    return affine @ scale
 
 
 def _on_level(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

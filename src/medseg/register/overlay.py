@@ -40,20 +40,29 @@ def save_registration_overlay(
     moving_labels: Image | None = None,
 ) -> Path:
     """Two panels (before: identity in world coordinates; after: the transform) of the
-    fixed grid's middle axial slice."""
+    fixed grid's middle axial slice. Only that slice is resampled."""
     z = fixed.spatial_shape[2] // 2
     fixed_slice = _unit(fixed.array[0][:, :, z].astype(np.float32))
+    shift = np.eye(4)
+    shift[2, 3] = z
+    x, y = fixed.spatial_shape[:2]
+    plane_grid = Image(np.zeros((1, x, y, 1), np.float32), fixed.affine @ shift)
+    if transform.displacement is not None:  # its field, cut to the same slice
+        transform = Transform(
+            transform.affine, transform.displacement[:, :, :, z : z + 1], plane_grid.affine
+        )
     fig = Figure(figsize=(8, 4.4), dpi=100)
     axes = fig.subplots(1, 2)
     for ax, (title, t) in zip(axes, (("before", Transform()), ("after", transform))):
-        warped = _unit(warp_image(moving, fixed, t).array[0][:, :, z].astype(np.float32))
+        warped = _unit(warp_image(moving, plane_grid, t).array[0][:, :, 0].astype(np.float32))
         ax.imshow(checkerboard(fixed_slice, warped).T, cmap="gray", origin="lower")
         for labels, colour in ((fixed_labels, "#00d000"), (moving_labels, "#ff3030")):
             if labels is None:
                 continue
             if labels is moving_labels:
-                labels = warp_labels(labels, fixed, t, "nearest")
-            plane = labels.array[0][:, :, z]
+                plane = warp_labels(labels, plane_grid, t, "nearest").array[0][:, :, 0]
+            else:
+                plane = labels.array[0][:, :, z]
             for value in np.unique(plane):
                 if value != 0:
                     ax.contour((plane == value).T, levels=[0.5], colors=colour, linewidths=0.8)

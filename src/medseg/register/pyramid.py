@@ -72,11 +72,17 @@ def pyramid(image: Image, factors: tuple[int, ...], device: torch.device) -> lis
             levels.append(Level(base, affine))
             continue
         pooled = F.avg_pool3d(base, kernel_size=f, stride=f, ceil_mode=False)
-        scale = torch.eye(4, dtype=torch.float64)
-        scale[:3, :3] *= f
-        scale[:3, 3] = (f - 1) / 2
-        levels.append(Level(pooled, affine @ scale))
+        levels.append(Level(pooled, coarser_affine(affine, f)))
     return levels
+
+
+def coarser_affine(affine: torch.Tensor, factor: int) -> torch.Tensor:
+    """The affine of a grid ``factor`` times coarser whose voxel ``i`` covers fine voxels
+    ``factor*i .. factor*i + factor - 1`` (average pooling)."""
+    scale = torch.eye(4, dtype=affine.dtype)
+    scale[:3, :3] *= factor
+    scale[:3, 3] = (factor - 1) / 2
+    return affine @ scale
 
 
 def centre_of_mass(level: Level) -> torch.Tensor:

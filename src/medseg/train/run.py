@@ -29,13 +29,19 @@ from medseg.train.trainer import Trainer, TrainResult
 DEFAULT_EPOCHS = 100
 
 
+def _class_lookup(label_values: list[int]) -> np.ndarray:
+    """A table from label value to network class index (0 .. K-1)."""
+    lookup = np.zeros(max(label_values) + 1, dtype=np.uint8)
+    lookup[label_values] = np.arange(len(label_values))
+    return lookup
+
+
 def load_cases(
     dataset: DatasetFolder, quiet: bool = False
 ) -> tuple[list[TrainingCase], list[tuple[int, ...]], list[tuple[float, ...]]]:
     """Read, check and normalise every training case; also return shapes and spacings."""
     spec = dataset.spec
-    lookup = np.zeros(max(spec.label_values) + 1, dtype=np.uint8)
-    lookup[spec.label_values] = np.arange(len(spec.label_values))
+    lookup = _class_lookup(spec.label_values)
     cases, shapes, spacings = [], [], []
     with make_progress(quiet) as progress:
         for case in progress.track(dataset.training, description="reading cases"):
@@ -116,8 +122,7 @@ def load_preprocessed(
     """Every training case through the plan's preprocessing (cached in ``cache_dir``)."""
     assert plan.preprocessing is not None
     cached = preprocess_dataset(dataset, plan.preprocessing, cache_dir, quiet=quiet)
-    lookup = np.zeros(max(plan.label_values) + 1, dtype=np.uint8)
-    lookup[plan.label_values] = np.arange(len(plan.label_values))
+    lookup = _class_lookup(plan.label_values)
     total = sum(c.image_path.stat().st_size for c in cached)
     sources = {c.case_id: c for c in dataset.training}
     cases = []
