@@ -15,7 +15,7 @@ its neighbourhood needs, so it costs little on large images with small structure
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cc3d
 import numpy as np
@@ -229,15 +229,16 @@ def opening(
 ) -> np.ndarray:
     """Morphological opening of label ``value`` with `structuring_element`: removes thin
     protrusions, bridges and specks narrower than the element; removed voxels become
-    background. Outside the image counts as background.
+    background. Beyond the image border the nearest voxel repeats (as in `closing` and
+    `smooth`), so a structure cut by the border is not worn away there.
 
     Examples
     --------
-    >>> labels = np.zeros((5, 7), np.uint8); labels[1:4, 0:3] = 1; labels[:, 5] = 1
+    >>> labels = np.zeros((5, 7), np.uint8); labels[1:4, 1:4] = 1; labels[:, 5] = 1
     >>> opened = opening(labels, 1)
     >>> opened[:, 5]  # the one-voxel-wide line goes
     array([0, 0, 0, 0, 0], dtype=uint8)
-    >>> opened[1:4, 0:3]  # the 3 x 3 block keeps what the cross fits in
+    >>> opened[1:4, 1:4]  # the 3 x 3 block keeps what the cross fits in
     array([[0, 1, 0],
            [1, 1, 1],
            [0, 1, 0]], dtype=uint8)
@@ -248,7 +249,7 @@ def opening(
     if box is not None:
         region = view[box]
         mask = region == value
-        opened = ndimage.binary_opening(mask, structure=element)
+        opened = _with_edge_padding(ndimage.binary_opening, mask, element, radius)
         region[mask & ~opened] = 0
     return out
 
@@ -257,8 +258,9 @@ def closing(
     labels: np.ndarray, value: int, radius: int = 1, spacing: Sequence[float] | None = None
 ) -> np.ndarray:
     """Morphological closing of label ``value`` with `structuring_element`: fills gaps and
-    notches narrower than the element, from background voxels only. The image border does
-    not erode the label (the mask is padded before closing), so closing only ever adds.
+    notches narrower than the element, from background voxels only. Beyond the image border
+    the nearest voxel repeats, so the border neither erodes the label nor keeps a gap along
+    it open; closing only ever adds voxels.
 
     Examples
     --------
@@ -274,11 +276,19 @@ def closing(
     if box is not None:
         region = view[box]
         mask = region == value
-        pad = radius + 1
-        closed = ndimage.binary_closing(np.pad(mask, pad), structure=element)
-        closed = closed[tuple(slice(pad, pad + n) for n in mask.shape)]
+        closed = _with_edge_padding(ndimage.binary_closing, mask, element, radius)
         region[closed & (region == 0)] = value
     return out
+
+
+def _with_edge_padding(
+    morphology: Callable[..., np.ndarray], mask: np.ndarray, element: np.ndarray, radius: int
+) -> np.ndarray:
+    """``morphology(mask, structure=element)`` with the nearest voxel repeated beyond the
+    array's edge, so that the image border acts neither as background nor as foreground."""
+    pad = 2 * radius + 1  # the dilation at `radius` beyond the edge reads 2 * radius
+    result = morphology(np.pad(mask, pad, mode="edge"), structure=element)
+    return result[tuple(slice(pad, pad + n) for n in mask.shape)]
 
 
 def smooth(
