@@ -79,20 +79,34 @@ def test_remove_small_components_leaves_other_labels() -> None:
 def _hollow_cube() -> np.ndarray:
     labels = np.zeros((9, 9, 9), np.uint8)
     labels[1:8, 1:8, 1:8] = 1
-    labels[3:6, 3:6, 3:6] = 0  # a closed cavity
-    labels[4, 4, 4] = 2  # another label inside it
+    labels[2:4, 2:4, 2:4] = 0  # a closed cavity
+    labels[5:7, 5:7, 5:7] = 0  # another, with a voxel of label 2 in it
+    labels[6, 6, 6] = 2
     return labels
 
 
-def test_fill_holes_fills_background_only() -> None:
+def test_fill_holes_fills_pockets_that_the_label_alone_encloses() -> None:
     labels = _hollow_cube()
     out = fill_holes(labels, 1)
-    assert out[4, 4, 4] == 2
-    assert np.count_nonzero(out == 1) == 7**3 - 1
+    assert (out[2:4, 2:4, 2:4] == 1).all()
+    np.testing.assert_array_equal(out[5:7, 5:7, 5:7], labels[5:7, 5:7, 5:7])
+    # the pocket next to label 2 is label 2's to fill if it encloses it: here it does not
+    np.testing.assert_array_equal(fill_holes(labels, 2), labels)
     # a cavity open to the outside is not a hole
-    labels[4, 4, 0:4] = 0
-    out = fill_holes(labels, 1)
-    assert out[3, 3, 3] == 0 and out[4, 4, 2] == 0
+    labels[2, 2, 0:2] = 0
+    assert (fill_holes(labels, 1)[2:4, 2:4, 2:4] == 0).all()
+
+
+def test_fill_holes_of_a_label_inside_another() -> None:
+    """A tumour (2) inside an organ (1), with a hollow core: the core is the tumour's hole,
+    never the organ's, whatever order the two are filled in."""
+    labels = np.zeros((11, 11), np.uint8)
+    labels[1:10, 1:10] = 1
+    labels[3:8, 3:8] = 2
+    labels[5, 5] = 0
+    assert fill_holes(labels, 1)[5, 5] == 0
+    assert fill_holes(fill_holes(labels, 1), 2)[5, 5] == 2
+    assert fill_holes(labels, 2)[5, 5] == 2
 
 
 def test_fill_holes_2d_and_on_a_singleton_axis() -> None:

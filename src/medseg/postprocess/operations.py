@@ -168,17 +168,21 @@ def remove_small_components(
 
 
 def fill_holes(labels: np.ndarray, value: int) -> np.ndarray:
-    """Fill the holes of label ``value``: regions that it encloses completely (not reachable
-    from the image border without crossing it, moving between face neighbours). Only the
-    background voxels of a hole are filled; another label inside it stays as it is.
+    """Fill the holes of label ``value``: pockets of background that it alone encloses.
+
+    A pocket is a connected region of background voxels (face neighbours) that cannot reach
+    the image border without crossing label ``value``. It is filled only if all its face
+    neighbours belong to ``value``: a pocket that also borders another label (say a gap
+    between an organ and a tumour inside it) is left as it is. So no label is written over,
+    and the result does not depend on the order in which labels are processed.
 
     Examples
     --------
-    >>> labels = np.array([[1, 1, 1, 1], [1, 0, 2, 1], [1, 1, 1, 1]], np.uint8)
-    >>> fill_holes(labels, 1)
-    array([[1, 1, 1, 1],
-           [1, 1, 2, 1],
-           [1, 1, 1, 1]], dtype=uint8)
+    >>> labels = np.array([[1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 2, 1], [1, 1, 1, 1, 1, 1]], np.uint8)
+    >>> fill_holes(labels, 1)  # the second pocket borders label 2: left as it is
+    array([[1, 1, 1, 1, 1, 1],
+           [1, 1, 1, 0, 2, 1],
+           [1, 1, 1, 1, 1, 1]], dtype=uint8)
     """
     out, view, _ = _working_copy(labels, None)
     _fill(view, value, None)
@@ -189,8 +193,9 @@ def fill_holes_slicewise(
     labels: np.ndarray, value: int, spacing: Sequence[float] | None = None
 ) -> np.ndarray:
     """Fill the holes of label ``value`` in each 2D slice across the coarsest axis (largest
-    spacing; of equal spacings the last axis); a 2D map is filled as a whole. Fills what
-    `fill_holes` fills and also holes that are open only towards a neighbouring slice.
+    spacing; of equal spacings the last axis); a 2D map is filled as a whole. Pockets are as
+    in `fill_holes`, within a slice. Fills what `fill_holes` fills and also holes that are
+    open only towards a neighbouring slice.
 
     Examples
     --------
@@ -215,13 +220,24 @@ def fill_holes_slicewise(
 
 
 def _fill(view: np.ndarray, value: int, structure: np.ndarray | None) -> None:
+    """Fill, in place, the background pockets enclosed by ``value`` alone; ``structure``
+    connects the background (default: face neighbours)."""
+    if structure is None:
+        structure = ndimage.generate_binary_structure(view.ndim, 1)
     box = _bounding_box(view == value, 1)
     if box is None:
         return
     region = view[box]
     mask = region == value
-    filled = ndimage.binary_fill_holes(mask, structure=structure)
-    region[filled & (region == 0)] = value
+    enclosed = ndimage.binary_fill_holes(mask, structure=structure) & (region == 0)
+    if not enclosed.any():
+        return
+    others = (region != 0) & ~mask
+    if others.any():  # leave out the pockets that touch another label
+        pockets, _ = ndimage.label(enclosed, structure=structure)
+        touching = np.unique(pockets[ndimage.binary_dilation(others, structure) & enclosed])
+        enclosed &= ~np.isin(pockets, touching)
+    region[enclosed] = value
 
 
 def opening(
