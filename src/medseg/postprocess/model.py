@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from medseg.errors import RunFolderError, located
 from medseg.io import write_text_atomic
@@ -46,7 +54,7 @@ class Operation(BaseModel):
     --------
     >>> Operation(name="remove_small", min_volume_mm3=40.0).describe()
     'remove components < 40 mm³'
-    >>> Operation(name="opening", radius=1).model_dump(exclude_none=True)
+    >>> Operation(name="opening", radius=1).model_dump()
     {'name': 'opening', 'radius': 1}
     """
 
@@ -63,6 +71,10 @@ class Operation(BaseModel):
         if (self.name in _NEEDS_RADIUS) != (self.radius is not None):
             raise ValueError("radius is required by opening, closing and smooth and only by them")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_parameters(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
     def apply(self, labels: np.ndarray, value: int, spacing: Sequence[float]) -> np.ndarray:
         """This operation on label ``value`` of ``labels``: a new array."""
@@ -138,13 +150,13 @@ class Postprocessing(BaseModel):
     """
 
     version: int = POSTPROCESSING_VERSION
-    keep_largest_foreground: bool = False
-    labels: list[LabelChoice] = Field(default_factory=list)
-    # the evidence: cross-validation cases used, the smallest mean-Dice gain that counted,
-    # and the whole-foreground trial (None when not tried: fewer than two labels)
+    # the evidence: cross-validation cases used and the smallest mean-Dice gain that counted
     cases: int = Field(default=0, ge=0)
     min_gain: float = Field(default=0.0, ge=0)
+    keep_largest_foreground: bool = False
+    # the whole-foreground trial (None when not tried: fewer than two labels)
     foreground_trial: ForegroundTrial | None = None
+    labels: list[LabelChoice] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> Postprocessing:
@@ -189,7 +201,7 @@ def apply_postprocessing(
 def save_postprocessing(choice: Postprocessing, run_dir: str | Path) -> Path:
     """Write ``postprocessing.json`` into ``run_dir`` atomically; returns its path."""
     path = Path(run_dir) / POSTPROCESSING_FILE
-    write_text_atomic(path, choice.model_dump_json(indent=2, exclude_none=False) + "\n")
+    write_text_atomic(path, choice.model_dump_json(indent=2) + "\n")
     return path
 
 
