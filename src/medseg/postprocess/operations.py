@@ -92,7 +92,7 @@ def structuring_element(radius: int, spacing: Sequence[float]) -> np.ndarray:
 
 def keep_largest_component(labels: np.ndarray, value: int) -> np.ndarray:
     """Keep only the largest connected component of label ``value``; the rest becomes
-    background. Of equal-sized components the first in memory order is kept.
+    background. Of equal-sized components one is kept, always the same.
 
     Examples
     --------
@@ -174,7 +174,7 @@ def fill_holes(labels: np.ndarray, value: int) -> np.ndarray:
     the image border without crossing label ``value``. It is filled only if all its face
     neighbours belong to ``value``: a pocket that also borders another label (say a gap
     between an organ and a tumour inside it) is left as it is. So no label is written over,
-    and the result does not depend on the order in which labels are processed.
+    and the hole filling of two labels never competes for the same voxel.
 
     Examples
     --------
