@@ -145,9 +145,7 @@ def _raise(problems: list[str]) -> None:
         raise InputProblems(problems, f"{len(problems)} problem(s) in the cross-validation files")
 
 
-def _label_array(
-    image: Image, path: Path, known: frozenset[int], problems: list[str]
-) -> np.ndarray | None:
+def _label_array(image: Image, path: Path, problems: list[str]) -> np.ndarray | None:
     """The integer label array of a one-channel image, or None (with a problem noted)."""
     if image.channels != 1:
         problems.append(located(path, f"{image.channels} channels; a label map has 1"))
@@ -158,11 +156,15 @@ def _label_array(
             problems.append(located(path, "not an integer label map"))
             return None
         array = array.astype(np.int64)
+    return array
+
+
+def _check_values(
+    array: np.ndarray, path: Path, known: frozenset[int], problems: list[str]
+) -> None:
     unknown = sorted({int(v) for v in np.unique(array)} - known)
     if unknown:
         problems.append(located(path, f"label values {unknown} are not in the run's plan.json"))
-        return None
-    return array
 
 
 def _compact(array: np.ndarray) -> np.ndarray:
@@ -181,8 +183,8 @@ def _load_case(files: _CaseFiles) -> _LoadedCase:
     except MedsegError as exc:
         return _LoadedCase(files.case, problems=[str(exc)])
     problems: list[str] = []
-    prediction = _label_array(prediction_image, files.prediction, files.known, problems)
-    reference = _label_array(reference_image, files.reference, files.known, problems)
+    prediction = _label_array(prediction_image, files.prediction, problems)
+    reference = _label_array(reference_image, files.reference, problems)
     if prediction is not None and reference is not None and prediction.shape != reference.shape:
         problems.append(
             located(
@@ -193,7 +195,12 @@ def _load_case(files: _CaseFiles) -> _LoadedCase:
         )
     if prediction is None or reference is None or problems:
         return _LoadedCase(files.case, problems=problems)
+    # outside the crop both are background: the crops hold every label value there is
     prediction, reference = crop_to_foreground(prediction, reference)
+    _check_values(prediction, files.prediction, files.known, problems)
+    _check_values(reference, files.reference, files.known, problems)
+    if problems:
+        return _LoadedCase(files.case, problems=problems)
     return _LoadedCase(
         files.case, _compact(prediction), _compact(reference), reference_image.spacing
     )

@@ -79,7 +79,9 @@ class _Case:
     spacing: tuple[float, ...]
 
 
-def _dice_table(predictions: Sequence[np.ndarray], cases: Sequence[_Case], values: list[int]):
+def _dice_table(
+    predictions: Sequence[np.ndarray], cases: Sequence[_Case], values: list[int]
+) -> np.ndarray:
     """Dice per case (rows) and label (columns); NaN where undefined (both masks empty)."""
     table = np.empty((len(cases), len(values)))
     for i, (prediction, case) in enumerate(zip(predictions, cases)):
@@ -152,6 +154,34 @@ def _candidates(
     if family in CANDIDATE_RADII:
         return [Operation(name=family, radius=r) for r in CANDIDATE_RADII[family]]  # type: ignore[arg-type]
     return [Operation(name=family)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    means: list[float | None]  # per label
+    predictions: list[np.ndarray]  # per case
+    trial: int  # index in the label's trials
+
+
+def _best_candidate(
+    candidates: Sequence[Operation],
+    j: int,
+    values: list[int],
+    current: Sequence[np.ndarray],
+    work: Sequence[_Case],
+    trials: list[LabelTrial],
+) -> _Outcome | None:
+    """Apply each candidate to label ``values[j]`` of every case, record a trial for each,
+    and return the one with the highest mean Dice of that label (the first of equals)."""
+    best: _Outcome | None = None
+    value = values[j]
+    for operation in candidates:
+        trial = [operation.apply(p, value, case.spacing) for p, case in zip(current, work)]
+        means = _means(_dice_table(trial, work, values))
+        trials.append(LabelTrial(operation=operation, mean_dice=means[j], accepted=False))
+        if best is None or _order(means[j]) > _order(best.means[j]):
+            best = _Outcome(means, trial, len(trials) - 1)
+    return best
 
 
 def _label_names(values: list[int], names: Sequence[str] | Mapping[int, str] | None) -> list[str]:
@@ -231,19 +261,12 @@ def choose_postprocessing(
             chosen: list[Operation] = []
             trials: list[LabelTrial] = []
             for family in FAMILIES:
-                best: tuple[list[float | None], list[np.ndarray], int] | None = None
-                for operation in _candidates(family, value, work, chosen):
-                    trial = [operation.apply(p, value, c.spacing) for p, c in zip(current, work)]
-                    trial_means = _means(_dice_table(trial, work, values))
-                    trials.append(
-                        LabelTrial(operation=operation, mean_dice=trial_means[j], accepted=False)
-                    )
-                    if best is None or _order(trial_means[j]) > _order(best[0][j]):
-                        best = (trial_means, trial, len(trials) - 1)
-                if best is not None and _acceptable(means, best[0], j, min_gain):
-                    means, current = best[0], best[1]
-                    trials[best[2]].accepted = True
-                    chosen.append(trials[best[2]].operation)
+                candidates = _candidates(family, value, work, chosen)
+                best = _best_candidate(candidates, j, values, current, work, trials)
+                if best is not None and _acceptable(means, best.means, j, min_gain):
+                    means, current = best.means, best.predictions
+                    trials[best.trial].accepted = True
+                    chosen.append(trials[best.trial].operation)
                 progress.advance(bar)
             result.labels.append(
                 LabelChoice(
