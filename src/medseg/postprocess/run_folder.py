@@ -75,7 +75,7 @@ def _dataset_dir(run_dir: Path, dataset_dir: str | Path | None) -> Path:
         raise ConfigError(
             located(
                 run_dir,
-                f"the dataset folder is not recorded ({MANIFEST_FILE} has no 'dataset'); "
+                f"the dataset folder is not recorded (no {MANIFEST_FILE} naming it); "
                 "pass --dataset DIR",
             )
         )
