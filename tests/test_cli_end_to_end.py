@@ -23,7 +23,7 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
         ["--quiet", "train", data, "--out", run, "--epochs", "1", "--iterations-per-epoch", "3"]
     )
     assert code == 0, err
-    assert "best validation Dice" in out
+    assert "best smoothed validation Dice" in out
     assert (run / "plan.json").is_file() and (run / "fold_0" / "log.csv").is_file()
 
     preds = tmp_path / "preds"

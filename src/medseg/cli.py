@@ -34,6 +34,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _fold(value: str) -> int | str:
+    """A fold number or ``all``."""
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or all, got {value!r}") from None
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -175,8 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
         "  medseg train Dataset004_Hippocampus --out runs/hippo --plan plan.json\n"
         "  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10 \\\n"
         "      --set batch_size=4 --set preprocessing.target_spacing=[1.5,1.5,1.5]\n"
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --fold all --minutes 6\n"
+        "  medseg train Dataset004_Hippocampus --out runs/hippo --resume --epochs 60\n"
+        "  medseg train MyData --out runs/mine --init-from runs/hippo --freeze-encoder\n"
+        "  medseg train Dataset004_Hippocampus --out runs/h --set augmentation.enabled=false\n"
         "\nwithout --plan, the run folder's plan.json is made from the dataset's fingerprint,\n"
-        "fitted to this device and the --minutes budget (see medseg plan --help)\n",
+        "fitted to this device and the --minutes budget (see medseg plan --help); budgets are\n"
+        "per fold. The recipe (SGD + Nesterov with poly decay, deep supervision, nnU-Net's\n"
+        "augmentation) is in plan.json; every field can be changed with --set.\n",
     )
     train.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
@@ -189,14 +205,41 @@ def build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=_positive_int, help="number of epochs (default: 100)")
     budget.add_argument("--minutes", type=_positive_float, help="wall-clock training budget")
-    train.add_argument("--fold", type=int, default=0, help="validation fold of 5 (default: 0)")
+    train.add_argument(
+        "--fold",
+        type=_fold,
+        default=0,
+        metavar="{0..4,all}",
+        help="validation fold, or all for k-fold cross-validation (default: 0)",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last saved epoch (a larger budget extends a finished fold)",
+    )
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="start from these weights: every tensor whose name and shape fit is loaded",
+    )
+    train.add_argument(
+        "--freeze-encoder", action="store_true", help="with --init-from: train the decoder only"
+    )
+    train.add_argument(
+        "--fine-tune-lr", type=_positive_float, metavar="X", help="initial learning rate"
+    )
+    train.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="bit-identical results for a seed on this machine (needs --epochs)",
+    )
     train.add_argument("--batch-size", type=_positive_int, help="patches per step")
     train.add_argument(
         "--patch-size", type=_positive_int, nargs="+", metavar="N", help="patch size per axis"
     )
     train.add_argument("--learning-rate", type=_positive_float, help="initial learning rate")
-    train.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: adamw")
+    train.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: sgd")
     train.add_argument(
         "--iterations-per-epoch",
         type=_positive_int,
@@ -281,8 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  medseg predict runs/hippo scan_0000.nii.gz --out preds\n"
         "  medseg predict runs/brain study/T1post-21069 --out preds     (a DICOM series folder)\n"
         "  medseg predict runs/brain study/all_series --series T1post --out preds\n"
+        "  medseg predict runs/hippo imagesTs --out preds --tta --save-probabilities\n"
+        "  medseg predict runs/hippo imagesTs --out preds --fold 0 --no-postprocess\n"
         "\na folder of DICOM files is one case, predicted as {folder name}.nii.gz on the\n"
-        "series' exact voxel grid; a folder of NIfTI/PNG/... files is a folder of cases\n",
+        "series' exact voxel grid; a folder of NIfTI/PNG/... files is a folder of cases.\n"
+        "Every trained fold votes (softmax average); the run's postprocessing.json (from\n"
+        "medseg postprocess --auto) is applied when present\n",
     )
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
     predict.add_argument(
@@ -298,7 +345,58 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="UID_OR_DESCRIPTION",
         help="in a DICOM folder with several series, the one to predict",
     )
+    predict.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over every mirrored copy (2^dim passes)",
+    )
+    predict.add_argument(
+        "--save-probabilities",
+        nargs="?",
+        const="npz",
+        choices=["npz", "nifti"],
+        help="also write the class probabilities: {case}.npz (float16, default) or "
+        "{case}_probabilities.nii.gz (3D)",
+    )
+    predict.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        dest="folds",
+        metavar="K",
+        help="use only this fold (repeat for several; default: every trained fold)",
+    )
+    predict.add_argument(
+        "--no-postprocess",
+        action="store_true",
+        help="ignore the run folder's postprocessing.json",
+    )
     _add_device(predict)
+
+    postprocess = _command(
+        sub,
+        "postprocess",
+        "Choose post-processing per label from a run's cross-validation predictions: keep "
+        "the largest component, remove small components, fill holes, opening, closing, "
+        "smoothing; each kept only where it raises the mean Dice.",
+        "  medseg postprocess --auto runs/hippo\n"
+        "  medseg postprocess --auto runs/hippo --dataset /data/Dataset004_Hippocampus\n"
+        "\nwrites RUN_DIR/postprocessing.json, which medseg predict then applies\n",
+    )
+    postprocess.add_argument(
+        "--auto",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help="run folder whose fold_*/validation predictions decide",
+    )
+    postprocess.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DATASET_DIR",
+        help="the training dataset (default: the one in RUN_DIR/manifest.json)",
+    )
+    postprocess.add_argument("--jobs", type=_positive_int, help="worker processes")
 
     register = _command(
         sub,
@@ -487,23 +585,25 @@ def _run(args: argparse.Namespace) -> int:
         _out.print(f"overlays     {result.overlays[0].parent}")
         return EXIT_OK
     if args.command == "train":
-        from medseg.train import train_run
+        from medseg.train import cross_validation_complete, train_folds
 
+        if args.fine_tune_lr is not None and args.init_from is None:
+            raise ConfigError("--fine-tune-lr needs --init-from")
         overrides = {
             "batch_size": args.batch_size,
             "patch_size": args.patch_size,
-            "learning_rate": args.learning_rate,
+            "learning_rate": args.fine_tune_lr or args.learning_rate,
             "optimizer": args.optimizer,
             "iterations_per_epoch": args.iterations_per_epoch,
         }
-        result = train_run(
+        results = train_folds(
             args.dataset,
             args.out,
+            folds=None if args.fold == "all" else [args.fold],
             dim=args.dim,
             model=args.model,
             epochs=args.epochs,
             minutes=args.minutes,
-            fold=args.fold,
             seed=args.seed,
             device=args.device,
             quiet=args.quiet,
@@ -511,23 +611,53 @@ def _run(args: argparse.Namespace) -> int:
             settings=dict(args.set),
             cache_dir=args.cache,
             memory_gb=args.memory_gb,
+            resume=args.resume,
+            init_from=args.init_from,
+            freeze_encoder=args.freeze_encoder,
+            deterministic=args.deterministic,
             **{k: v for k, v in overrides.items() if v is not None},
         )
-        if result.validation is not None:
-            _print_summary(result.validation.summary, "Validation (50% overlap, best weights): ")
-        _out.print(
-            f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best validation Dice "
-            f"{result.best_val_dice:.4f} at epoch {result.best_epoch}; weights in {result.fold_dir}"
-        )
-        _out.print(f"validation predictions and scores in {result.fold_dir / 'validation'}")
+        for result in results:
+            if result.validation is not None:
+                heading = f"{result.fold_dir.name} validation (50% overlap, best weights): "
+                _print_summary(result.validation.summary, heading)
+            _out.print(
+                f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best smoothed "
+                f"validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; "
+                f"weights in {result.fold_dir}"
+            )
+        if cross_validation_complete(args.out):
+            summary = json.loads((args.out / "cross_validation" / "summary.json").read_text())
+            _print_summary(summary, "Cross-validation (every case, by the fold that held it out): ")
+        _out.print(f"validation predictions and scores in {args.out}/fold_*/validation")
         return EXIT_OK
     if args.command == "predict":
         from medseg.infer import predict_paths
 
         written = predict_paths(
-            args.run_dir, args.inputs, args.out, args.device, args.quiet, series=args.series
+            args.run_dir,
+            args.inputs,
+            args.out,
+            args.device,
+            args.quiet,
+            series=args.series,
+            tta=args.tta,
+            save_probabilities=args.save_probabilities,
+            postprocess=not args.no_postprocess,
+            folds=args.folds,
         )
         _out.print(f"wrote {len(written)} label map(s) to {args.out}")
+        return EXIT_OK
+    if args.command == "postprocess":
+        from medseg.postprocess import (
+            POSTPROCESSING_FILE,
+            auto_postprocess,
+            postprocessing_table,
+        )
+
+        choice = auto_postprocess(args.auto, args.dataset, jobs=args.jobs, quiet=args.quiet)
+        _out.print(postprocessing_table(choice))
+        _out.print(f"wrote {args.auto / POSTPROCESSING_FILE}")
         return EXIT_OK
     if args.command == "fingerprint":
         from medseg.datasets import open_dataset

@@ -38,8 +38,11 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
         tiny_phantom, tmp_path / "run", epochs=6, iterations_per_epoch=20, quiet=True, seed=1
     )
     untrained = float(np.nanmean(list(baseline.values())))
-    assert result.best_val_dice > untrained + 0.3
-    assert result.best_val_dice > 0.6
+    best_raw = max(r.val_dice_mean for r in result.history)
+    assert best_raw > untrained + 0.3
+    assert best_raw > 0.6
+    # the best epoch is chosen by the moving average, which lags the raw score
+    assert result.best_val_dice > untrained + 0.2
     fold = tmp_path / "run" / "fold_0"
     assert (fold / BEST_WEIGHTS).is_file() and (fold / LATEST_WEIGHTS).is_file()
     log = (fold / "log.csv").read_text().splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.io import (
     Image,
+    atomic_path,
     image_files,
     image_suffix,
     is_dicom_folder,
@@ -21,6 +23,7 @@ from medseg.io import (
     write_image,
 )
 from medseg.nn import predict_volume
+from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import preprocess_image, restore_probabilities, zscore
 from medseg.progress import log_line, make_progress
 from medseg.train import (
@@ -43,8 +46,10 @@ class TrainedModel:
     device: torch.device
 
 
-def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedModel:
-    """Load every fold of a run folder (best weights, else latest).
+def load_trained_model(
+    run_dir: str | Path, device: str = "auto", folds: Sequence[int] | None = None
+) -> TrainedModel:
+    """Load every fold of a run folder, or the ``folds`` listed (best weights, else latest).
 
     Raises `RunFolderError` when the folder holds no configuration or no weights.
     """
@@ -53,8 +58,14 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedMode
         raise RunFolderError(located(run_dir, "run folder not found"))
     config = Plan.load(run_dir)
     torch_device = resolve_device(device)
+    fold_dirs = sorted(run_dir.glob("fold_*"))
+    if folds is not None:
+        fold_dirs = [run_dir / f"fold_{k}" for k in folds]
+        missing = [d.name for d in fold_dirs if not d.is_dir()]
+        if missing:
+            raise RunFolderError(located(run_dir, f"has no {', '.join(missing)}"))
     networks = []
-    for fold_dir in sorted(run_dir.glob("fold_*")):
+    for fold_dir in fold_dirs:
         weights = fold_dir / BEST_WEIGHTS
         if not weights.is_file():
             weights = fold_dir / LATEST_WEIGHTS
@@ -68,8 +79,24 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> TrainedMode
     return TrainedModel(run_dir, config, networks, torch_device)
 
 
-def predict_probabilities(model: TrainedModel, image: Image) -> np.ndarray:
-    """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds.
+def mirror_axes(data_dim: int, slice_axis: int | None) -> list[tuple[int, ...]]:
+    """Every combination of spatial axes to mirror for test-time augmentation (the empty one
+    first); a 2D network on 3D data is not mirrored across its slices.
+
+    Examples
+    --------
+    >>> mirror_axes(2, None)
+    [(), (0,), (1,), (0, 1)]
+    >>> len(mirror_axes(3, None)), mirror_axes(3, 2)[-1]
+    (8, (0, 1))
+    """
+    axes = [a for a in range(data_dim) if a != slice_axis]
+    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
+
+
+def predict_probabilities(model: TrainedModel, image: Image, tta: bool = False) -> np.ndarray:
+    """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
+    (and, with ``tta``, over every mirrored copy of the image).
 
     The image goes through the plan's preprocessing (reorientation, crop, resampling,
     normalisation); the probabilities come back through its inverse.
@@ -81,27 +108,63 @@ def predict_probabilities(model: TrainedModel, image: Image) -> np.ndarray:
     else:
         array, geometry = preprocess_image(image, c.preprocessing)
     tensor = torch.from_numpy(array).to(model.device)
+    flips = mirror_axes(c.data_dim, c.slice_axis) if tta else [()]
     total = None
     for network in model.networks:
-        probs = predict_volume(network, tensor, c.patch_size, 2 * c.batch_size, c.slice_axis)
-        total = probs if total is None else total + probs
+        for axes in flips:
+            dims = [1 + a for a in axes]  # the array is (C, *spatial)
+            flipped = tensor.flip(dims) if dims else tensor
+            probs = predict_volume(network, flipped, c.patch_size, 2 * c.batch_size, c.slice_axis)
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total is None else total + probs
     assert total is not None
-    probabilities = (total / len(model.networks)).cpu().numpy()
+    probabilities = (total / (len(model.networks) * len(flips))).cpu().numpy()
     if geometry is not None:
         probabilities = restore_probabilities(probabilities, geometry)
     return probabilities
 
 
-def predict_image(model: TrainedModel, image: Image) -> Image:
-    """The label map of ``image``: same shape and affine, label values from dataset.json.
+def predict_image(
+    model: TrainedModel,
+    image: Image,
+    tta: bool = False,
+    postprocessing: Postprocessing | None = None,
+) -> tuple[Image, np.ndarray]:
+    """The label map of ``image`` (same shape and affine, label values from dataset.json)
+    and the class probabilities it came from; ``postprocessing`` is applied to the labels.
 
     Examples
     --------
     >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
-    >>> labels = predict_image(model, read_image("hippocampus_001_0000.nii.gz"))  # doctest: +SKIP
+    >>> labels, _ = predict_image(model, read_image("hippo_001_0000.nii.gz"))  # doctest: +SKIP
     """
-    labels = model.config.labels_from_classes(predict_probabilities(model, image).argmax(0))
-    return Image(labels[None], image.affine)
+    probabilities = predict_probabilities(model, image, tta)
+    labels = model.config.labels_from_classes(probabilities.argmax(0))
+    if postprocessing is not None:
+        labels = apply_postprocessing(labels, postprocessing, image.spacing)
+    return Image(labels[None], image.affine), probabilities
+
+
+def write_probabilities(
+    probabilities: np.ndarray, image: Image, config: Plan, path_stem: Path, file_format: str
+) -> Path:
+    """Write class probabilities: ``{stem}.npz`` (float16 ``probabilities`` (K, *spatial) and
+    the ``label_values`` of its channels) or ``{stem}_probabilities.nii.gz`` (3D images,
+    float32, one volume per class, on the image's grid)."""
+    if file_format == "nifti":
+        if image.ndim != 3:
+            raise ConfigError("--save-probabilities nifti needs 3D images; use npz")
+        path = path_stem.with_name(path_stem.name + "_probabilities.nii.gz")
+        write_image(Image(probabilities.astype(np.float32), image.affine), path)
+        return path
+    path = path_stem.with_name(path_stem.name + ".npz")
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            probabilities=probabilities.astype(np.float16),
+            label_values=np.asarray(config.label_values),
+        )
+    return path
 
 
 def label_suffix(image_path: Path) -> str:
@@ -163,15 +226,26 @@ def predict_paths(
     device: str = "auto",
     quiet: bool = False,
     series: str | None = None,
+    tta: bool = False,
+    save_probabilities: str | None = None,
+    postprocess: bool = True,
+    folds: Sequence[int] | None = None,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
-    Returns the written paths. Each label map has exactly its input's shape and affine; a
-    DICOM series folder gives ``{folder}.nii.gz`` (``series`` picks one of several series
-    in a folder, by UID or description).
+    Returns the written label maps. Each has exactly its input's shape and affine; a DICOM
+    series folder gives ``{folder}.nii.gz`` (``series`` picks one of several series in a
+    folder, by UID or description). Every fold of the run (or those in ``folds``) votes by
+    averaging its softmax; ``tta`` adds every mirrored copy of the image;
+    ``save_probabilities`` (``npz`` or ``nifti``) writes the averaged probabilities too.
+    The run folder's ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied
+    unless ``postprocess`` is false.
     """
+    if save_probabilities not in (None, "npz", "nifti"):
+        raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
     cases = find_input_cases(inputs)
-    model = load_trained_model(run_dir, device)
+    model = load_trained_model(run_dir, device, folds)
+    postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -185,7 +259,11 @@ def predict_paths(
                 image = read_case_image(case)
                 target = out_dir / f"{case.case_id}{label_suffix(source)}"
             _check_fits_model(image, model.config, source)
-            write_image(predict_image(model, image), target)
+            labels, probabilities = predict_image(model, image, tta, postprocessing)
+            write_image(labels, target)
+            if save_probabilities:
+                stem = out_dir / case.case_id
+                write_probabilities(probabilities, image, model.config, stem, save_probabilities)
             written.append(target)
             log_line(f"wrote {target}", quiet)
     return written

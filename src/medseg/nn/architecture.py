@@ -60,10 +60,14 @@ def build_network(
     features: Sequence[int],
     strides: Sequence[Sequence[int]],
     kernel_sizes: Sequence[Sequence[int]],
+    deep_supervision: bool = False,
 ) -> nn.Module:
-    """Build a network by name (``unet`` or ``fcn``)."""
+    """Build a network by name (``unet`` or ``fcn``); ``deep_supervision`` applies to the
+    U-Net only (the FCN has no decoder stages to supervise)."""
     if model == "unet":
-        return UNet(in_channels, num_classes, dim, features, strides, kernel_sizes)
+        return UNet(
+            in_channels, num_classes, dim, features, strides, kernel_sizes, deep_supervision
+        )
     if model == "fcn":
         return FCN(in_channels, num_classes, dim, features, strides, kernel_sizes)
     raise ValueError(f"unknown model '{model}', expected one of {MODELS}")

@@ -36,3 +36,49 @@ class DiceCELoss(nn.Module):
         denominator = probs.sum(axes) + onehot.sum(axes)
         dice = (2 * intersection + self.smooth) / (denominator + self.smooth)
         return ce + (1 - dice.mean())
+
+
+def deep_supervision_weights(n_outputs: int) -> list[float]:
+    """Weights of the outputs of a deeply supervised network, finest first: halving with each
+    coarser scale, normalised to sum to 1 (nnU-Net's scheme).
+
+    Examples
+    --------
+    >>> [round(w, 3) for w in deep_supervision_weights(3)]
+    [0.571, 0.286, 0.143]
+    """
+    raw = [0.5**i for i in range(n_outputs)]
+    return [w / sum(raw) for w in raw]
+
+
+class DeepSupervisionLoss(nn.Module):
+    """A loss applied at every output scale of a deeply supervised network, weighted by
+    `deep_supervision_weights`; the target is reduced to each coarser scale by nearest
+    neighbour, so labels are never mixed. A single tensor is passed straight to the loss.
+
+    Examples
+    --------
+    >>> loss = DeepSupervisionLoss(DiceCELoss())
+    >>> outputs = [torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 4, 4)]
+    >>> float(loss(outputs, torch.zeros(2, 8, 8, dtype=torch.long))) > 0
+    True
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(
+        self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor
+    ) -> torch.Tensor:
+        """``outputs``: logits, or a list of logits finest first; ``target``: (B, *spatial)."""
+        if isinstance(outputs, torch.Tensor):
+            return self.loss(outputs, target)
+        total = outputs[0].new_zeros(())
+        for weight, logits in zip(deep_supervision_weights(len(outputs)), outputs):
+            scaled = target
+            if logits.shape[2:] != target.shape[1:]:
+                scaled = F.interpolate(target[:, None].float(), logits.shape[2:], mode="nearest")
+                scaled = scaled[:, 0].long()
+            total = total + weight * self.loss(logits, scaled)
+        return total

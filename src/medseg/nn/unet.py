@@ -40,12 +40,20 @@ class UNet(nn.Module):
         Default: 2 on every axis after stage 0.
     kernel_sizes
         Per stage, the kernel size per axis. Default: 3 everywhere.
+    deep_supervision
+        In training mode, also return logits from the coarser decoder stages (nnU-Net's deep
+        supervision): a list, full resolution first, then each coarser decoder output except
+        the coarsest (which nnU-Net weights with zero). In eval mode the output is always the
+        full-resolution tensor, so inference is the same with or without it.
 
     Examples
     --------
     >>> net = UNet(1, 3, dim=2, features=(8, 16, 32))
     >>> net(torch.zeros(2, 1, 37, 50)).shape
     torch.Size([2, 3, 37, 50])
+    >>> net = UNet(1, 3, dim=2, features=(8, 16, 32, 64), deep_supervision=True)
+    >>> [tuple(o.shape) for o in net(torch.zeros(2, 1, 32, 32))]
+    [(2, 3, 32, 32), (2, 3, 16, 16)]
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class UNet(nn.Module):
         features: Sequence[int] = (16, 32, 64, 128, 256),
         strides: Sequence[Sequence[int]] | None = None,
         kernel_sizes: Sequence[Sequence[int]] | None = None,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         n = len(features)
@@ -80,14 +89,28 @@ class UNet(nn.Module):
                 )
             )
         self.head = CONV[dim](features[0], num_classes, 1)
+        self.deep_supervision = deep_supervision
+        # one 1x1 head per decoder output between the coarsest and the full resolution
+        coarse = [features[stage - 1] for stage in range(n - 1, 0, -1)][1:-1]
+        self.aux_heads = nn.ModuleList(
+            [CONV[dim](f, num_classes, 1) for f in coarse] if deep_supervision else []
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         x, crop = pad_to_multiple(x, self.divisor)
         skips = []
         for stage in self.encoder:
             x = stage(x)
             skips.append(x)
         x = skips.pop()
+        decoded = []
         for up, block in zip(self.upsample, self.decoder):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)[tuple(crop)]
+            decoded.append(x)
+        output = self.head(x)[tuple(crop)]
+        if not (self.training and self.aux_heads):
+            return output
+        # coarser outputs, finest first; training patches are multiples of the total stride,
+        # so they need no crop
+        coarse = decoded[1:-1][::-1]
+        return [output] + [head(d) for head, d in zip(reversed(self.aux_heads), coarse)]

@@ -1,6 +1,11 @@
 """Training: configuration, patch sampling, the loop, checkpoints."""
 
 from medseg.train.checkpoint import load_weights, save_weights
+from medseg.train.cross_validation import (
+    cross_validation_complete,
+    summarise_cross_validation,
+    train_folds,
+)
 from medseg.train.device import resolve_device
 from medseg.train.plan import Decision, Plan, apply_overrides, auto_config, network_for
 from medseg.train.planner import make_plan
@@ -15,11 +20,14 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "apply_overrides",
+    "cross_validation_complete",
     "auto_config",
     "load_weights",
     "make_plan",
     "network_for",
     "resolve_device",
     "save_weights",
+    "summarise_cross_validation",
+    "train_folds",
     "train_run",
 ]

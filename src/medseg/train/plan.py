@@ -15,12 +15,13 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from torch import nn
 
+from medseg.augment import AugmentationSettings
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import write_text_atomic
 from medseg.nn import build_network, stage_layout
 from medseg.preprocess import Preprocessing
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 PLAN_FILE = "plan.json"
 
 
@@ -57,11 +58,18 @@ class Plan(BaseModel):
     strides: list[list[int]]
     kernel_sizes: list[list[int]]
     patch_size: list[int]
-    # The recipe.
+    # The recipe (nnU-Net's by default: SGD + Nesterov, poly decay, deep supervision).
     batch_size: int = Field(ge=1)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Literal["adamw", "sgd"] = "sgd"
     learning_rate: float = Field(gt=0)
+    momentum: float = Field(default=0.99, ge=0, lt=1)  # SGD only
     weight_decay: float = Field(default=3e-5, ge=0)
+    gradient_clip: float | None = Field(default=12.0, gt=0)
+    deep_supervision: bool = True  # U-Net only
+    # the best epoch is the one with the highest moving average of validation Dice
+    selection_smoothing: float = Field(default=0.9, ge=0, lt=1)
+    mixed_precision: bool = True  # CUDA only; CPU steps run in float32
+    augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
     epochs: int | None = Field(default=None, ge=1)
     minutes: float | None = Field(default=None, gt=0)
     iterations_per_epoch: int = Field(default=100, ge=1)
@@ -72,6 +80,15 @@ class Plan(BaseModel):
     budget_minutes: float | None = None
     seconds_per_iteration: float | None = None  # measured on the planning device
     decisions: list[Decision] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Plans written before version 3 trained without deep supervision and with AdamW
+        by default; keep them meaning what they meant (their weights have no extra heads)."""
+        if isinstance(data, dict) and data.get("version", PLAN_VERSION) < 3:
+            data = {"optimizer": "adamw", "deep_supervision": False, **data, "version": 3}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
@@ -159,6 +176,10 @@ def apply_overrides(plan: Plan, settings: dict[str, object]) -> Plan:
         raise ConfigError(f"--set: invalid plan setting {where}: {first['msg']}") from None
 
 
+#: The initial learning rate of each optimiser when the plan does not set one.
+DEFAULT_LEARNING_RATE = {"sgd": 1e-2, "adamw": 3e-3}
+
+
 def network_for(config: Plan) -> nn.Module:
     """The (untrained) network a run configuration describes."""
     return build_network(
@@ -169,6 +190,7 @@ def network_for(config: Plan) -> nn.Module:
         config.features,
         config.strides,
         config.kernel_sizes,
+        deep_supervision=config.deep_supervision,
     )
 
 
@@ -269,9 +291,11 @@ def auto_config(
         "kernel_sizes": kernels,
         "patch_size": patch,
         "batch_size": batch_size,
-        "learning_rate": 3e-3,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    settings.setdefault(
+        "learning_rate", DEFAULT_LEARNING_RATE[str(settings.get("optimizer", "sgd"))]
+    )
     try:
         return Plan.model_validate(settings)
     except ValidationError as exc:

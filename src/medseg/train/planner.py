@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medseg.augment import AugmentationSettings, Augmenter, padded_patch_size
 from medseg.datasets import DatasetSpec
 from medseg.errors import ConfigError
-from medseg.nn import DiceCELoss, build_network
+from medseg.nn import DeepSupervisionLoss, DiceCELoss, build_network
 from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
 from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
 from medseg.progress import log_line
@@ -126,23 +127,31 @@ def seconds_per_iteration(
     model: str,
     device: torch.device,
     seconds: float = TIMING_SECONDS,
+    augmentation: AugmentationSettings | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> float:
-    """Time of one training step (forward, backward, optimiser) of a candidate, measured."""
+    """Time of one training step of a candidate, measured as training runs it: the default
+    augmentation of a batch, then forward (with deep supervision for the U-Net), backward and
+    an SGD step."""
     dim = len(candidate.patch_size)
     network = build_network(
         model, in_channels, num_classes, dim, candidate.features, candidate.strides,
-        candidate.kernel_sizes,
+        candidate.kernel_sizes, deep_supervision=model == "unet",
     ).to(device)  # fmt: skip
-    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
-    loss_fn = DiceCELoss()
+    optimizer = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.99, nesterov=True)
+    loss_fn = DeepSupervisionLoss(DiceCELoss())
+    augmentation = augmentation or AugmentationSettings()
+    augmenter = Augmenter(augmentation, dim, seed=0, device=device, spacing=spacing)
+    drawn = padded_patch_size(candidate.patch_size, augmentation, spacing)
     generator = torch.Generator().manual_seed(0)
-    shape = (candidate.batch_size, in_channels, *candidate.patch_size)
+    shape = (candidate.batch_size, in_channels, *drawn)
     image = torch.randn(shape, generator=generator).to(device)
     target = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=generator).to(device)
 
     def step() -> None:
+        batch, labels = augmenter(image, target, output_size=candidate.patch_size)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(network(image), target)
+        loss = loss_fn(network(batch), labels)
         loss.backward()
         optimizer.step()
         if device.type == "cuda":
@@ -253,8 +262,9 @@ def make_plan(
 
         def measure(candidate: Candidate) -> float:
             return seconds_per_iteration(
-                candidate, spec.num_channels, len(spec.label_values), plan.model, device
-            )
+                candidate, spec.num_channels, len(spec.label_values), plan.model, device,
+                spacing=net_spacing,
+            )  # fmt: skip
 
         chosen, step, notes = choose_candidate(
             options, budget_minutes * 60, measure, memory_gb, quiet

@@ -19,12 +19,15 @@ from medseg.datasets import (
 from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
 from medseg.preprocess import compute_fingerprint, preprocess_dataset, zscore
-from medseg.progress import make_progress
+from medseg.progress import log_line, make_progress
 from medseg.train.device import resolve_device
-from medseg.train.plan import PLAN_FILE, Plan, apply_overrides
+from medseg.train.manifest import record_fold
+from medseg.train.plan import DEFAULT_LEARNING_RATE, PLAN_FILE, Plan, apply_overrides
 from medseg.train.planner import make_plan
+from medseg.train.resume import STATE_FILE
 from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import Trainer, TrainResult
+from medseg.train.transfer import find_weights
 
 DEFAULT_EPOCHS = 100
 
@@ -173,9 +176,15 @@ def _prepare(
         quiet=quiet,
         overrides=overrides,
     )
-    budget = {"epochs": epochs, "minutes": minutes, "seed": seed}
+    update: dict[str, object] = {"seed": seed}
+    if epochs is not None or minutes is not None:
+        update.update(epochs=epochs, minutes=minutes)
+    elif plan.epochs is None and plan.minutes is None:
+        update["epochs"] = DEFAULT_EPOCHS
     given = {k: v for k, v in overrides.items() if v is not None}
-    plan = apply_overrides(plan.model_copy(update={**budget, **given}), settings)
+    if "optimizer" in given and "learning_rate" not in given:
+        given["learning_rate"] = DEFAULT_LEARNING_RATE[str(given["optimizer"])]
+    plan = apply_overrides(plan.model_copy(update={**update, **given}), settings)
     if spec.label_values != plan.label_values or spec.num_channels != plan.in_channels:
         raise ConfigError(located(dataset.root, "the plan was made for other labels or channels"))
     if not 0 <= fold < plan.n_folds:
@@ -208,6 +217,10 @@ def train_run(
     settings: dict[str, object] | None = None,
     cache_dir: str | Path | None = None,
     memory_gb: float | None = None,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    freeze_encoder: bool = False,
+    deterministic: bool = False,
     **overrides: object,
 ) -> TrainResult:
     """Train fold ``fold`` of a dataset into ``run_dir``.
@@ -216,8 +229,15 @@ def train_run(
     else planned from the dataset's fingerprint for this device and the ``minutes`` budget);
     later folds reuse it, so every fold of a run has the same preprocessing, network and
     patch size. ``settings`` overrides any plan field (dotted names for nested ones). The
-    budget is ``epochs`` or ``minutes`` (default: 100 epochs). Training reads the cases from
-    the preprocessed cache (``cache_dir``, default ``run_dir/preprocessed``), made once.
+    budget is ``epochs`` or ``minutes`` per fold (default: the plan's, else 100 epochs).
+    Training reads the cases from the preprocessed cache (``cache_dir``, default
+    ``run_dir/preprocessed``), made once.
+
+    ``resume`` continues the fold from its last saved epoch (a fold with nothing saved yet
+    starts afresh); a larger budget extends a finished fold. ``init_from`` starts from
+    another run's weights (every tensor that fits), ``freeze_encoder`` then trains the
+    decoder only. ``deterministic`` makes the run bit-identical for a seed on the same machine
+    and thread count (it needs an epoch budget).
 
     Examples
     --------
@@ -225,9 +245,16 @@ def train_run(
     """
     if epochs is not None and minutes is not None:
         raise ConfigError("give either --epochs or --minutes, not both")
-    if epochs is None and minutes is None:
-        epochs = DEFAULT_EPOCHS
+    if freeze_encoder and init_from is None:
+        raise ConfigError("--freeze-encoder needs --init-from")
+    if init_from is not None:
+        find_weights(init_from)  # a wrong path fails before anything is written
     run_dir = Path(run_dir)
+    fold_dir = run_dir / f"fold_{fold}"
+    if not resume and (fold_dir / STATE_FILE).exists():
+        raise ConfigError(
+            located(fold_dir, "already trained; --resume continues it (or use another --out)")
+        )
     torch_device = resolve_device(device)
     dataset = open_dataset(dataset_dir)
     created = not run_dir.exists()
@@ -237,10 +264,16 @@ def train_run(
             dataset, run_dir, plan_file, dim, model, epochs, minutes, seed, fold, torch_device,
             memory_gb, quiet, settings or {}, cache_dir, overrides,
         )  # fmt: skip
+        if deterministic and plan.epochs is None:
+            raise ConfigError(
+                "--deterministic needs --epochs: a time budget makes the number of steps "
+                "depend on the machine's speed"
+            )
     except BaseException:
         if created:  # a run that never started leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    torch.use_deterministic_algorithms(deterministic)
     folds = kfold_splits([c.case_id for c in cases], plan.n_folds)
     train_ids, val_ids = folds[fold]
     splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
@@ -254,10 +287,56 @@ def train_run(
         plan,
         [by_id[i] for i in train_ids],
         [by_id[i] for i in val_ids],
-        run_dir / f"fold_{fold}",
+        fold_dir,
         torch_device,
         quiet,
+        init_from=init_from,
+        freeze_encoder=freeze_encoder,
+        deterministic=deterministic,
     )
+    resumed = resume and (fold_dir / STATE_FILE).exists()
+    if resumed:
+        trainer.resume()
+        log_line(f"fold {fold}: resuming after epoch {len(trainer.history)}", quiet)
+    elif trainer.transfer is not None:
+        log_line(trainer.transfer.summary(), quiet)
     result = trainer.fit()
-    result.validation = trainer.predict_validation(trainer.fold_dir / "validation")
+    result.validation = trainer.predict_validation(fold_dir / "validation")
+    record_fold(
+        run_dir,
+        dataset=dataset.root,
+        device=torch_device,
+        seed=seed,
+        deterministic=deterministic,
+        fold=fold,
+        details=_fold_details(result, resumed),
+    )
     return result
+
+
+def _fold_details(result: TrainResult, resumed: bool) -> dict[str, object]:
+    """The manifest's record of one fold."""
+    history = result.history
+    details: dict[str, object] = {
+        "epochs": result.epochs,
+        "iterations": history[-1].iterations if history else 0,
+        "best_epoch": result.best_epoch,
+        "best_smoothed_val_dice": result.best_val_dice,
+        "seconds": round(result.seconds, 1),
+        "seconds_drawing_patches": round(sum(r.data_seconds for r in history), 1),
+        "seconds_in_steps": round(sum(r.step_seconds for r in history), 1),
+        "seconds_validating": round(sum(r.validation_seconds for r in history), 1),
+        "resumed": resumed,
+    }
+    if result.validation is not None:
+        details["final_validation_mean_dice"] = result.validation.summary.get("mean_dice")
+    if result.transfer is not None:
+        t = result.transfer
+        details["init_from"] = {
+            "source": t.source,
+            "loaded": len(t.loaded),
+            "skipped": t.skipped,
+            "reinitialised": t.reinitialised,
+            "frozen_parameters": t.frozen,
+        }
+    return details

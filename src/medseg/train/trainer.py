@@ -1,60 +1,43 @@
 """The training loop, built from named hooks that a subclass may replace.
 
-``build_network``, ``build_loss``, ``build_optimizer``, ``learning_rate``, ``train_step`` and
-``validation_step`` are the hooks; their settings all come from the `Plan`, so changing
-the number of epochs or the learning rate never needs code.
+``build_network``, ``build_loss``, ``build_optimizer``, ``build_augmenter``,
+``learning_rate``, ``train_step`` and ``validation_step`` are the hooks; their settings all
+come from the `Plan`, so changing the number of epochs or the learning rate never needs code.
 """
 
 from __future__ import annotations
 
-import csv
-import io as text_io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from medseg.io import Image, read_image, write_image, write_text_atomic
-from medseg.metrics import (
-    Evaluation,
-    default_jobs,
-    dice_per_label,
-    score_case,
-    summarise,
-    write_evaluation,
-)
-from medseg.nn import DiceCELoss, predict_volume
-from medseg.preprocess import restore_probabilities
+from medseg.augment import Augmenter, padded_patch_size
+from medseg.metrics import Evaluation, dice_per_label
+from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.progress import log_line, make_progress
+from medseg.train import transfer
 from medseg.train.checkpoint import load_weights, save_weights
+from medseg.train.logbook import EpochRecord, TensorBoardWriter, write_logs
 from medseg.train.plan import Plan, network_for
+from medseg.train.resume import (
+    load_training_state,
+    numpy_generator_state,
+    remove_stale_temporaries,
+    restore_numpy_generator,
+    save_training_state,
+)
 from medseg.train.sampler import PatchSampler, TrainingCase
+from medseg.train.transfer import TransferReport
+from medseg.train.validation import predict_and_score
 
 BEST_WEIGHTS = "model_best.safetensors"
 LATEST_WEIGHTS = "model_latest.safetensors"
-LOG_FILE = "log.csv"
-
-
-@dataclass
-class EpochRecord:
-    """One row of the training log."""
-
-    epoch: int
-    iterations: int
-    seconds: float
-    learning_rate: float
-    train_loss: float
-    val_dice_mean: float
-    val_dice: dict[str, float] = field(default_factory=dict)
-    # where the epoch's time went: drawing patches, training steps, validation
-    data_seconds: float = 0.0
-    step_seconds: float = 0.0
-    validation_seconds: float = 0.0
 
 
 @dataclass
@@ -68,23 +51,32 @@ class TrainResult:
     seconds: float
     history: list[EpochRecord]
     validation: Evaluation | None = None
+    transfer: TransferReport | None = None
 
 
 class Trainer:
-    """Trains one fold: sampler -> network -> loss, validation after every epoch.
+    """Trains one fold: sampler -> augmentation -> network -> loss, validation every epoch.
 
     Parameters
     ----------
     config
-        The run configuration.
+        The run's plan: network, recipe, budget.
     train_cases, val_cases
-        Normalised cases with class-index targets.
+        Preprocessed cases with class-index targets.
     fold_dir
-        Where weights and the log go.
+        Where weights, logs and the resume state go.
     device
         Compute device.
     quiet
         No progress output.
+    init_from
+        Weights (file, fold or run folder) to start from: every tensor that fits is loaded.
+    freeze_encoder
+        With ``init_from``: train the decoder only.
+    deterministic
+        Schedule the learning rate by iterations, never by the clock, so that a seed gives
+        the same weights on every run (the caller also switches torch to deterministic
+        algorithms).
     """
 
     def __init__(
@@ -95,6 +87,9 @@ class Trainer:
         fold_dir: Path,
         device: torch.device,
         quiet: bool = False,
+        init_from: str | Path | None = None,
+        freeze_encoder: bool = False,
+        deterministic: bool = False,
     ) -> None:
         self.config = config
         self.train_cases = train_cases
@@ -102,56 +97,88 @@ class Trainer:
         self.fold_dir = fold_dir
         self.device = device
         self.quiet = quiet
+        self.deterministic = deterministic
         self.rng = np.random.default_rng(config.seed)
-        self.iteration = 0
-        self._start = time.perf_counter()
         torch.manual_seed(config.seed)
         self.network = self.build_network().to(device)
+        self.transfer: TransferReport | None = None
+        if init_from is not None:
+            self.transfer = transfer.load_compatible_weights(self.network, init_from)
+            if freeze_encoder:
+                self.transfer.frozen = transfer.freeze_encoder(self.network)
         self.loss = self.build_loss()
         self.optimizer = self.build_optimizer()
-        patch = list(config.patch_size)
+        self.augmenter = self.build_augmenter()
+        use_amp = config.mixed_precision and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        spacing = _network_axes(config.median_spacing, config.slice_axis)
+        drawn = padded_patch_size(config.patch_size, config.augmentation, spacing)
         if config.slice_axis is not None:
-            patch.insert(config.slice_axis, 1)
+            drawn = list(drawn)
+            drawn.insert(config.slice_axis, 1)
         self.sampler = PatchSampler(
-            train_cases, patch, self.rng, config.foreground_fraction, config.slice_axis
+            train_cases, drawn, self.rng, config.foreground_fraction, config.slice_axis
         )
+        # progress, restored by `resume`
+        self.history: list[EpochRecord] = []
+        self.iteration = 0
+        self.best_score, self.best_epoch = -math.inf, 0
+        self.smoothed: float | None = None
+        self._seconds_before = 0.0  # time spent before a resume
+        self._start = time.perf_counter()
 
     # ---- hooks -------------------------------------------------------------------------
     def build_network(self) -> nn.Module:
-        """The network named by the configuration."""
+        """The network named by the plan (with deep supervision heads if it says so)."""
         return network_for(self.config)
 
     def build_loss(self) -> nn.Module:
-        """Dice + cross-entropy."""
-        return DiceCELoss()
+        """Dice + cross-entropy, at every output scale of a deeply supervised network."""
+        return DeepSupervisionLoss(DiceCELoss())
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW, or SGD with Nesterov momentum 0.99 (nnU-Net's choice)."""
+        """SGD with Nesterov momentum (nnU-Net's choice, the default), or AdamW."""
         c = self.config
+        parameters = transfer.trainable_parameters(self.network)
         if c.optimizer == "sgd":
             return torch.optim.SGD(
-                self.network.parameters(),
+                parameters,
                 lr=c.learning_rate,
-                momentum=0.99,
+                momentum=c.momentum,
                 nesterov=True,
                 weight_decay=c.weight_decay,
             )
-        return torch.optim.AdamW(
-            self.network.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
-        )
+        return torch.optim.AdamW(parameters, lr=c.learning_rate, weight_decay=c.weight_decay)
+
+    def build_augmenter(self) -> Augmenter:
+        """The plan's augmentation, seeded from the run's seed."""
+        c = self.config
+        spacing = _network_axes(c.median_spacing, c.slice_axis)
+        return Augmenter(c.augmentation, c.dim, seed=c.seed, device=self.device, spacing=spacing)
 
     def learning_rate(self, fraction_done: float) -> float:
         """Polynomial decay (power 0.9) over the fraction of the budget spent."""
         return self.config.learning_rate * (1 - min(fraction_done, 0.999)) ** 0.9
 
     def train_step(self, image: torch.Tensor, target: torch.Tensor) -> float:
-        """One optimisation step on a batch; returns the loss."""
+        """One optimisation step on a batch (mixed precision on CUDA); returns the loss."""
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.network(image), target)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.network.parameters(), 12.0)
-        self.optimizer.step()
+        with torch.autocast(self.device.type, enabled=self.scaler is not None):
+            loss = self.loss(self.network(image), target)
+        clip = self.config.gradient_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            if clip:
+                nn.utils.clip_grad_norm_(self.network.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(self.network.parameters(), clip)
+            self.optimizer.step()
         return float(loss.detach())
 
     @torch.no_grad()
@@ -173,180 +200,178 @@ class Trainer:
                     scores[k].append(value)
         return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
 
-    # ---- the loop ------------------------------------------------------------------------
-    def _fraction_done(self, iteration: int, elapsed: float) -> float:
+    # ---- state -------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return self._seconds_before + time.perf_counter() - self._start
+
+    def _fraction_done(self) -> float:
         c = self.config
-        if c.minutes is not None:
-            return elapsed / (c.minutes * 60)
-        assert c.epochs is not None
-        return iteration / (c.epochs * c.iterations_per_epoch)
+        if c.epochs is not None:
+            return self.iteration / (c.epochs * c.iterations_per_epoch)
+        assert c.minutes is not None
+        return self._elapsed() / (c.minutes * 60)
 
-    def _write_log(self, history: list[EpochRecord]) -> None:
-        names = self.config.label_names[1:]
-        buffer = text_io.StringIO()
-        writer = csv.writer(buffer)
-        header = ["epoch", "iterations", "seconds", "learning_rate", "train_loss", "val_dice_mean"]
-        timing = ["data_seconds", "step_seconds", "validation_seconds"]
-        writer.writerow(header + [f"val_dice_{n}" for n in names] + timing)
-        for r in history:
-            row = asdict(r)
-            values = (
-                [row[h] for h in header]
-                + [r.val_dice.get(n, float("nan")) for n in names]
-                + [row[t] for t in timing]
-            )
-            writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
-        write_text_atomic(self.fold_dir / LOG_FILE, buffer.getvalue())
-
-    def _budget_left(self, epoch: int, elapsed: float, last_epoch_seconds: float) -> bool:
+    def _budget_left(self) -> bool:
         """Whether another epoch fits: epochs left, or time for one more epoch."""
         c = self.config
+        epoch = len(self.history)
         if c.epochs is not None:
             return epoch < c.epochs
         assert c.minutes is not None
-        return epoch == 0 or elapsed + last_epoch_seconds <= c.minutes * 60
+        if epoch == 0:
+            return True
+        last = self.history[-1].seconds - (self.history[-2].seconds if epoch > 1 else 0.0)
+        return self._elapsed() + last <= c.minutes * 60
 
-    def _train_epoch(self, advance: Callable[[int], None]) -> tuple[float, float, float, float]:
+    def training_state(self) -> dict[str, object]:
+        """Everything `resume` needs, as tensors and plain containers."""
+        state: dict[str, object] = {
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "augmenter": self.augmenter.state_dict(),
+            "sampler_rng": numpy_generator_state(self.rng),
+            "torch_rng": torch.get_rng_state(),
+            "iteration": self.iteration,
+            "seconds": self._elapsed(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "smoothed": self.smoothed if self.smoothed is not None else math.nan,
+            "history": [r.to_dict() for r in self.history],
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def resume(self) -> None:
+        """Continue from the fold's last saved epoch (``training_state.pt``)."""
+        remove_stale_temporaries(self.fold_dir)
+        state = load_training_state(self.fold_dir, self.device)
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.augmenter.load_state_dict(state["augmenter"])
+        restore_numpy_generator(self.rng, state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self._seconds_before = float(state["seconds"])
+        self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        smoothed = float(state["smoothed"])
+        self.smoothed = None if math.isnan(smoothed) else smoothed
+        self.history = [EpochRecord.from_dict(r) for r in state["history"]]
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _train_epoch(self, advance: Callable[[], None]) -> tuple[float, float, float, float]:
         """``iterations_per_epoch`` steps; returns the mean loss, the last learning rate and
-        the seconds spent drawing batches and in training steps."""
+        the seconds spent drawing and augmenting batches and in training steps."""
         c = self.config
         losses, lr = [], c.learning_rate
         data_seconds = step_seconds = 0.0
         for _ in range(c.iterations_per_epoch):
-            lr = self.learning_rate(self._fraction_done(self.iteration, self._elapsed()))
+            lr = self.learning_rate(self._fraction_done())
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             start = time.perf_counter()
             image, target = self.sampler.sample(c.batch_size)
             image, target = image.to(self.device), target.to(self.device)
+            image, target = self.augmenter(image, target, output_size=c.patch_size)
             drawn = time.perf_counter()
             losses.append(self.train_step(image, target))
             data_seconds += drawn - start
             step_seconds += time.perf_counter() - drawn
             self.iteration += 1
-            advance(self.iteration)
+            advance()
         return float(np.mean(losses)), lr, data_seconds, step_seconds
 
-    @torch.no_grad()
-    def predict_validation(self, out_dir: Path) -> Evaluation:
-        """Predict every validation case with the best weights, as `medseg predict` would
-        (50 % overlap, Gaussian weighting), write the label maps and score them.
+    def _end_epoch(self, record: EpochRecord, tensorboard: TensorBoardWriter) -> None:
+        """Log the epoch, save latest (and best) weights and the resume state."""
+        meta = {"epoch": str(record.epoch), "val_dice_mean": f"{record.val_dice_mean:.6f}"}
+        save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, meta)
+        score = -1.0 if math.isnan(record.val_dice_smoothed) else record.val_dice_smoothed
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, record.epoch
+            save_weights(self.network, self.fold_dir / BEST_WEIGHTS, meta)
+        write_logs(self.history, self.config.label_names[1:], self.fold_dir)
+        tensorboard.add(record)
+        save_training_state(self.fold_dir, self.training_state())
 
-        Writes ``{case}{file_ending}``, ``metrics.csv`` and ``summary.json`` into ``out_dir``.
-        """
-        c = self.config
-        best = self.fold_dir / BEST_WEIGHTS
-        if best.is_file():
-            load_weights(self.network, best, self.device)
-        self.network.eval()
-        names = dict(zip(c.label_values[1:], c.label_names[1:]))
-        rows: list[dict[str, object]] = []
-        lesion_rows: list[dict[str, object]] = []
-        for case in self.val_cases:
-            image = torch.from_numpy(np.ascontiguousarray(case.image)).to(self.device)
-            probs = predict_volume(
-                self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis
-            )
-            if case.geometry is not None and case.label_path is not None:
-                # back onto the case's own grid, scored against its own label file
-                restored = restore_probabilities(probs.cpu().numpy(), case.geometry)
-                prediction = c.labels_from_classes(restored.argmax(0))
-                affine = np.asarray(case.geometry.original_affine)
-                reference = read_image(case.label_path).array[0]
-            else:
-                prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
-                affine = case.affine
-                reference = c.labels_from_classes(case.target)
-            result = Image(prediction[None], affine)
-            write_image(result, out_dir / f"{case.case_id}{c.file_ending}")
-            spacing = result.spacing
-            scores = score_case(
-                case.case_id,
-                reference,
-                prediction,
-                c.label_values[1:],
-                names,
-                spacing,
-                threads=default_jobs(),
-            )
-            rows += scores.metrics
-            lesion_rows += scores.lesions
-        summary = summarise(rows, c.label_values[1:], names, len(self.val_cases), lesion_rows)
-        evaluation = Evaluation(rows, summary, lesion_rows=lesion_rows, labels=names)
-        write_evaluation(evaluation, out_dir)
-        return evaluation
-
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self._start
-
-    def _save_checkpoint(self, name: str, metadata: dict[str, str]) -> None:
-        save_weights(self.network, self.fold_dir / name, metadata)
+    def _validate(self) -> tuple[float, dict[str, float], float]:
+        val = self.validation_step()
+        defined = [v for v in val.values() if not math.isnan(v)]
+        mean = float(np.mean(defined)) if defined else math.nan
+        if not math.isnan(mean):
+            a = self.config.selection_smoothing
+            self.smoothed = mean if self.smoothed is None else a * self.smoothed + (1 - a) * mean
+        smoothed = self.smoothed if self.smoothed is not None else math.nan
+        return mean, {self.config.label_names[k]: v for k, v in val.items()}, smoothed
 
     def fit(self) -> TrainResult:
-        """Train within the configured budget (epochs or minutes) and save the weights.
+        """Train within the configured budget (epochs or minutes), from scratch or from where
+        `resume` left off.
 
-        Latest weights are saved after every epoch and on Ctrl-C (then the interrupt is
-        re-raised); the best weights by mean validation Dice are kept beside them.
+        After every epoch: latest weights, best weights (by the moving average of the mean
+        validation Dice), ``log.csv``, ``curves.png`` and the resume state. On Ctrl-C the
+        latest weights are saved and the interrupt re-raised.
         """
         c = self.config
         if c.epochs is None and c.minutes is None:
             raise ValueError("set a budget: epochs or minutes")
         self.fold_dir.mkdir(parents=True, exist_ok=True)
-        history: list[EpochRecord] = []
-        best_dice, best_epoch = -math.inf, 0
-        self.iteration, self._start = 0, time.perf_counter()
+        self._start = time.perf_counter()
         by_time = c.epochs is None
         total = int(c.minutes * 60) if by_time else c.epochs * c.iterations_per_epoch  # type: ignore[operator]
+        tensorboard = TensorBoardWriter(self.fold_dir / "tensorboard")
         with make_progress(self.quiet) as progress:
             task = progress.add_task("training", total=total, status="")
 
-            def advance(iteration: int) -> None:
-                done = self._elapsed() if by_time else iteration
+            def advance() -> None:
+                done = self._elapsed() if by_time else self.iteration
                 progress.update(task, completed=min(done, total))
 
-            epoch, last_epoch_seconds = 0, 0.0
+            advance()
             try:
-                while self._budget_left(epoch, self._elapsed(), last_epoch_seconds):
-                    epoch += 1
-                    epoch_start = time.perf_counter()
+                while self._budget_left():
+                    epoch = len(self.history) + 1
                     loss, lr, data_seconds, step_seconds = self._train_epoch(advance)
                     validation_start = time.perf_counter()
-                    val = self.validation_step()
+                    mean, labels, smoothed = self._validate()
                     validation_seconds = time.perf_counter() - validation_start
-                    defined = [v for v in val.values() if not math.isnan(v)]
-                    val_mean = float(np.mean(defined)) if defined else math.nan
-                    labels = {self.config.label_names[k]: v for k, v in val.items()}
                     record = EpochRecord(
-                        epoch,
-                        self.iteration,
-                        round(self._elapsed(), 2),
-                        lr,
-                        loss,
-                        val_mean,
-                        labels,
-                        data_seconds,
-                        step_seconds,
-                        validation_seconds,
-                    )
-                    history.append(record)
-                    meta = {"epoch": str(epoch), "val_dice_mean": f"{val_mean:.6f}"}
-                    self._save_checkpoint(LATEST_WEIGHTS, meta)
-                    score = -1.0 if math.isnan(val_mean) else val_mean
-                    if score > best_dice:
-                        best_dice, best_epoch = score, epoch
-                        self._save_checkpoint(BEST_WEIGHTS, meta)
-                    self._write_log(history)
-                    status = f"loss {loss:.3f}  val Dice {val_mean:.3f}"
-                    advance(self.iteration)
+                        epoch, self.iteration, round(self._elapsed(), 2), lr, loss, mean,
+                        labels, smoothed, data_seconds, step_seconds, validation_seconds,
+                    )  # fmt: skip
+                    self.history.append(record)
+                    self._end_epoch(record, tensorboard)
+                    status = f"loss {loss:.3f}  val Dice {mean:.3f}"
                     progress.update(task, status=status)
                     log_line(f"epoch {epoch}: {status}  ({self._elapsed():.0f} s)", self.quiet)
-                    last_epoch_seconds = time.perf_counter() - epoch_start
             except KeyboardInterrupt:
-                self._save_checkpoint(LATEST_WEIGHTS, {"interrupted": "1"})
+                save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
                 if not (self.fold_dir / BEST_WEIGHTS).exists():
-                    self._save_checkpoint(BEST_WEIGHTS, {"interrupted": "1"})
-                self._write_log(history)
+                    save_weights(self.network, self.fold_dir / BEST_WEIGHTS, {"interrupted": "1"})
+                write_logs(self.history, c.label_names[1:], self.fold_dir)
                 raise
+            finally:
+                tensorboard.close()
         return TrainResult(
-            self.fold_dir, len(history), best_epoch, best_dice, self._elapsed(), history
+            self.fold_dir,
+            len(self.history),
+            self.best_epoch,
+            self.best_score,
+            self._elapsed(),
+            self.history,
+            transfer=self.transfer,
         )
+
+    def predict_validation(self, out_dir: Path) -> Evaluation:
+        """Predict and score every validation case with the best weights, as `medseg predict`
+        would (see `predict_and_score`); writes into ``out_dir``."""
+        best = self.fold_dir / BEST_WEIGHTS
+        if best.is_file():
+            load_weights(self.network, best, self.device)
+        return predict_and_score(self.network, self.config, self.val_cases, self.device, out_dir)
+
+
+def _network_axes(values: list[float], slice_axis: int | None) -> list[float]:
+    """Per-axis values of the data, without the sliced axis of a 2D network on 3D data."""
+    return [v for axis, v in enumerate(values) if axis != slice_axis]

@@ -1,0 +1,69 @@
+"""Cross-validation: every fold of a run, and all their validation predictions scored
+together."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medseg.datasets import DatasetFolder, open_dataset
+from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
+from medseg.train.plan import Plan
+from medseg.train.run import train_run
+from medseg.train.trainer import TrainResult
+
+
+def train_folds(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    folds: Sequence[int] | None = None,
+    **options: Any,
+) -> list[TrainResult]:
+    """Train several folds (default: every fold of the plan, 5 unless the plan says
+    otherwise) one after the other with `train_run`; once every fold of the plan has its
+    validation predictions, score them together into ``run_dir/cross_validation``.
+
+    Examples
+    --------
+    >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", minutes=5)  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    first = 0 if folds is None else folds[0]
+    results = [train_run(dataset_dir, run_dir, fold=first, **options)]
+    remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
+    for fold in remaining:
+        results.append(train_run(dataset_dir, run_dir, fold=fold, **options))
+    if cross_validation_complete(run_dir):
+        summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.get("quiet", False))
+    return results
+
+
+def cross_validation_complete(run_dir: str | Path) -> bool:
+    """Whether every fold of the run's plan has scored its validation cases."""
+    run_dir = Path(run_dir)
+    n_folds = Plan.load(run_dir).n_folds
+    return all((run_dir / f"fold_{k}/validation/summary.json").is_file() for k in range(n_folds))
+
+
+def summarise_cross_validation(
+    run_dir: Path, dataset: DatasetFolder, quiet: bool = True
+) -> Evaluation:
+    """Score every fold's validation predictions together (each case once, predicted by the
+    fold that did not train on it): ``run_dir/cross_validation/`` gets the predictions,
+    ``metrics.csv``, ``lesions.csv`` and ``summary.json``."""
+    out = run_dir / "cross_validation"
+    predictions = out / "predictions"
+    if predictions.exists():
+        shutil.rmtree(predictions)
+    predictions.mkdir(parents=True)
+    ending = dataset.spec.file_ending
+    for fold_dir in sorted(run_dir.glob("fold_*")):
+        for path in sorted((fold_dir / "validation").glob(f"*{ending}")):
+            shutil.copy2(path, predictions / path.name)
+    evaluation = evaluate_folders(
+        predictions, dataset.root / "labelsTr", only_predicted=True, quiet=quiet
+    )
+    write_evaluation(evaluation, out)
+    return evaluation

@@ -1,0 +1,67 @@
+"""Predicting and scoring a fold's validation cases at the end of training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medseg.io import Image, read_image, write_image
+from medseg.metrics import Evaluation, default_jobs, score_case, summarise, write_evaluation
+from medseg.nn import predict_volume
+from medseg.preprocess import restore_probabilities
+from medseg.train.plan import Plan
+from medseg.train.sampler import TrainingCase
+
+
+@torch.no_grad()
+def predict_and_score(
+    network: nn.Module,
+    config: Plan,
+    cases: list[TrainingCase],
+    device: torch.device,
+    out_dir: Path,
+) -> Evaluation:
+    """Predict every case as `medseg predict` would (50 % overlap, Gaussian weighting, back
+    on the case's own grid), write the label maps and score them against the original label
+    files with the same code as `medseg evaluate`.
+
+    Writes ``{case}{file_ending}``, ``metrics.csv`` and ``summary.json`` into ``out_dir``.
+    """
+    c = config
+    network.eval()
+    names = dict(zip(c.label_values[1:], c.label_names[1:]))
+    rows: list[dict[str, object]] = []
+    lesion_rows: list[dict[str, object]] = []
+    for case in cases:
+        image = torch.from_numpy(np.ascontiguousarray(case.image)).to(device)
+        probs = predict_volume(network, image, c.patch_size, 2 * c.batch_size, c.slice_axis)
+        if case.geometry is not None and case.label_path is not None:
+            # back onto the case's own grid, scored against its own label file
+            restored = restore_probabilities(probs.cpu().numpy(), case.geometry)
+            prediction = c.labels_from_classes(restored.argmax(0))
+            affine = np.asarray(case.geometry.original_affine)
+            reference = read_image(case.label_path).array[0]
+        else:
+            prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
+            affine = case.affine
+            reference = c.labels_from_classes(case.target)
+        result = Image(prediction[None], affine)
+        write_image(result, out_dir / f"{case.case_id}{c.file_ending}")
+        scores = score_case(
+            case.case_id,
+            reference,
+            prediction,
+            c.label_values[1:],
+            names,
+            result.spacing,
+            threads=default_jobs(),
+        )
+        rows += scores.metrics
+        lesion_rows += scores.lesions
+    summary = summarise(rows, c.label_values[1:], names, len(cases), lesion_rows)
+    evaluation = Evaluation(rows, summary, lesion_rows=lesion_rows, labels=names)
+    write_evaluation(evaluation, out_dir)
+    return evaluation
