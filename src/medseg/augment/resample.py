@@ -87,19 +87,19 @@ def resample_direct(
 
 def separable_quality(matrix: torch.Tensor, axis: int) -> torch.Tensor:
     """How well sweeping ``axis`` first suits each map, in [0, 1]: the in-plane block's
-    determinant over ``|det A|^(2/3)`` (for a rotation, the cosine of the angle between the
-    output and input ``axis``). Values near 0 mean the output slices stand nearly upright in
-    the input, where `resample_separable` would be inaccurate.
+    determinant over the product of its columns' full lengths (for a rotation with zoom, the
+    cosine of the angle between output and input ``axis``). Near 0 the output slices stand
+    nearly upright in the input, where `resample_separable` would be inaccurate.
 
     Examples
     --------
-    >>> separable_quality(torch.eye(3, dtype=torch.float64)[None], 0).tolist()
+    >>> separable_quality(torch.eye(3, dtype=torch.float64)[None] * 2, 0).tolist()
     [1.0]
     """
     others = [i for i in range(matrix.shape[-1]) if i != axis]
     block = matrix[:, others][:, :, others]
-    scale = torch.linalg.det(matrix).abs().clamp_min(1e-12) ** (2 / 3)
-    return (torch.linalg.det(block).abs() / scale).clamp(max=1.0)
+    lengths = torch.linalg.vector_norm(matrix[:, :, others], dim=1).prod(1).clamp_min(1e-12)
+    return (torch.linalg.det(block).abs() / lengths).clamp(max=1.0)
 
 
 def resample_separable(

@@ -103,6 +103,8 @@ def draw(parameter: Parameter, shape: tuple[int, ...], generator: torch.Generato
         values = parameter.mean + parameter.std * torch.randn(
             shape, generator=generator, dtype=torch.float64
         )
+        if parameter.low is None and parameter.high is None:
+            return values
         return values.clamp(min=parameter.low, max=parameter.high)
     uniform = torch.rand(shape, generator=generator, dtype=torch.float64)
     low, high = float(parameter.low), float(parameter.high)  # type: ignore[arg-type]
