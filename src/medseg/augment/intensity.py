@@ -146,20 +146,25 @@ def _chosen_rows(
 
 def _blur_axis(x: torch.Tensor, sigma: torch.Tensor, axis: int) -> torch.Tensor:
     """Blur ``x`` ``(1, K, *spatial)`` along ``axis``, row ``k`` with ``sigma[k]``; edges
-    repeat the border value."""
-    radius = max(1, math.ceil(3 * float(sigma.max())))
-    radius = min(radius, x.shape[2 + axis] - 1)
+    repeat the border value.
+
+    A sum of shifted copies, one multiply-add per tap: on the CPU this is 3-4x faster than a
+    depthwise ``conv3d`` along the first axis, and as fast along the last.
+    """
+    size = x.shape[2 + axis]
+    radius = min(max(1, math.ceil(3 * float(sigma.max()))), size - 1)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     weights = torch.exp(-0.5 * (taps[None] / sigma.clamp_min(1e-6)[:, None]) ** 2)
     weights = (weights / weights.sum(1, keepdim=True)).to(x)
     dim = x.ndim - 2
-    shape = [len(sigma), 1] + [1] * dim
-    shape[2 + axis] = 2 * radius + 1
     pad = [0] * (2 * dim)
     pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = radius
-    conv = F.conv3d if dim == 3 else F.conv2d
     padded = F.pad(x, pad, mode="replicate")
-    return conv(padded, weights.view(shape), groups=len(sigma))
+    shape = [1, len(sigma)] + [1] * dim
+    out = padded.narrow(2 + axis, 0, size) * weights[:, 0].view(shape)
+    for tap in range(1, 2 * radius + 1):
+        out.addcmul_(padded.narrow(2 + axis, tap, size), weights[:, tap].view(shape))
+    return out
 
 
 class Brightness:
@@ -212,7 +217,7 @@ class Contrast:
         factor = _per_row(factor, part)
         mean = part.mean(1, keepdim=True)
         if self.settings.preserve_range:
-            low, high = part.aminmax(dim=1, keepdim=True)
+            low, high = part.amin(1, keepdim=True), part.amax(1, keepdim=True)
         part.sub_(mean).mul_(factor).add_(mean)
         if self.settings.preserve_range:
             torch.clamp(part, low, high, out=part)
@@ -305,12 +310,13 @@ class Gamma:
         x, store = _take_rows(image, chosen)
         if s.invert:
             x.neg_()
-        low, high = x.aminmax(dim=1, keepdim=True)
+        # (amin and amax are each ~6x faster than aminmax along a dimension on the CPU)
+        low, high = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         span = (high - low).clamp_min(1e-7)
         x.sub_(low).div_(span)  # now in [0, 1]
         if s.retain_stats:
             mean_before, std_before = _mean_std(x)
-        x.pow_(_per_row(gamma, x))
+        x.log_().mul_(_per_row(gamma, x)).exp_()  # x ** gamma, 3x faster than pow; 0 stays 0
         if s.retain_stats:
             mean_after, std_after = _mean_std(x)
             ratio = std_before / std_after.clamp_min(1e-7)

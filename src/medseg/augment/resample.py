@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from medseg.augment.workspace import Workspace
+
 
 def affine_points(
     matrix: torch.Tensor, offset: torch.Tensor, out_size: Sequence[int]
@@ -109,9 +111,11 @@ def resample_separable(
     offset: torch.Tensor,
     out_size: Sequence[int],
     axis: int = 0,
+    workspace: Workspace | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """3D affine resampling in two 2D passes, sweeping input ``axis`` first (see the module
-    docstring). Use it where `separable_quality` is well above 0 (above 0.5, say).
+    docstring). Use it where `separable_quality` is well above 0 (above 0.5, say). Scratch
+    grids and buffers come from ``workspace`` (kept by the caller from batch to batch).
 
     Examples
     --------
@@ -133,6 +137,7 @@ def resample_separable(
             matrix[:, order][:, :, order],
             offset[:, order],
             [out_size[i] for i in order],
+            workspace=workspace,
         )
         return out.movedim(2, 2 + axis).contiguous(), lab.movedim(1, 1 + axis).contiguous()
 
@@ -140,6 +145,7 @@ def resample_separable(
     o0, o1, o2 = (int(s) for s in out_size)
     device = image.device
     A, c = matrix, offset
+    space = Workspace() if workspace is None else workspace
     # The box of input rows and columns the output slices reach (one voxel of margin).
     corners = torch.tensor(
         [[i, j, k] for i in (0, o0 - 1) for j in (0, o1 - 1) for k in (0, o2 - 1)],
@@ -169,7 +175,7 @@ def resample_separable(
         stack, label_stack = _pick_slices(image[box], label[box[:1] + box[2:]], rows_of.long())
     else:
         stack, label_stack = _sweep_first_axis(
-            image[box], label[box[:1] + box[2:]], slope, r, start, o0
+            image[box], label[box[:1] + box[2:]], slope, r, start, o0, space
         )
 
     # Pass 2: in the plane of each output slice, U at (p1, p2) - box corner.
@@ -184,7 +190,9 @@ def resample_separable(
         + step[2].view(batch, 1, 1, 2) * torch.arange(o2, device=device).view(1, 1, o2, 1)
         + shift.to(torch.float32).flip(-1).to(device).view(batch, 1, 1, 2)
     )
-    grid = (per_slice + in_plane[:, None]).view(batch * o0, o1, o2, 2)
+    grid, _ = space.get("slice grid", (batch, o0, o1, o2, 2), torch.float32, device)
+    torch.add(per_slice, in_plane[:, None], out=grid)
+    grid = grid.view(batch * o0, o1, o2, 2)
     planes = stack.transpose(1, 2).reshape(batch * o0, channels, rows, cols)
     out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     out = out.view(batch, o0, channels, o1, o2).transpose(1, 2).contiguous()
@@ -223,6 +231,7 @@ def _sweep_first_axis(
     r: torch.Tensor,
     start: torch.Tensor,
     o0: int,
+    space: Workspace,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pass 1 of `resample_separable` on the box ``image (B, C, D, Y, X)``: at column
     ``(y, x)``, sample axis 0 at ``slope * q0 + r . (y, x) + start`` for ``q0 < o0``.
@@ -236,16 +245,22 @@ def _sweep_first_axis(
     device = image.device
     width = rows * cols
     padded = 2 ** max(0, math.ceil(math.log2(max(width - 1, 1)))) + 1
-    flat = image.new_empty(batch, channels, depth, padded)
+    # Columns beyond the box are never sampled with a weight above 0, but 0 * NaN is NaN.
+    flat, fresh = space.get("columns", (batch, channels, depth, padded), image.dtype, device, width)
     flat[..., :width].unflatten(-1, (rows, cols)).copy_(image)
-    flat[..., width:].zero_()
-    flat_label = torch.empty(batch, 1, depth, padded, device=device)
+    if fresh:
+        flat[..., width:].zero_()
+    flat_label, fresh = space.get(
+        "label columns", (batch, 1, depth, padded), torch.float32, device, width
+    )
     flat_label[:, 0, :, :width].unflatten(-1, (rows, cols)).copy_(label)
-    flat_label[..., width:].zero_()
+    if fresh:
+        flat_label[..., width:].zero_()
 
-    grid = torch.empty(batch, o0, width, 2, device=device)
-    column = torch.arange(width, dtype=torch.float32, device=device) * (2 / (padded - 1)) - 1
-    grid[..., 0] = column
+    grid, fresh = space.get("column grid", (batch, o0, width, 2), torch.float32, device)
+    if fresh:  # the column coordinates depend on the shapes only
+        step = 2 / (padded - 1)
+        grid[..., 0] = torch.arange(width, dtype=torch.float32, device=device) * step - 1
     to_norm = 2 / max(depth - 1, 1)
     y = torch.arange(rows, device=device).view(1, 1, rows, 1)
     x = torch.arange(cols, device=device).view(1, 1, 1, cols)

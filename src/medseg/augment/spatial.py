@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from medseg.augment.resample import resample_direct, resample_separable, separable_quality
 from medseg.augment.settings import AugmentationSettings, Parameter, bounds, draw
+from medseg.augment.workspace import Workspace
 
 # Below this separable_quality the two-pass 3D resampling gives way to grid_sample in 3D.
 _MIN_SEPARABLE_QUALITY = 0.5
@@ -181,6 +182,7 @@ class SpatialTransform:
         if any(not 0 <= a < dim for a in allowed):
             raise ValueError(f"mirror axes {axes} are not all spatial axes of {dim}D patches")
         self.mirror_allowed = torch.tensor([a in allowed for a in range(dim)])
+        self.workspace = Workspace()
 
     def draw(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Per-sample parameters: ``matrix`` ``(B, d, d)`` (the ``D^-1 R Z M D`` above),
@@ -238,34 +240,43 @@ class SpatialTransform:
             start + centre_out + p["shift"] - torch.einsum("bij,j->bi", p["matrix"], centre_out)
         )
 
-        out = image.new_empty(batch, image.shape[1], *out_size)
-        labels = torch.empty(batch, *out_size, dtype=torch.int64, device=label.device)
-        crop = tuple(slice(int(a), int(a) + o) for a, o in zip(start, out_size))
-        for b in (~p["resample"]).nonzero()[:, 0].tolist():
-            flips = [1 + a for a in range(dim) if p["mirror"][b, a]]
-            out[b] = image[b][(slice(None), *crop)].flip(flips)
-            labels[b] = label[b][crop].flip([f - 1 for f in flips])
-
+        # Which samples go which way: a flipped slice, two 2D passes, or grid_sample.
         elastic = p["resample"] & p["elastic"]
         affine_only = p["resample"] & ~elastic
-        direct = elastic.clone()
+        direct, separable = elastic.clone(), torch.zeros_like(elastic)
         axis = self._sweep_axis(p["matrix"][affine_only])
         if dim == 2 or min(in_size) < 2 or axis is None:
             direct |= affine_only
         else:
             good = separable_quality(p["matrix"], axis) >= _MIN_SEPARABLE_QUALITY
             direct |= affine_only & ~good
-            chosen = (affine_only & good).nonzero()[:, 0]
-            if len(chosen):
-                self._store(out, labels, chosen, resample_separable(
-                    *self._take(image, label, chosen), p["matrix"][chosen], offset[chosen],
-                    out_size, axis=axis))  # fmt: skip
+            separable = affine_only & good
+        results = []
+        chosen = separable.nonzero()[:, 0]
+        if len(chosen):
+            results.append((chosen, resample_separable(
+                *self._take(image, label, chosen), p["matrix"][chosen], offset[chosen],
+                out_size, axis=axis, workspace=self.workspace)))  # fmt: skip
         chosen = direct.nonzero()[:, 0]
         if len(chosen):
             displacement = self._displacement(p, chosen, out_size, generator, image.device)
-            self._store(out, labels, chosen, resample_direct(
+            results.append((chosen, resample_direct(
                 *self._take(image, label, chosen), p["matrix"][chosen], offset[chosen],
-                out_size, displacement))  # fmt: skip
+                out_size, displacement)))  # fmt: skip
+        if len(results) == 1 and len(results[0][0]) == batch:
+            return results[0][1]
+
+        out = image.new_empty(batch, image.shape[1], *out_size)
+        labels = torch.empty(batch, *out_size, dtype=torch.int64, device=label.device)
+        for chosen, (part, part_labels) in results:
+            index = chosen.to(out.device)
+            out.index_copy_(0, index, part)
+            labels.index_copy_(0, index, part_labels)
+        crop = tuple(slice(int(a), int(a) + o) for a, o in zip(start, out_size))
+        for b in (~p["resample"]).nonzero()[:, 0].tolist():
+            flips = [1 + a for a in range(dim) if p["mirror"][b, a]]
+            out[b] = image[b][(slice(None), *crop)].flip(flips)
+            labels[b] = label[b][crop].flip([f - 1 for f in flips])
         return out, labels
 
     def _sweep_axis(self, matrices: torch.Tensor) -> int | None:
@@ -288,17 +299,6 @@ class SpatialTransform:
             return image, label
         index = chosen.to(image.device)
         return image.index_select(0, index), label.index_select(0, index)
-
-    @staticmethod
-    def _store(
-        out: torch.Tensor,
-        labels: torch.Tensor,
-        chosen: torch.Tensor,
-        result: tuple[torch.Tensor, torch.Tensor],
-    ) -> None:
-        index = chosen.to(out.device)
-        out.index_copy_(0, index, result[0])
-        labels.index_copy_(0, index, result[1])
 
     def _displacement(
         self,

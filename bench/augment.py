@@ -1,0 +1,211 @@
+"""Benchmark: medseg's batched augmentation against TorchIO's and MONAI's, patches per second.
+
+Data: single-channel 128^3 float32 patches (smooth random intensities, z-scored) with int64
+labels (three classes by threshold), made once and shared by every library in this process.
+Output size = input size (128^3) everywhere.
+
+"all on": rotation (±30° about each axis), scaling (0.7-1.4), Gaussian noise (std drawn in
+[0, 0.1]), gamma (0.7-1.5, mean and std kept where the library can) and mirroring (each
+axis with probability 0.5), every transform applied to every patch (probability 1); labels
+by nearest neighbour, zero fill outside.
+- medseg: `Augmenter` on batches of --batch patches (one resampling per batch);
+- TorchIO: Compose(RandomAffine(isotropic scaling, pad 0), RandomNoise, RandomGamma,
+  RandomFlip) on a Subject per patch (SimpleITK resampling, its own threads);
+- MONAI: Compose(RandAffined(cache_grid), RandGaussianNoised, RandAdjustContrastd
+  (retain_stats), RandFlipd per axis) on a dict per patch. MONAI draws the scale per axis.
+
+"default recipe": medseg's defaults (nnU-Net v2's probabilities, blur, brightness, contrast,
+low resolution and inverted gamma included), and MONAI's closest chain (rotation and zoom as
+two resamplings, each with probability 0.2, as MONAI has no joint per-transform
+probabilities). TorchIO lacks multiplicative brightness and contrast, so has no such row.
+
+Also: medseg from the larger patch the trainer draws (`padded_patch_size`: 179^3) to 128^3.
+
+Each figure is the best of --repeats runs over --patches patches (after one warm-up batch).
+The 1-minute load average before and after is printed: other work on the machine skews it.
+
+Usage: python bench/augment.py [--patches 16] [--batch 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+SIZE = 128
+
+
+def make_patches(count: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, 1, s, s, s)`` smooth z-scored images and ``(N, s, s, s)`` labels 0, 1, 2."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(count, 1, 12, 12, 12, generator=g)
+    image = F.interpolate(coarse, size=(size,) * 3, mode="trilinear", align_corners=False)
+    image = (image - image.mean()) / image.std()
+    label = (image[:, 0] > 0.3).long() + (image[:, 0] > 1.2).long()
+    return image.contiguous(), label.contiguous()
+
+
+def all_on_settings():
+    from medseg.augment import AugmentationSettings
+
+    data = AugmentationSettings().model_dump()
+    for name, value in data.items():
+        if isinstance(value, dict) and "probability" in value:
+            value["probability"] = 0.0
+    for name in ("rotation", "scaling", "noise", "gamma"):
+        data[name]["probability"] = 1.0
+    data["mirror"]["probability"] = 0.5
+    return AugmentationSettings.model_validate(data)
+
+
+def medseg_runner(settings, image, label, batch):
+    from medseg.augment import Augmenter
+
+    augment = Augmenter(settings, dim=3, seed=0)
+    out_size = (SIZE,) * 3
+
+    def run(indices: list[int]) -> None:
+        for start in range(0, len(indices), batch):
+            chunk = indices[start : start + batch]
+            augment(image[chunk], label[chunk], output_size=out_size)
+
+    return run
+
+
+def torchio_runner(image, label):
+    import torchio as tio
+
+    transform = tio.Compose(
+        [
+            tio.RandomAffine(scales=(0.7, 1.4), degrees=30, isotropic=True, default_pad_value=0),
+            tio.RandomNoise(std=(0, 0.1)),
+            tio.RandomGamma(log_gamma=(math.log(0.7), math.log(1.5))),
+            tio.RandomFlip(axes=(0, 1, 2), flip_probability=0.5),
+        ]
+    )
+
+    def run(indices: list[int]) -> None:
+        for i in indices:
+            subject = tio.Subject(
+                image=tio.ScalarImage(tensor=image[i]), label=tio.LabelMap(tensor=label[i][None])
+            )
+            transform(subject)
+
+    return run
+
+
+def monai_runner(image, label, recipe: str):
+    import monai.transforms as mt
+
+    keys, both = ["image"], ["image", "label"]
+    affine = dict(mode=("bilinear", "nearest"), padding_mode="zeros")
+    flips = [mt.RandFlipd(both, prob=0.5, spatial_axis=a) for a in range(3)]
+    turn = (-math.pi / 6, math.pi / 6)
+    if recipe == "all on":
+        chain = [
+            mt.RandAffined(both, spatial_size=(SIZE,) * 3, prob=1.0, rotate_range=(turn,) * 3,
+                           scale_range=((-0.3, 0.4),) * 3, cache_grid=True, **affine),
+            mt.RandGaussianNoised(keys, prob=1.0, std=0.1),
+            mt.RandAdjustContrastd(keys, prob=1.0, gamma=(0.7, 1.5), retain_stats=True),
+            *flips,
+        ]  # fmt: skip
+    else:  # medseg's default recipe, transform by transform
+        chain = [
+            mt.RandRotated(both, range_x=turn, range_y=turn, range_z=turn, prob=0.2,
+                           mode=("bilinear", "nearest"), padding_mode="zeros"),
+            mt.RandZoomd(both, prob=0.2, min_zoom=1 / 1.4, max_zoom=1 / 0.7,
+                         mode=("trilinear", "nearest"), padding_mode="constant"),
+            mt.RandGaussianNoised(keys, prob=0.1, std=0.1),
+            mt.RandGaussianSmoothd(keys, sigma_x=(0.5, 1), sigma_y=(0.5, 1), sigma_z=(0.5, 1),
+                                   prob=0.2 * 0.5),
+            mt.RandScaleIntensityd(keys, factors=0.25, prob=0.15),
+            mt.RandScaleIntensityFixedMeand(keys, factors=0.25, preserve_range=True, prob=0.15),
+            mt.RandSimulateLowResolutiond(keys, prob=0.25 * 0.5, zoom_range=(0.5, 1.0)),
+            mt.RandAdjustContrastd(keys, prob=0.1, gamma=(0.7, 1.5), invert_image=True,
+                                   retain_stats=True),
+            mt.RandAdjustContrastd(keys, prob=0.3, gamma=(0.7, 1.5), retain_stats=True),
+            *flips,
+        ]  # fmt: skip
+    transform = mt.Compose(chain)
+    transform.set_random_state(seed=0)
+
+    def run(indices: list[int]) -> None:
+        for i in indices:
+            transform({"image": image[i], "label": label[i][None]})
+
+    return run
+
+
+def patches_per_second(run, count: int, repeats: int, warm_up: int) -> float:
+    run(list(range(warm_up)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(list(range(count)))
+        best = min(best, time.perf_counter() - start)
+    return count / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patches", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-peers", action="store_true", help="time medseg only")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    import monai
+    import torchio
+
+    import medseg
+    from medseg.augment import AugmentationSettings, padded_patch_size
+
+    load_before = os.getloadavg()[0]
+    image, label = make_patches(args.patches, SIZE)
+    print(f"{args.patches} patches of {SIZE}^3, 1 channel, labels 0-2; medseg batches of "
+          f"{args.batch}; best of {args.repeats}")  # fmt: skip
+    print(f"medseg {medseg.__version__}, TorchIO {torchio.__version__}, MONAI "
+          f"{monai.__version__}, torch {torch.__version__}, torch threads "
+          f"{torch.get_num_threads()}, load average {load_before:.2f}")  # fmt: skip
+    n, r, b = args.patches, args.repeats, args.batch
+
+    rates = {}
+    rates["medseg all on"] = patches_per_second(
+        medseg_runner(all_on_settings(), image, label, b), n, r, b
+    )
+    rates["medseg default"] = patches_per_second(
+        medseg_runner(AugmentationSettings(), image, label, b), n, r, b
+    )
+    padded = padded_patch_size([SIZE] * 3, AugmentationSettings())
+    big_image, big_label = make_patches(max(b, 4), padded[0], seed=1)
+    big = list(range(big_image.shape[0]))
+    rates[f"medseg all on, from {padded[0]}^3"] = patches_per_second(
+        medseg_runner(all_on_settings(), big_image, big_label, b), len(big), r, b
+    )
+    if not args.skip_peers:
+        rates["TorchIO all on"] = patches_per_second(torchio_runner(image, label), n, r, 1)
+        rates["MONAI all on"] = patches_per_second(monai_runner(image, label, "all on"), n, r, 1)
+        rates["MONAI default"] = patches_per_second(monai_runner(image, label, "default"), n, r, 1)
+
+    print("\npatches per second:")
+    for name, rate in rates.items():
+        print(f"  {name:32s} {rate:7.2f}")
+    if not args.skip_peers:
+        peer = max(rates["TorchIO all on"], rates["MONAI all on"])
+        print(f"\nall on: medseg / faster peer = {rates['medseg all on'] / peer:.1f}x "
+              f"(TorchIO {rates['medseg all on'] / rates['TorchIO all on']:.1f}x, MONAI "
+              f"{rates['medseg all on'] / rates['MONAI all on']:.1f}x)")  # fmt: skip
+        print(f"default recipe: medseg / MONAI = "
+              f"{rates['medseg default'] / rates['MONAI default']:.1f}x")  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
