@@ -99,3 +99,33 @@ def test_bounds() -> None:
     assert bounds(2) == (2.0, 2.0)
     assert bounds(split_uniform(0.7, 1.5)) == (0.7, 1.5)
     assert bounds(Distribution(distribution="normal", mean=0, std=1, high=2)) == (-3.0, 2.0)
+
+
+def test_plan_overrides_reach_the_augmentation_settings() -> None:
+    """What ``medseg train ... --set augmentation.X=Y`` does to a plan."""
+    from medseg.errors import ConfigError
+    from medseg.train import apply_overrides, auto_config
+
+    plan = auto_config(
+        shapes=[(32, 32)], spacings=[(1, 1)], in_channels=1, label_values=[0, 1],
+        label_names=["bg", "fg"], channel_names=["EM"], file_ending=".png",
+    )  # fmt: skip
+    changed = apply_overrides(
+        plan,
+        {
+            "augmentation.enabled": False,
+            "augmentation.rotation.probability": 0.5,
+            "augmentation.rotation.angle_degrees": [-15, 15],
+            "augmentation.gamma.gamma.low": 0.5,
+            "augmentation.noise.std": {"distribution": "normal", "mean": 0.05, "std": 0.01},
+        },
+    )
+    a = changed.augmentation
+    assert not a.enabled and a.rotation.probability == 0.5
+    assert a.rotation.angle_degrees == (-15.0, 15.0)
+    assert a.gamma.gamma == split_uniform(0.5, 1.5)
+    assert a.noise.std == Distribution(distribution="normal", mean=0.05, std=0.01)
+    with pytest.raises(ConfigError, match="probability"):
+        apply_overrides(plan, {"augmentation.rotation.probability": 2})
+    with pytest.raises(ConfigError, match="no setting"):
+        apply_overrides(plan, {"augmentation.rotation.chance": 0.5})

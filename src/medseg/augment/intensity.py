@@ -3,7 +3,7 @@
 Each transform chooses its samples with its ``probability`` (and channels with
 ``per_channel_probability`` where it has one), draws its parameters from the run's generator,
 and changes the chosen part of the batch in place. Data-sized random numbers (noise) come
-from a generator on the batch's device seeded from the run's generator.
+from generators seeded from the run's generator (see `medseg.augment.noise`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from medseg.augment.noise import standard_normal
 from medseg.augment.settings import (
     BlurSettings,
     BrightnessSettings,
@@ -22,6 +23,7 @@ from medseg.augment.settings import (
     NoiseSettings,
     draw,
 )
+from medseg.augment.workspace import Workspace
 
 
 def choose(probability: float, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -33,18 +35,6 @@ def choose(probability: float, count: int, generator: torch.Generator) -> torch.
     [0, 1, 2]
     """
     return (torch.rand(count, generator=generator) < probability).nonzero()[:, 0]
-
-
-def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded from ``generator``.
-
-    Examples
-    --------
-    >>> device_generator(torch.Generator().manual_seed(0), torch.device("cpu")).device
-    device(type='cpu')
-    """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _rows(image: torch.Tensor) -> torch.Tensor:
@@ -70,17 +60,16 @@ class GaussianNoise:
 
     def __init__(self, settings: NoiseSettings) -> None:
         self.settings = settings
+        self.workspace = Workspace()
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         chosen = choose(self.settings.probability, image.shape[0], generator)
         if len(chosen) == 0:
             return image
         std = draw(self.settings.std, (len(chosen),), generator)
-        noise = torch.randn(
-            (len(chosen), *image.shape[1:]),
-            generator=device_generator(generator, image.device),
-            device=image.device,
-        )
+        shape = (len(chosen), *image.shape[1:])
+        noise, _ = self.workspace.get("noise", shape, image.dtype, image.device)
+        standard_normal(noise, generator)
         noise.mul_(std.to(noise).view(-1, *[1] * (image.ndim - 1)))
         if len(chosen) == image.shape[0]:
             return image.add_(noise)
