@@ -146,41 +146,41 @@ def resample_separable(
     device = image.device
     A, c = matrix, offset
     space = Workspace() if workspace is None else workspace
-    # The box of input rows and columns the output slices reach (one voxel of margin).
+    # The box of the input that the output reaches (one voxel of margin; at least two
+    # voxels along axis 0 unless empty, as pass 1 needs).
     corners = torch.tensor(
         [[i, j, k] for i in (0, o0 - 1) for j in (0, o1 - 1) for k in (0, o2 - 1)],
         dtype=torch.float64,
     )
     reach = torch.einsum("bij,nj->bni", A, corners) + c[:, None]
-    low = [max(0, math.floor(reach[..., i].min()) - 1) for i in (1, 2)]
-    high = [min(in_size[i] - 1, math.ceil(reach[..., i].max()) + 1) for i in (1, 2)]
-    if high[0] < low[0] or high[1] < low[1]:  # the output lies wholly outside the input
+    low = [max(0, math.floor(reach[..., i].min()) - 1) for i in range(3)]
+    high = [min(in_size[i] - 1, math.ceil(reach[..., i].max()) + 1) for i in range(3)]
+    if any(h < lo for lo, h in zip(low, high)):  # the output lies wholly outside the input
         return (
             torch.zeros(batch, channels, o0, o1, o2, device=device),
             torch.zeros(batch, o0, o1, o2, dtype=torch.int64, device=device),
         )
-    rows, cols = high[0] - low[0] + 1, high[1] - low[1] + 1
-    box = (slice(None), slice(None), slice(None), slice(low[0], high[0] + 1))
-    box = (*box, slice(low[1], high[1] + 1))
+    box = tuple(slice(lo, h + 1) for lo, h in zip(low, high))
+    image, label = image[(slice(None), slice(None), *box)], label[(slice(None), *box)]
+    rows, cols = high[1] - low[1] + 1, high[2] - low[2] + 1
+    c = c - torch.tensor(low, dtype=torch.float64)  # positions within the box from here on
 
     # Pass 1: U[q0, y, x] = input[p0(q0, y, x), y, x] for every (y, x) of the box, where
     # p0 is where output slice q0 crosses input column (y, x).
     inverse = torch.linalg.inv(A[:, 1:, 1:])
     r = torch.einsum("bi,bij->bj", A[:, 0, 1:], inverse)
     slope = A[:, 0, 0] - (r * A[:, 1:, 0]).sum(1)
-    start = c[:, 0] - (r * c[:, 1:]).sum(1) + r[:, 0] * low[0] + r[:, 1] * low[1]
+    start = c[:, 0] - (r * c[:, 1:]).sum(1)
     if bool((r.abs() < 1e-12).all()) and _integral(slope.abs(), start):
         # Output slices lie in input slices: pass 1 is a choice of slices.
         rows_of = (slope[:, None] * torch.arange(o0, dtype=torch.float64) + start[:, None]).round()
-        stack, label_stack = _pick_slices(image[box], label[box[:1] + box[2:]], rows_of.long())
+        stack, label_stack = _pick_slices(image, label, rows_of.long())
     else:
-        stack, label_stack = _sweep_first_axis(
-            image[box], label[box[:1] + box[2:]], slope, r, start, o0, space
-        )
+        stack, label_stack = _sweep_first_axis(image, label, slope, r, start, o0, space)
 
-    # Pass 2: in the plane of each output slice, U at (p1, p2) - box corner.
+    # Pass 2: in the plane of each output slice, U at (p1, p2).
     scale = torch.tensor([2 / rows, 2 / cols], dtype=torch.float64)
-    shift = (c[:, 1:] - torch.tensor(low, dtype=torch.float64) + 0.5) * scale - 1
+    shift = (c[:, 1:] + 0.5) * scale - 1
     step = [(A[:, 1:, j] * scale).to(torch.float32).flip(-1).to(device) for j in range(3)]
     per_slice = step[0].view(batch, 1, 1, 1, 2) * torch.arange(o0, device=device).view(
         1, o0, 1, 1, 1
