@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from medseg.augment import AugmentationSettings, Augmenter, padded_patch_size
-from medseg.augment.resample import resample_direct, resample_separable
+from medseg.augment.resample import affine_points, resample_direct, resample_separable
 from medseg.augment.spatial import rotation_matrices
 
 INTENSITY = ["noise", "blur", "brightness", "contrast", "low_resolution", "inverted_gamma", "gamma"]
@@ -128,10 +128,13 @@ def test_separable_path_matches_grid_sample_3d() -> None:
     for axis in range(3):
         ours, ours_label = resample_separable(image, label, matrix, offset, out_size, axis=axis)
         ref, ref_label = resample_direct(image, label, matrix, offset, out_size)
-        inside = ref.abs() < 1e8  # every voxel; the fill outside the input is 0 in both
-        difference = (ours - ref).abs()[inside]
+        difference = (ours - ref).abs()[:, 0]
         assert float(difference.mean()) < 0.02  # voxels; the image is a distance
         assert float(difference.quantile(0.99)) < 0.3
+        # away from the input's border (where the two fade to the 0 outside differently)
+        points = affine_points(matrix, offset, out_size)
+        inside = ((points >= 1.5) & (points <= torch.tensor(size) - 2.5)).all(-1)
+        assert float(difference[inside].max()) < 0.35
         assert float((ours_label != ref_label).double().mean()) < 0.01
         assert set(ours_label.unique().tolist()) <= {0, 1, 2}
 

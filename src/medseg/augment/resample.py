@@ -146,15 +146,20 @@ def resample_separable(
     device = image.device
     A, c = matrix, offset
     space = Workspace() if workspace is None else workspace
-    # The box of the input that the output reaches (one voxel of margin; at least two
-    # voxels along axis 0 unless empty, as pass 1 needs).
+    inverse = torch.linalg.inv(A[:, 1:, 1:])
+    r = torch.einsum("bi,bij->bj", A[:, 0, 1:], inverse)
+    slope = A[:, 0, 0] - (r * A[:, 1:, 0]).sum(1)
+    # The box of the input that the output reaches, with one voxel of margin in-plane; along
+    # axis 0 also as far as pass 1 reads for the in-plane neighbours (at least two voxels
+    # unless empty, as pass 1 needs).
     corners = torch.tensor(
         [[i, j, k] for i in (0, o0 - 1) for j in (0, o1 - 1) for k in (0, o2 - 1)],
         dtype=torch.float64,
     )
     reach = torch.einsum("bij,nj->bni", A, corners) + c[:, None]
-    low = [max(0, math.floor(reach[..., i].min()) - 1) for i in range(3)]
-    high = [min(in_size[i] - 1, math.ceil(reach[..., i].max()) + 1) for i in range(3)]
+    margin = [1 + math.ceil(float(r.abs().sum(1).max())), 1, 1]
+    low = [max(0, math.floor(reach[..., i].min()) - margin[i]) for i in range(3)]
+    high = [min(in_size[i] - 1, math.ceil(reach[..., i].max()) + margin[i]) for i in range(3)]
     if any(h < lo for lo, h in zip(low, high)):  # the output lies wholly outside the input
         return (
             torch.zeros(batch, channels, o0, o1, o2, device=device),
@@ -166,10 +171,7 @@ def resample_separable(
     c = c - torch.tensor(low, dtype=torch.float64)  # positions within the box from here on
 
     # Pass 1: U[q0, y, x] = input[p0(q0, y, x), y, x] for every (y, x) of the box, where
-    # p0 is where output slice q0 crosses input column (y, x).
-    inverse = torch.linalg.inv(A[:, 1:, 1:])
-    r = torch.einsum("bi,bij->bj", A[:, 0, 1:], inverse)
-    slope = A[:, 0, 0] - (r * A[:, 1:, 0]).sum(1)
+    # p0 = slope * q0 + r . (y, x) + start is where output slice q0 crosses column (y, x).
     start = c[:, 0] - (r * c[:, 1:]).sum(1)
     if bool((r.abs() < 1e-12).all()) and _integral(slope.abs(), start):
         # Output slices lie in input slices: pass 1 is a choice of slices.
