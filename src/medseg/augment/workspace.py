@@ -14,20 +14,23 @@ import torch
 
 
 class Workspace:
-    """Named scratch tensors, reallocated only when shape, dtype or device change.
+    """Named scratch tensors. Each name keeps the largest storage asked for so far and hands
+    out a contiguous view of the size needed, so batches whose shapes vary (a batch where only
+    some samples need resampling) do not allocate again.
 
     Examples
     --------
     >>> space = Workspace()
     >>> a, fresh = space.get("grid", (2, 3), torch.float32, torch.device("cpu"))
     >>> b, again = space.get("grid", (2, 3), torch.float32, torch.device("cpu"))
-    >>> a is b, fresh, again
-    (True, True, False)
+    >>> c, smaller = space.get("grid", (1, 3), torch.float32, torch.device("cpu"))
+    >>> a.data_ptr() == b.data_ptr() == c.data_ptr(), fresh, again, smaller
+    (True, True, False, True)
     """
 
     def __init__(self) -> None:
-        self._tensors: dict[str, torch.Tensor] = {}
-        self._tags: dict[str, object] = {}
+        self._storage: dict[str, torch.Tensor] = {}
+        self._last: dict[str, tuple] = {}
 
     def get(
         self,
@@ -37,28 +40,33 @@ class Workspace:
         device: torch.device,
         tag: object = None,
     ) -> tuple[torch.Tensor, bool]:
-        """The tensor called ``name`` (contents left from its last use), and whether it is
-        new or was last asked for with another ``tag`` (a caller's note of what its
-        contents depend on besides the shape)."""
+        """A tensor of ``shape`` for ``name`` and whether its contents are new: True unless
+        the last request for ``name`` had the same shape, dtype, device and ``tag`` (a
+        caller's note of what the contents depend on), in which case they are as left."""
         shape = tuple(int(s) for s in shape)
-        tensor = self._tensors.get(name)
-        changed = self._tags.get(name) != tag
-        self._tags[name] = tag
-        if (
-            tensor is not None
-            and tuple(tensor.shape) == shape
-            and tensor.dtype == dtype
-            and _same_device(tensor.device, torch.device(device))
-        ):
-            return tensor, changed
-        tensor = torch.empty(shape, dtype=dtype, device=device)
-        self._tensors[name] = tensor
-        return tensor, True
+        device = torch.device(device)
+        count = 1
+        for size in shape:
+            count *= size
+        storage = self._storage.get(name)
+        reuse = (
+            storage is not None
+            and storage.numel() >= count
+            and storage.dtype == dtype
+            and _same_device(storage.device, device)
+        )
+        if not reuse:
+            storage = torch.empty(count, dtype=dtype, device=device)
+            self._storage[name] = storage
+        key = (shape, dtype, storage.device, tag)
+        fresh = not reuse or self._last.get(name) != key
+        self._last[name] = key
+        return storage[:count].view(shape), fresh
 
     def clear(self) -> None:
         """Release every tensor."""
-        self._tensors.clear()
-        self._tags.clear()
+        self._storage.clear()
+        self._last.clear()
 
 
 def _same_device(have: torch.device, want: torch.device) -> bool:
