@@ -58,6 +58,7 @@ def resample_direct(
     offset: torch.Tensor,
     out_size: Sequence[int],
     displacement: torch.Tensor | None = None,
+    label_dtype: torch.dtype = torch.int64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample with one ``grid_sample`` call each for images and labels (2D or 3D).
 
@@ -84,7 +85,7 @@ def resample_direct(
     labels = F.grid_sample(
         label[:, None].to(torch.float32), grid, mode="nearest", align_corners=False
     )
-    return out, labels[:, 0].to(torch.int64)
+    return out, labels[:, 0].to(label_dtype)
 
 
 def separable_quality(matrix: torch.Tensor, axis: int) -> torch.Tensor:
@@ -112,6 +113,7 @@ def resample_separable(
     out_size: Sequence[int],
     axis: int = 0,
     workspace: Workspace | None = None,
+    label_dtype: torch.dtype = torch.int64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """3D affine resampling in two 2D passes, sweeping input ``axis`` first (see the module
     docstring). Use it where `separable_quality` is well above 0 (above 0.5, say). Scratch
@@ -138,6 +140,7 @@ def resample_separable(
             offset[:, order],
             [out_size[i] for i in order],
             workspace=workspace,
+            label_dtype=label_dtype,
         )
         return out.movedim(2, 2 + axis).contiguous(), lab.movedim(1, 1 + axis).contiguous()
 
@@ -163,7 +166,7 @@ def resample_separable(
     if any(h < lo for lo, h in zip(low, high)):  # the output lies wholly outside the input
         return (
             torch.zeros(batch, channels, o0, o1, o2, device=device),
-            torch.zeros(batch, o0, o1, o2, dtype=torch.int64, device=device),
+            torch.zeros(batch, o0, o1, o2, dtype=label_dtype, device=device),
         )
     box = tuple(slice(lo, h + 1) for lo, h in zip(low, high))
     image, label = image[(slice(None), slice(None), *box)], label[(slice(None), *box)]
@@ -201,7 +204,7 @@ def resample_separable(
     labels = F.grid_sample(
         label_stack.view(batch * o0, 1, rows, cols), grid, mode="nearest", align_corners=False
     )
-    return out, labels.view(batch, o0, o1, o2).to(torch.int64)
+    return out, labels.view(batch, o0, o1, o2).to(label_dtype)
 
 
 def _integral(*values: torch.Tensor) -> bool:

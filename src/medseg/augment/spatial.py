@@ -251,32 +251,42 @@ class SpatialTransform:
             good = separable_quality(p["matrix"], axis) >= _MIN_SEPARABLE_QUALITY
             direct |= affine_only & ~good
             separable = affine_only & good
+        # Labels come back from the resampling as float class numbers; converting them once,
+        # into the output, saves a fresh int64 copy per group.
         results = []
-        chosen = separable.nonzero()[:, 0]
-        if len(chosen):
-            results.append((chosen, resample_separable(
-                *self._take(image, label, chosen), p["matrix"][chosen], offset[chosen],
-                out_size, axis=axis, workspace=self.workspace)))  # fmt: skip
-        chosen = direct.nonzero()[:, 0]
-        if len(chosen):
-            displacement = self._displacement(p, chosen, out_size, generator, image.device)
-            results.append((chosen, resample_direct(
-                *self._take(image, label, chosen), p["matrix"][chosen], offset[chosen],
-                out_size, displacement)))  # fmt: skip
+        groups = [(separable, resample_separable), (direct, resample_direct)]
+        for mask, resample in groups:
+            chosen = mask.nonzero()[:, 0]
+            if len(chosen) == 0:
+                continue
+            part_image, part_label = self._take(image, label, chosen)
+            if resample is resample_separable:
+                extra = {"axis": axis, "workspace": self.workspace}
+            else:
+                field = self._displacement(p, chosen, out_size, generator, image.device)
+                extra = {"displacement": field}
+            matrix, shift = p["matrix"][chosen], offset[chosen]
+            results.append((chosen, resample(part_image, part_label, matrix, shift, out_size,
+                                             label_dtype=torch.float32, **extra)))  # fmt: skip
         if len(results) == 1 and len(results[0][0]) == batch:
-            return results[0][1]
+            out, float_labels = results[0][1]
+            return out, float_labels.to(torch.int64)
 
         out = image.new_empty(batch, image.shape[1], *out_size)
         labels = torch.empty(batch, *out_size, dtype=torch.int64, device=label.device)
         for chosen, (part, part_labels) in results:
-            index = chosen.to(out.device)
-            out.index_copy_(0, index, part)
-            labels.index_copy_(0, index, part_labels)
+            for n, b in enumerate(chosen.tolist()):
+                out[b] = part[n]
+                labels[b] = part_labels[n]
         crop = tuple(slice(int(a), int(a) + o) for a, o in zip(start, out_size))
         for b in (~p["resample"]).nonzero()[:, 0].tolist():
-            flips = [1 + a for a in range(dim) if p["mirror"][b, a]]
-            out[b] = image[b][(slice(None), *crop)].flip(flips)
-            labels[b] = label[b][crop].flip([f - 1 for f in flips])
+            flips = [a for a in range(dim) if p["mirror"][b, a]]
+            region, region_label = image[b][(slice(None), *crop)], label[b][crop]
+            if flips:
+                region = region.flip([1 + a for a in flips])
+                region_label = region_label.flip(flips)
+            out[b] = region
+            labels[b] = region_label
         return out, labels
 
     def _sweep_axis(self, matrices: torch.Tensor) -> int | None:
