@@ -67,7 +67,7 @@ class Plan(BaseModel):
     gradient_clip: float | None = Field(default=12.0, gt=0)
     deep_supervision: bool = True  # U-Net only
     # the best epoch is the one with the highest moving average of validation Dice
-    selection_smoothing: float = Field(default=0.9, ge=0, lt=1)
+    selection_smoothing: float = Field(default=0.5, ge=0, lt=1)
     mixed_precision: bool = True  # CUDA only; CPU steps run in float32
     augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
     epochs: int | None = Field(default=None, ge=1)

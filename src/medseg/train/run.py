@@ -91,6 +91,7 @@ def plan_for_run(
     memory_gb: float | None,
     quiet: bool,
     overrides: dict[str, object],
+    epochs: int | None = None,
 ) -> Plan:
     """The run's plan: the run folder's own (a further fold), else ``plan_file``, else a new
     one from the dataset's fingerprint (both saved into the run folder)."""
@@ -102,6 +103,8 @@ def plan_for_run(
         return Plan.read(plan_file)
     fingerprint = compute_fingerprint(dataset, quiet=quiet)
     fingerprint.save(run_dir / "fingerprint.json")
+    per_epoch = overrides.get("iterations_per_epoch") or 100
+    planned_steps = (epochs or DEFAULT_EPOCHS) * int(per_epoch)  # type: ignore[call-overload]
     return make_plan(
         fingerprint,
         dataset.spec,
@@ -111,6 +114,7 @@ def plan_for_run(
         budget_minutes=minutes,
         memory_gb=memory_gb,
         quiet=quiet,
+        planned_steps=None if minutes is not None else planned_steps,
         **overrides,
     )
 
@@ -175,6 +179,7 @@ def _prepare(
         memory_gb=memory_gb,
         quiet=quiet,
         overrides=overrides,
+        epochs=epochs,
     )
     update: dict[str, object] = {"seed": seed}
     if epochs is not None or minutes is not None:
