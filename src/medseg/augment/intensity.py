@@ -267,7 +267,7 @@ class LowResolution:
                 n if axis == self.skip_axis else max(1, round(n * z)) for axis, n in enumerate(size)
             ]
             channel = flat[row].view(1, 1, *size)
-            coarse = F.interpolate(channel, size=small, mode="nearest")
+            coarse = F.interpolate(channel, size=small, mode="nearest-exact")
             back = F.interpolate(coarse, size=size, mode=mode, align_corners=False)
             flat[row] = back.view(-1)
         return image
