@@ -50,7 +50,7 @@ def run_medseg(dataset: Path, out: Path, minutes: float, fold: int) -> dict[str,
 
 
 def _dice_by_label(summary: dict) -> dict[str, float]:
-    return {name: stats["dice"]["mean"] for name, stats in summary["labels"].items()}
+    return {name: stats["mean_dice"] for name, stats in summary["labels"].items()}
 
 
 def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -> dict[str, object]:

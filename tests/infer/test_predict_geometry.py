@@ -48,7 +48,7 @@ def test_prediction_has_input_shape_and_affine(run_3d, tmp_path, shape):
 def test_predict_image_in_memory_keeps_geometry(run_3d):
     model = load_trained_model(run_3d, device="cpu")
     image = Image(np.zeros((1, 20, 22, 6), np.float32), _oblique_affine())
-    labels, _ = predict_image(model, image)
+    labels = predict_image(model, image)
     assert labels.spatial_shape == image.spatial_shape
     np.testing.assert_array_equal(labels.affine, image.affine)
 

@@ -5,6 +5,7 @@ from medseg.infer.predict import (
     find_input_cases,
     load_trained_model,
     predict_image,
+    predict_labels,
     predict_paths,
     predict_probabilities,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "find_input_cases",
     "load_trained_model",
     "predict_image",
+    "predict_labels",
     "predict_paths",
     "predict_probabilities",
 ]

@@ -124,25 +124,36 @@ def predict_probabilities(model: TrainedModel, image: Image, tta: bool = False) 
     return probabilities
 
 
-def predict_image(
+def predict_labels(
     model: TrainedModel,
     image: Image,
     tta: bool = False,
     postprocessing: Postprocessing | None = None,
 ) -> tuple[Image, np.ndarray]:
     """The label map of ``image`` (same shape and affine, label values from dataset.json)
-    and the class probabilities it came from; ``postprocessing`` is applied to the labels.
-
-    Examples
-    --------
-    >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
-    >>> labels, _ = predict_image(model, read_image("hippo_001_0000.nii.gz"))  # doctest: +SKIP
-    """
+    and the class probabilities ``(K, *spatial)`` it was taken from; ``postprocessing`` is
+    applied to the labels."""
     probabilities = predict_probabilities(model, image, tta)
     labels = model.config.labels_from_classes(probabilities.argmax(0))
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
     return Image(labels[None], image.affine), probabilities
+
+
+def predict_image(
+    model: TrainedModel,
+    image: Image,
+    tta: bool = False,
+    postprocessing: Postprocessing | None = None,
+) -> Image:
+    """The label map of ``image``: same shape and affine, label values from dataset.json.
+
+    Examples
+    --------
+    >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
+    >>> labels = predict_image(model, read_image("hippocampus_001_0000.nii.gz"))  # doctest: +SKIP
+    """
+    return predict_labels(model, image, tta, postprocessing)[0]
 
 
 def write_probabilities(
@@ -259,7 +270,7 @@ def predict_paths(
                 image = read_case_image(case)
                 target = out_dir / f"{case.case_id}{label_suffix(source)}"
             _check_fits_model(image, model.config, source)
-            labels, probabilities = predict_image(model, image, tta, postprocessing)
+            labels, probabilities = predict_labels(model, image, tta, postprocessing)
             write_image(labels, target)
             if save_probabilities:
                 stem = out_dir / case.case_id

@@ -30,6 +30,10 @@ from medseg.train.trainer import Trainer, TrainResult
 from medseg.train.transfer import find_weights
 
 DEFAULT_EPOCHS = 100
+_NEEDS_EPOCHS = (
+    "--deterministic needs --epochs: a time budget makes the number of steps depend on the "
+    "machine's speed"
+)
 
 
 def _class_lookup(label_values: list[int]) -> np.ndarray:
@@ -252,6 +256,8 @@ def train_run(
         raise ConfigError("give either --epochs or --minutes, not both")
     if freeze_encoder and init_from is None:
         raise ConfigError("--freeze-encoder needs --init-from")
+    if deterministic and minutes is not None:
+        raise ConfigError(_NEEDS_EPOCHS)
     if init_from is not None:
         find_weights(init_from)  # a wrong path fails before anything is written
     run_dir = Path(run_dir)
@@ -269,11 +275,8 @@ def train_run(
             dataset, run_dir, plan_file, dim, model, epochs, minutes, seed, fold, torch_device,
             memory_gb, quiet, settings or {}, cache_dir, overrides,
         )  # fmt: skip
-        if deterministic and plan.epochs is None:
-            raise ConfigError(
-                "--deterministic needs --epochs: a time budget makes the number of steps "
-                "depend on the machine's speed"
-            )
+        if deterministic and plan.epochs is None:  # the run folder's plan has minutes
+            raise ConfigError(_NEEDS_EPOCHS)
     except BaseException:
         if created:  # a run that never started leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -297,7 +300,6 @@ def train_run(
         quiet,
         init_from=init_from,
         freeze_encoder=freeze_encoder,
-        deterministic=deterministic,
     )
     resumed = resume and (fold_dir / STATE_FILE).exists()
     if resumed:

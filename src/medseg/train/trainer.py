@@ -73,10 +73,6 @@ class Trainer:
         Weights (file, fold or run folder) to start from: every tensor that fits is loaded.
     freeze_encoder
         With ``init_from``: train the decoder only.
-    deterministic
-        Schedule the learning rate by iterations, never by the clock, so that a seed gives
-        the same weights on every run (the caller also switches torch to deterministic
-        algorithms).
     """
 
     def __init__(
@@ -89,7 +85,6 @@ class Trainer:
         quiet: bool = False,
         init_from: str | Path | None = None,
         freeze_encoder: bool = False,
-        deterministic: bool = False,
     ) -> None:
         self.config = config
         self.train_cases = train_cases
@@ -97,7 +92,6 @@ class Trainer:
         self.fold_dir = fold_dir
         self.device = device
         self.quiet = quiet
-        self.deterministic = deterministic
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
         self.network = self.build_network().to(device)
