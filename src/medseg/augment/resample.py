@@ -3,7 +3,8 @@
 Every function here maps output voxel indices ``q`` to input voxel indices ``p = A q + c``
 (``A`` of shape ``(B, d, d)``, ``c`` of shape ``(B, d)``, float64 on the CPU), optionally after
 an elastic displacement of ``q``. Images are interpolated linearly, labels take the value of
-the nearest voxel; outside the input both are 0. Labels come in and go out as int64.
+the nearest voxel; outside the input both are 0. Labels come in as integers and go out as
+int64 (or ``label_dtype``).
 
 In 3D, PyTorch's ``grid_sample`` is about ten times slower per voxel than in 2D on a CPU, so
 `resample_separable` splits a 3D affine resampling into two 2D ``grid_sample`` calls: first
@@ -25,7 +26,10 @@ from medseg.augment.workspace import Workspace
 
 
 def affine_points(
-    matrix: torch.Tensor, offset: torch.Tensor, out_size: Sequence[int]
+    matrix: torch.Tensor,
+    offset: torch.Tensor,
+    out_size: Sequence[int],
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Input positions ``A q + c`` of every output voxel: ``(B, *out_size, d)`` float32.
 
@@ -36,19 +40,25 @@ def affine_points(
     tensor([3., 2.])
     """
     batch, dim = matrix.shape[0], len(out_size)
-    points = offset.to(torch.float32).view(batch, *([1] * dim), dim)
+    column = [1] * dim
+    points = offset.to(device, torch.float32).view(batch, *column, dim)
     for j, size in enumerate(out_size):
         shape = [1] * (dim + 2)
         shape[1 + j] = size
-        q = torch.arange(size, dtype=torch.float32).view(shape)
-        points = points + q * matrix[:, :, j].to(torch.float32).view(batch, *([1] * dim), dim)
+        q = torch.arange(size, dtype=torch.float32, device=device).view(shape)
+        points = points + q * matrix[:, :, j].to(device, torch.float32).view(batch, *column, dim)
     return points
 
 
-def _grid(points: torch.Tensor, in_size: Sequence[int]) -> torch.Tensor:
-    """``grid_sample`` coordinates (align_corners=False, last axis first) of voxel positions."""
-    size = torch.tensor(list(in_size), dtype=torch.float32, device=points.device)
-    return ((2 * points + 1) / size - 1).flip(-1)
+def _to_grid(
+    matrix: torch.Tensor, offset: torch.Tensor, in_size: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The map to ``grid_sample``'s coordinates instead of voxel indices: normalised for
+    align_corners=False (``(2p + 1) / size - 1``) and in its order, last axis first."""
+    size = torch.tensor([float(s) for s in in_size], dtype=torch.float64)
+    matrix = matrix * (2 / size)[None, :, None]
+    offset = (2 * offset + 1) / size - 1
+    return matrix.flip(1), offset.flip(1)
 
 
 def resample_direct(
@@ -75,12 +85,11 @@ def resample_direct(
     >>> out[0, 0].tolist(), lab[0].tolist()
     ([[5.0, 6.0], [9.0, 10.0]], [[5, 6], [9, 10]])
     """
-    in_size = image.shape[2:]
-    points = affine_points(matrix, offset, out_size).to(image.device)
+    matrix, offset = _to_grid(matrix, offset, image.shape[2:])
+    grid = affine_points(matrix, offset, out_size, image.device)
     if displacement is not None:
         moved = torch.einsum("bij,bj...->b...i", matrix.to(displacement), displacement)
-        points = points + moved.to(points)
-    grid = _grid(points, in_size)
+        grid += moved
     out = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = F.grid_sample(
         label[:, None].to(torch.float32), grid, mode="nearest", align_corners=False
