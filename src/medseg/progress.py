@@ -52,3 +52,8 @@ def log_line(message: str, quiet: bool = False) -> None:
     """A plain status line when no live progress bar is shown (not a terminal)."""
     if not quiet and not console().is_terminal:
         console().print(message, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr, shown even with ``--quiet`` (it is not progress)."""
+    console().print(f"warning: {message}", highlight=False, soft_wrap=True)

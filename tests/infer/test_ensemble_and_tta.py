@@ -41,6 +41,22 @@ def test_mirroring_makes_the_prediction_flip_equivariant(untrained_run_dir: Path
         assert equal == expect_equal, f"tta={tta}"
 
 
+def test_no_mirroring_at_test_time_for_a_model_trained_without_it(
+    untrained_run_dir: Path, phantom3d: Path, tmp_path, capsys
+) -> None:
+    plan = Plan.load(untrained_run_dir)
+    off = plan.augmentation.model_copy(update={"enabled": False})
+    plan.model_copy(update={"augmentation": off}).save(untrained_run_dir)
+    model = load_trained_model(untrained_run_dir, device="cpu")
+    image = _image(2)
+    np.testing.assert_array_equal(
+        predict_probabilities(model, image, tta=True), predict_probabilities(model, image)
+    )
+    predict_paths(untrained_run_dir, [phantom3d / "imagesTs"], tmp_path / "o", "cpu", quiet=True,
+                  tta=True)  # fmt: skip
+    assert "trained without mirroring" in capsys.readouterr().err
+
+
 def test_the_ensemble_averages_the_folds(two_fold_run: Path) -> None:
     image = _image(1)
     both = predict_probabilities(load_trained_model(two_fold_run, "cpu"), image)

@@ -25,7 +25,7 @@ from medseg.io import (
 from medseg.nn import predict_volume
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import preprocess_image, restore_probabilities, zscore
-from medseg.progress import log_line, make_progress
+from medseg.progress import log_line, make_progress, warn
 from medseg.train import (
     BEST_WEIGHTS,
     LATEST_WEIGHTS,
@@ -79,24 +79,37 @@ def load_trained_model(
     return TrainedModel(run_dir, config, networks, torch_device)
 
 
-def mirror_axes(data_dim: int, slice_axis: int | None) -> list[tuple[int, ...]]:
-    """Every combination of spatial axes to mirror for test-time augmentation (the empty one
-    first); a 2D network on 3D data is not mirrored across its slices.
+def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
+    """Every combination of the data's spatial axes to mirror for test-time augmentation,
+    the empty one first: the axes the training augmentation mirrored, none if it did not
+    (a network that never saw a mirrored image — e.g. one that tells anterior from posterior
+    by position — is made worse by mirroring). A 2D network on 3D data is not mirrored
+    across its slices.
 
     Examples
     --------
-    >>> mirror_axes(2, None)
+    >>> from medseg.train import auto_config
+    >>> plan = auto_config(shapes=[(64, 64)], spacings=[(1, 1)], in_channels=1,
+    ...     label_values=[0, 1], label_names=["bg", "fg"], channel_names=["EM"],
+    ...     file_ending=".png")
+    >>> mirror_axes(plan)
     [(), (0,), (1,), (0, 1)]
-    >>> len(mirror_axes(3, None)), mirror_axes(3, 2)[-1]
-    (8, (0, 1))
+    >>> off = plan.augmentation.model_copy(update={"enabled": False})
+    >>> mirror_axes(plan.model_copy(update={"augmentation": off}))
+    [()]
     """
-    axes = [a for a in range(data_dim) if a != slice_axis]
+    mirror = config.augmentation.mirror
+    if not (config.augmentation.enabled and mirror.probability > 0):
+        return [()]
+    network_axes = [a for a in range(config.data_dim) if a != config.slice_axis]
+    allowed = range(len(network_axes)) if mirror.axes is None else mirror.axes
+    axes = [network_axes[a] for a in allowed]
     return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
 
 def predict_probabilities(model: TrainedModel, image: Image, tta: bool = False) -> np.ndarray:
     """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
-    (and, with ``tta``, over every mirrored copy of the image).
+    (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`).
 
     The image goes through the plan's preprocessing (reorientation, crop, resampling,
     normalisation); the probabilities come back through its inverse.
@@ -108,7 +121,7 @@ def predict_probabilities(model: TrainedModel, image: Image, tta: bool = False) 
     else:
         array, geometry = preprocess_image(image, c.preprocessing)
     tensor = torch.from_numpy(array).to(model.device)
-    flips = mirror_axes(c.data_dim, c.slice_axis) if tta else [()]
+    flips = mirror_axes(c) if tta else [()]
     total = None
     for network in model.networks:
         for axes in flips:
@@ -256,6 +269,11 @@ def predict_paths(
         raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
     cases = find_input_cases(inputs)
     model = load_trained_model(run_dir, device, folds)
+    if tta and mirror_axes(model.config) == [()]:
+        warn(
+            "--tta: the model was trained without mirroring, so no mirrored copies are "
+            "predicted (they would lower its accuracy)"
+        )
     postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
