@@ -293,7 +293,8 @@ class SpatialTransform:
 
     def _sweep_axis(self, matrices: torch.Tensor) -> int | None:
         """The input axis `resample_separable` sweeps first: the coarse axis of anisotropic
-        data, else the axis whose worst sample suits it best (axis 0 on ties)."""
+        data; else axis 0 if it suits every sample (no transposed copy of the output), or the
+        axis whose worst sample suits it best."""
         if self.dim != 3:
             return None
         if self.thick is not None:
@@ -301,7 +302,7 @@ class SpatialTransform:
         if len(matrices) == 0:
             return 0
         worst = [float(separable_quality(matrices, a).min()) for a in range(3)]
-        return int(np.argmax(worst))
+        return 0 if worst[0] >= _MIN_SEPARABLE_QUALITY else int(np.argmax(worst))
 
     @staticmethod
     def _take(
