@@ -21,8 +21,9 @@ probabilities). TorchIO lacks multiplicative brightness and contrast, so has no 
 
 Also: medseg from the larger patch the trainer draws (`padded_patch_size`: 179^3) to 128^3.
 
-Each figure is the best of --repeats runs over --patches patches (after one warm-up batch).
-The 1-minute load average before and after is printed: other work on the machine skews it.
+Each figure is the best of --repeats rounds over --patches patches (after one warm-up batch);
+the rounds interleave the libraries. The 1-minute load average before and after is printed:
+other work on the machine skews the figures.
 
 Usage: python bench/augment.py [--patches 16] [--batch 2] [--repeats 3] [--threads N]
 """
@@ -143,14 +144,11 @@ def monai_runner(image, label, recipe: str):
     return run
 
 
-def patches_per_second(run, count: int, repeats: int, warm_up: int) -> float:
-    run(list(range(warm_up)))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(list(range(count)))
-        best = min(best, time.perf_counter() - start)
-    return count / best
+def timed(run, count: int) -> float:
+    """Seconds for one pass over ``count`` patches."""
+    start = time.perf_counter()
+    run(list(range(count)))
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -185,23 +183,27 @@ def main() -> None:
           f"{torch.get_num_threads()}, load average {load_before:.2f}")  # fmt: skip
     n, r, b = args.patches, args.repeats, args.batch
 
-    rates = {}
-    rates["medseg all on"] = patches_per_second(
-        medseg_runner(all_on_settings(), image, label, b), n, r, b
-    )
-    rates["medseg default"] = patches_per_second(
-        medseg_runner(AugmentationSettings(), image, label, b), n, r, b
-    )
     padded = padded_patch_size([SIZE] * 3, AugmentationSettings())
     big_image, big_label = make_patches(max(b, 4), padded[0], seed=1)
-    big = list(range(big_image.shape[0]))
-    rates[f"medseg all on, from {padded[0]}^3"] = patches_per_second(
-        medseg_runner(all_on_settings(), big_image, big_label, b), len(big), r, b
-    )
+    big_name = f"medseg all on, from {padded[0]}^3"
+    runs = {  # name: (runner, patches per pass, warm-up patches)
+        "medseg all on": (medseg_runner(all_on_settings(), image, label, b), n, b),
+        "medseg default": (medseg_runner(AugmentationSettings(), image, label, b), n, b),
+        big_name: (medseg_runner(all_on_settings(), big_image, big_label, b), len(big_image), b),
+    }
     if not args.skip_peers:
-        rates["TorchIO all on"] = patches_per_second(torchio_runner(image, label), n, r, 1)
-        rates["MONAI all on"] = patches_per_second(monai_runner(image, label, "all on"), n, r, 1)
-        rates["MONAI default"] = patches_per_second(monai_runner(image, label, "default"), n, r, 1)
+        runs["TorchIO all on"] = (torchio_runner(image, label), n, 1)
+        runs["MONAI all on"] = (monai_runner(image, label, "all on"), n, 1)
+        runs["MONAI default"] = (monai_runner(image, label, "default"), n, 1)
+    for run, _, warm_up in runs.values():
+        run(list(range(warm_up)))
+    # Rounds interleave the libraries, so that other work on the machine, if any, slows
+    # them alike; each library's best round counts.
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(r):
+        for name, (run, count, _) in runs.items():
+            best[name] = min(best[name], timed(run, count) / count)
+    rates = {name: 1 / seconds for name, seconds in best.items()}
 
     print("\npatches per second:")
     for name, rate in rates.items():
