@@ -80,8 +80,16 @@ def medseg_runner(settings, image, label, batch):
     return run
 
 
+def per_patch(image: torch.Tensor, label: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each patch as its own tensors, ``(1, s, s, s)`` image and label. (TorchIO deep-copies
+    its inputs, and a deep copy of a view copies the whole tensor it views.)"""
+    return [(image[i].clone(), label[i][None].clone()) for i in range(image.shape[0])]
+
+
 def torchio_runner(image, label):
     import torchio as tio
+
+    patches = per_patch(image, label)
 
     transform = tio.Compose(
         [
@@ -94,8 +102,9 @@ def torchio_runner(image, label):
 
     def run(indices: list[int]) -> None:
         for i in indices:
+            one, one_label = patches[i]
             subject = tio.Subject(
-                image=tio.ScalarImage(tensor=image[i]), label=tio.LabelMap(tensor=label[i][None])
+                image=tio.ScalarImage(tensor=one), label=tio.LabelMap(tensor=one_label)
             )
             transform(subject)
 
@@ -105,6 +114,7 @@ def torchio_runner(image, label):
 def monai_runner(image, label, recipe: str):
     import monai.transforms as mt
 
+    patches = per_patch(image, label)
     keys, both = ["image"], ["image", "label"]
     affine = dict(mode=("bilinear", "nearest"), padding_mode="zeros")
     flips = [mt.RandFlipd(both, prob=0.5, spatial_axis=a) for a in range(3)]
@@ -139,7 +149,8 @@ def monai_runner(image, label, recipe: str):
 
     def run(indices: list[int]) -> None:
         for i in indices:
-            transform({"image": image[i], "label": label[i][None]})
+            one, one_label = patches[i]
+            transform({"image": one, "label": one_label})
 
     return run
 
