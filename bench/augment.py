@@ -21,11 +21,11 @@ probabilities). TorchIO lacks multiplicative brightness and contrast, so has no 
 
 Also: medseg from the larger patch the trainer draws (`padded_patch_size`: 179^3) to 128^3.
 
-Each figure is the best of --repeats rounds over --patches patches (after one warm-up batch);
-the rounds interleave the libraries. The 1-minute load average before and after is printed:
+Each figure is the median of --repeats rounds over --patches patches (after one warm-up
+batch); the rounds interleave the libraries. The 1-minute load average before and after is printed:
 other work on the machine skews the figures.
 
-Usage: python bench/augment.py [--patches 16] [--batch 2] [--repeats 3] [--threads N]
+Usage: python bench/augment.py [--patches 16] [--batch 2] [--repeats 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import time
 import warnings
 
@@ -166,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=16)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-peers", action="store_true", help="time medseg only")
     parser.add_argument(
         "--threads", type=int, help="threads for torch and SimpleITK (default: torch's default)"
@@ -188,7 +189,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     image, label = make_patches(args.patches, SIZE)
     print(f"{args.patches} patches of {SIZE}^3, 1 channel, labels 0-2; medseg batches of "
-          f"{args.batch}; best of {args.repeats}")  # fmt: skip
+          f"{args.batch}; median of {args.repeats} rounds")  # fmt: skip
     print(f"medseg {medseg.__version__}, TorchIO {torchio.__version__}, MONAI "
           f"{monai.__version__}, torch {torch.__version__}, torch threads "
           f"{torch.get_num_threads()}, load average {load_before:.2f}")  # fmt: skip
@@ -209,12 +210,13 @@ def main() -> None:
     for run, _, warm_up in runs.values():
         run(list(range(warm_up)))
     # Rounds interleave the libraries, so that other work on the machine, if any, slows
-    # them alike; each library's best round counts.
-    best = dict.fromkeys(runs, float("inf"))
+    # them alike. The median round counts: with the default recipe's probabilities each
+    # round draws different work, and the best round would be the luckiest.
+    seconds = {name: [] for name in runs}
     for _ in range(r):
         for name, (run, count, _) in runs.items():
-            best[name] = min(best[name], timed(run, count) / count)
-    rates = {name: 1 / seconds for name, seconds in best.items()}
+            seconds[name].append(timed(run, count) / count)
+    rates = {name: 1 / statistics.median(times) for name, times in seconds.items()}
 
     print("\npatches per second:")
     for name, rate in rates.items():
