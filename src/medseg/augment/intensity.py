@@ -70,10 +70,9 @@ class GaussianNoise:
         shape = (len(chosen), *image.shape[1:])
         noise, _ = self.workspace.get("noise", shape, image.dtype, image.device)
         standard_normal(noise, generator)
-        noise.mul_(std.to(noise).view(-1, *[1] * (image.ndim - 1)))
-        if len(chosen) == image.shape[0]:
-            return image.add_(noise)
-        return image.index_add_(0, chosen.to(image.device), noise)
+        for n, b in enumerate(chosen.tolist()):  # one fused pass per sample
+            image[b].add_(noise[n], alpha=float(std[n]))
+        return image
 
 
 class GaussianBlur:
