@@ -121,7 +121,8 @@ def _label_values(array: np.ndarray) -> set[int]:
     return {int(v) for v in np.unique(array)}
 
 
-def _label_map(image: Image, path: Path, problems: list[str]) -> np.ndarray | None:
+def label_map(image: Image, path: Path, problems: list[str]) -> np.ndarray | None:
+    """The integer label array of a one-channel image, or None (with a problem noted)."""
     if image.channels != 1:
         problems.append(located(path, f"{image.channels} channels; a label map has 1"))
         return None
@@ -169,8 +170,8 @@ def _score_task(task: _Task, threads: int = 1) -> _Outcome:
     except MedsegError as exc:
         return _Outcome(task.case, None, [str(exc)], frozenset(), 0)
     pred_path = task.prediction or task.reference
-    reference = _label_map(reference_image, task.reference, problems)
-    prediction = _label_map(prediction_image, pred_path, problems)
+    reference = label_map(reference_image, task.reference, problems)
+    prediction = label_map(prediction_image, pred_path, problems)
     if not same_grid(reference_image, prediction_image):
         problems.append(
             located(

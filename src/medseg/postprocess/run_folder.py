@@ -18,7 +18,8 @@ from medseg.errors import (
     RunFolderError,
     located,
 )
-from medseg.io import Image, image_files, read_image
+from medseg.io import image_files, read_image
+from medseg.metrics.evaluate import label_map
 from medseg.parallel import map_in_processes
 from medseg.postprocess.model import Postprocessing, save_postprocessing
 from medseg.postprocess.selection import choose_postprocessing, crop_to_foreground
@@ -145,20 +146,6 @@ def _raise(problems: list[str]) -> None:
         raise InputProblems(problems, f"{len(problems)} problem(s) in the cross-validation files")
 
 
-def _label_array(image: Image, path: Path, problems: list[str]) -> np.ndarray | None:
-    """The integer label array of a one-channel image, or None (with a problem noted)."""
-    if image.channels != 1:
-        problems.append(located(path, f"{image.channels} channels; a label map has 1"))
-        return None
-    array = image.array[0]
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            problems.append(located(path, "not an integer label map"))
-            return None
-        array = array.astype(np.int64)
-    return array
-
-
 def _check_values(
     array: np.ndarray, path: Path, known: frozenset[int], problems: list[str]
 ) -> None:
@@ -183,8 +170,8 @@ def _load_case(files: _CaseFiles) -> _LoadedCase:
     except MedsegError as exc:
         return _LoadedCase(files.case, problems=[str(exc)])
     problems: list[str] = []
-    prediction = _label_array(prediction_image, files.prediction, problems)
-    reference = _label_array(reference_image, files.reference, problems)
+    prediction = label_map(prediction_image, files.prediction, problems)
+    reference = label_map(reference_image, files.reference, problems)
     if prediction is not None and reference is not None and prediction.shape != reference.shape:
         problems.append(
             located(
