@@ -51,6 +51,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return number
+
+
 def _non_negative_float(value: str) -> float:
     number = float(value)
     if not number >= 0 or math.isinf(number):
@@ -407,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  medseg register ct.nii.gz mri.nii.gz --out reg --method affine --metric mi\n"
         "  medseg register atlas.nii.gz t1.nii.gz --out reg --moving-labels t1_seg.nii.gz \\\n"
         "      --fixed-labels atlas_seg.nii.gz\n"
+        "  medseg register fixed.nii.gz moving.nii.gz --out reg --method learned \\\n"
+        "      --model runs/reg --refine 20\n"
         "\nwrites warped.nii.gz, warped_labels.nii.gz, displacement.nii.gz (ITK/ANTs),\n"
         "affine.txt, affine.tfm, jacobian.nii.gz, metrics.json and overlay.png\n"
         "(conventions: docs/register.md)\n",
@@ -416,9 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--out", type=Path, required=True, metavar="DIR", help="result folder")
     register.add_argument(
         "--method",
-        choices=["rigid", "affine", "deformable"],
+        choices=["rigid", "affine", "deformable", "learned"],
         default="deformable",
-        help="default: deformable (after an affine stage)",
+        help="default: deformable (after an affine stage); learned needs --model",
+    )
+    register.add_argument(
+        "--model",
+        type=Path,
+        metavar="RUN_DIR",
+        help="for --method learned: a folder written by medseg train-registration",
+    )
+    register.add_argument(
+        "--refine",
+        type=_non_negative_int,
+        default=0,
+        metavar="STEPS",
+        help="for --method learned: instance-optimisation steps after the network (default: 0)",
     )
     register.add_argument(
         "--metric",
@@ -440,6 +462,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the deformation's smoothness penalty (default: 0.3)",
     )
     _add_device(register)
+
+    train_registration = _command(
+        sub,
+        "train-registration",
+        "Train a network that registers two images in one forward pass (VoxelMorph-style: "
+        "a U-Net predicts a stationary velocity field) on pairs of a dataset's training cases.",
+        "  medseg train-registration Dataset004_Hippocampus --out runs/reg --minutes 20\n"
+        "  medseg train-registration Dataset004_Hippocampus --out runs/reg --label-weight 0\n"
+        "  medseg train-registration MyData --out runs/atlas_reg --atlas atlas.nii.gz \\\n"
+        "      --atlas-labels atlas_seg.nii.gz --epochs 40\n"
+        "  medseg register fixed.nii.gz moving.nii.gz --out reg --method learned --model runs/reg\n"
+        "\npairs are two different training cases of the fold (or the atlas and a case); the\n"
+        "loss is local NCC + smoothness, plus a Dice term when labels exist (--label-weight 0\n"
+        "for unsupervised training). Writes model.safetensors (the best epoch by validation\n"
+        "Dice), registration.json and log.csv (see docs/register.md).\n",
+    )
+    train_registration.add_argument(
+        "dataset", type=Path, metavar="DATASET_DIR", help="dataset folder (nnU-Net v2 layout)"
+    )
+    train_registration.add_argument(
+        "--out", type=Path, required=True, metavar="RUN_DIR", help="model folder"
+    )
+    train_registration.add_argument(
+        "--atlas", type=Path, metavar="FILE", help="register every case to this image"
+    )
+    train_registration.add_argument(
+        "--atlas-labels", type=Path, metavar="FILE", help="the atlas's label map (Dice term)"
+    )
+    budget = train_registration.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="epochs of 50 steps")
+    budget.add_argument(
+        "--minutes", type=_positive_float, help="wall-clock budget (default: 20 minutes)"
+    )
+    train_registration.add_argument(
+        "--label-weight",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="W",
+        help="weight of the soft Dice term when labels exist (default: 1; 0 = unsupervised)",
+    )
+    train_registration.add_argument(
+        "--smoothness",
+        type=_non_negative_float,
+        default=1.0,
+        help="weight of the velocity field's smoothness penalty (default: 1)",
+    )
+    train_registration.add_argument(
+        "--fold", type=int, choices=range(5), default=0, help="validation fold (default: 0)"
+    )
+    train_registration.add_argument(
+        "--batch-size", type=_positive_int, default=2, help="pairs per step (default: 2)"
+    )
+    train_registration.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=1e-3,
+        help="Adam's initial learning rate, decayed to 0 (default: 0.001)",
+    )
+    train_registration.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_device(train_registration)
 
     atlas = _command(
         sub,
@@ -727,6 +809,15 @@ def _run(args: argparse.Namespace) -> int:
             fixed_labels = read_image(args.fixed_labels)
             labels[str(args.fixed_labels)] = (fixed_labels, fixed)
         check_inputs(fixed, moving, (str(args.fixed), str(args.moving)), labels)
+        model = None
+        if args.method == "learned":
+            from medseg.register.learned import load_learned_model
+
+            if args.model is None:
+                raise ConfigError("--method learned needs --model RUN_DIR")
+            model = load_learned_model(args.model, resolve_device(args.device))
+        elif args.model is not None or args.refine:
+            raise ConfigError("--model and --refine go with --method learned")
         result = register_images(
             fixed,
             moving,
@@ -737,6 +828,8 @@ def _run(args: argparse.Namespace) -> int:
             affine_first=not args.no_affine,
             smoothness=args.smoothness,
             device=resolve_device(args.device),
+            model=model,
+            refine_steps=args.refine,
         )
         written = write_registration(result, fixed, moving, args.out, fixed_labels, moving_labels)
         m = result.metrics
@@ -749,6 +842,34 @@ def _run(args: argparse.Namespace) -> int:
             before = m["labels_before"][value]  # type: ignore[index]
             _out.print(f"label {value}: Dice {before['dice']:.4f} -> {after['dice']:.4f}")
         _out.print(f"wrote {len(written)} files to {args.out}")
+        return EXIT_OK
+    if args.command == "train-registration":
+        from medseg.register.training import train_registration
+        from medseg.train import resolve_device
+
+        if args.atlas_labels and not args.atlas:
+            raise ConfigError("--atlas-labels needs --atlas")
+        result = train_registration(
+            args.dataset,
+            args.out,
+            atlas=args.atlas,
+            atlas_labels=args.atlas_labels,
+            epochs=args.epochs,
+            minutes=args.minutes,
+            label_weight=args.label_weight,
+            smoothness=args.smoothness,
+            fold=args.fold,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            device=resolve_device(args.device),
+            quiet=args.quiet,
+        )
+        best = result.config.training.get("best_validation", {})
+        line = f"trained {len(result.history)} epoch(s) in {result.history[-1]['seconds']} s"
+        if isinstance(best, dict) and "dice_after" in best:
+            line += f"; validation Dice {best['dice_before']:.3f} -> {best['dice_after']:.3f}"
+        _out.print(f"{line}; model in {args.out}")
         return EXIT_OK
     if args.command == "atlas-segment":
         from medseg.io import read_image, write_image

@@ -32,25 +32,42 @@ class DeformableResult:
 
 def integrate_velocity(velocity: torch.Tensor, grid_affine: torch.Tensor) -> torch.Tensor:
     """The displacement (world mm) of the flow of a stationary velocity field (world mm per
-    unit time, ``(1, 3, X, Y, Z)`` on a grid), by scaling and squaring: a diffeomorphism
+    unit time, ``(B, 3, X, Y, Z)`` on a grid), by scaling and squaring: a diffeomorphism
     whenever the field is smooth enough."""
     linear = grid_affine[:3, :3].to(velocity.device, velocity.dtype)
     to_index = torch.linalg.inv(linear)
-    # displacement in voxel units of the grid, channels (i, j, k)
-    index_field = torch.einsum("ij,bj...->bi...", to_index, velocity) / 2**SQUARING_STEPS
-    shape = velocity.shape[2:]
-    sizes = torch.tensor(shape, dtype=velocity.dtype, device=velocity.device)
-    axes = [torch.arange(n, dtype=velocity.dtype, device=velocity.device) for n in shape]
-    identity = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (X, Y, Z, 3)
+    index_velocity = torch.einsum("ij,bj...->bi...", to_index, velocity)
+    return torch.einsum("ij,bj...->bi...", linear, integrate_index_velocity(index_velocity))
+
+
+def integrate_index_velocity(velocity: torch.Tensor) -> torch.Tensor:
+    """Scaling and squaring in voxel units: a velocity field ``(B, 3, X, Y, Z)`` whose
+    channels are displacements along the array axes (i, j, k) -> the displacement of its
+    flow after unit time, in the same units."""
+    field = velocity / 2**SQUARING_STEPS
     for _ in range(SQUARING_STEPS):
-        # u <- u + u o (x + u)
-        position = identity + index_field[0].permute(1, 2, 3, 0)
-        grid = (2 * position / (sizes - 1).clamp_min(1) - 1).flip(-1)[None]
-        moved = F.grid_sample(
-            index_field, grid, mode="bilinear", padding_mode="border", align_corners=True
-        )
-        index_field = index_field + moved
-    return torch.einsum("ij,bj...->bi...", linear, index_field)
+        field = field + warp_by_index(field, field, padding="border")  # u <- u + u o (x + u)
+    return field
+
+
+def _identity_index(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    axes = [torch.arange(n, dtype=like.dtype, device=like.device) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (X, Y, Z, 3)
+
+
+def warp_by_index(
+    image: torch.Tensor,
+    displacement: torch.Tensor,
+    mode: str = "bilinear",
+    padding: str = "zeros",
+) -> torch.Tensor:
+    """``image(x + u(x))`` for a batch of images ``(B, C, X, Y, Z)`` and displacements
+    ``(B, 3, X, Y, Z)`` in voxel units of the same grid (trilinear or nearest)."""
+    shape = displacement.shape[2:]
+    sizes = torch.tensor(shape, dtype=displacement.dtype, device=displacement.device)
+    position = _identity_index(tuple(shape), displacement) + displacement.movedim(1, -1)
+    grid = (2 * position / (sizes - 1).clamp_min(1) - 1).flip(-1)  # grid_sample wants (z, y, x)
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
 
 
 def _smoothness(velocity: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:

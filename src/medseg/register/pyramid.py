@@ -50,7 +50,7 @@ class Level:
         return values.reshape(shape), inside
 
 
-def _normalised(array: np.ndarray) -> np.ndarray:
+def robust_scaled(array: np.ndarray) -> np.ndarray:
     """Intensities scaled by robust percentiles (1st to 99th over the non-zero voxels) so
     that learning rates and MSE mean the same for every image."""
     values = array[array != 0] if np.any(array != 0) else array.ravel()
@@ -63,7 +63,7 @@ def pyramid(image: Image, factors: tuple[int, ...], device: torch.device) -> lis
     factor; a coarse voxel ``i`` covers fine voxels ``f*i .. f*i + f - 1``."""
     if image.ndim != 3:
         raise ValueError("registration works on 3D images")
-    base = torch.from_numpy(_normalised(np.asarray(image.array[0], np.float32)))[None, None]
+    base = torch.from_numpy(robust_scaled(np.asarray(image.array[0], np.float32)))[None, None]
     base = base.to(device)
     affine = torch.as_tensor(image.affine, dtype=torch.float64)
     levels = []

@@ -18,13 +18,14 @@ from medseg.metrics import score_label
 from medseg.register.affine import register_affine
 from medseg.register.deformable import displacement_on_grid, register_deformable
 from medseg.register.itk_files import write_affine_text, write_displacement, write_jacobian
+from medseg.register.learned import LearnedModel, centre_alignment, learned_stage
 from medseg.register.overlay import save_registration_overlay
 from medseg.register.pyramid import pyramid
 from medseg.register.similarity import MEASURES
 from medseg.register.transforms import Transform, folding_percent, jacobian_determinant
 from medseg.register.warp import warp_image, warp_labels
 
-Method = Literal["rigid", "affine", "deformable"]
+Method = Literal["rigid", "affine", "deformable", "learned"]
 #: Pyramid levels, as voxel sizes in mm (each turned into a pooling factor of the image).
 AFFINE_LEVELS_MM = (8.0, 4.0, 2.0)
 DEFORMABLE_LEVELS_MM = (8.0, 4.0)
@@ -119,19 +120,28 @@ def register_images(
     affine_first: bool = True,
     smoothness: float = 0.3,
     device: torch.device | None = None,
+    model: LearnedModel | None = None,
+    refine_steps: int = 0,
 ) -> Registration:
     """Register ``moving`` to ``fixed`` (world coordinates: any shapes, spacings and
-    orientations). ``method``: rigid, affine, or deformable (after an affine stage unless
-    ``affine_first`` is False). ``metric`` defaults to ncc for rigid/affine and lncc for
-    deformable; use mi for different modalities. Labels, when given, are warped with the
-    result and scored before and after (Dice, HD95 per label)."""
+    orientations). ``method``: rigid, affine, deformable or learned (the deformable ones after
+    an affine stage unless ``affine_first`` is False; without it, learned starts from the
+    image centres aligned). ``metric`` defaults to ncc for rigid/affine and lncc for
+    deformable; use mi for different modalities. ``learned`` needs ``model`` (from
+    `load_learned_model`) and may refine its field for ``refine_steps`` steps. Labels, when
+    given, are warped with the result and scored before and after (Dice, HD95 per label)."""
     device = device or torch.device("cpu")
-    metric = metric or ("lncc" if method == "deformable" else "ncc")
+    deformable = method in ("deformable", "learned")
+    metric = metric or ("lncc" if deformable else "ncc")
     if metric not in MEASURES:
         raise RegistrationError(f"unknown similarity {metric!r}; choose from {sorted(MEASURES)}")
+    if method == "learned" and model is None:
+        raise RegistrationError("the learned method needs a model (--model RUN_DIR)")
     start = time.perf_counter()
     affine_metric = "ncc" if metric == "lncc" else metric
     matrix = np.eye(4)
+    if method == "learned" and not affine_first:
+        matrix = centre_alignment(fixed, moving)
     if method in ("rigid", "affine") or affine_first:
         factors = _factors(fixed, AFFINE_LEVELS_MM)
         result = register_affine(
@@ -144,7 +154,10 @@ def register_images(
         matrix = result.matrix
     transform = Transform(matrix)
     jacobian = None
-    if method == "deformable":
+    if method == "learned":
+        assert model is not None
+        result_d = learned_stage(model, fixed, moving, matrix, refine_steps)
+    elif method == "deformable":
         factors = _factors(fixed, DEFORMABLE_LEVELS_MM)
         result_d = register_deformable(
             pyramid(fixed, factors, device),
@@ -155,6 +168,7 @@ def register_images(
             smoothness=smoothness,
             learning_rate=1.0,
         )
+    if deformable:
         displacement = displacement_on_grid(result_d, fixed.affine, fixed.spatial_shape)
         transform = Transform(matrix, displacement, fixed.affine)
         jacobian = jacobian_determinant(displacement, fixed.affine)

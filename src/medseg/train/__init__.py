@@ -1,6 +1,6 @@
 """Training: configuration, patch sampling, the loop, checkpoints."""
 
-from medseg.train.checkpoint import load_weights, save_weights
+from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.train.cross_validation import (
     cross_validation_complete,
     summarise_cross_validation,

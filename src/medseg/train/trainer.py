@@ -20,9 +20,9 @@ from torch import nn
 from medseg.augment import Augmenter, padded_patch_size
 from medseg.metrics import Evaluation, dice_per_label
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
+from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.train import transfer
-from medseg.train.checkpoint import load_weights, save_weights
 from medseg.train.logbook import EpochRecord, TensorBoardWriter, write_logs
 from medseg.train.plan import Plan, network_for
 from medseg.train.resume import (

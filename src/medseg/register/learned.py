@@ -1,0 +1,196 @@
+"""Learned registration (VoxelMorph-style): a U-Net maps a (fixed, moving) pair, both
+resampled onto one axis-aligned grid centred on the fixed image, to a stationary velocity
+field; scaling and squaring turns it into a diffeomorphic displacement in one forward pass,
+optionally refined by a few steps of instance optimisation.
+
+A model is a folder written by `medseg train-registration` (see `register/training.py`):
+``model.safetensors`` (the network) and ``registration.json`` (`LearnedConfig`: the grid the
+network works on, the loss weights, how it was trained)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from medseg.errors import RunFolderError, located
+from medseg.io import Image
+from medseg.nn import load_weights, registration_unet
+from medseg.register.deformable import DeformableResult, integrate_index_velocity, warp_by_index
+from medseg.register.pyramid import robust_scaled
+from medseg.register.similarity import lncc
+from medseg.register.transforms import Transform
+from medseg.register.warp import warp_image
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "registration.json"
+
+
+class LearnedConfig(BaseModel):
+    """What a learned registration model needs at inference, and how it was trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    grid_shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    features: tuple[int, ...]
+    smoothness: float
+    label_weight: float
+    labels: list[int] = []
+    dataset: str | None = None
+    atlas: str | None = None
+    fold: int = 0
+    training: dict[str, object] = {}
+
+    def write(self, run_dir: Path) -> None:
+        """Write ``registration.json`` into ``run_dir`` atomically."""
+        from medseg.io import write_text_atomic
+
+        write_text_atomic(run_dir / CONFIG_FILE, self.model_dump_json(indent=2) + "\n")
+
+
+@dataclass
+class LearnedModel:
+    """A trained registration network, its configuration and the device it runs on."""
+
+    network: torch.nn.Module
+    config: LearnedConfig
+    device: torch.device
+
+
+def load_learned_model(run_dir: str | Path, device: torch.device | None = None) -> LearnedModel:
+    """Load a folder written by `medseg train-registration` (weights read as safetensors)."""
+    run = Path(run_dir)
+    device = device or torch.device("cpu")
+    config_path = run / CONFIG_FILE
+    if not config_path.is_file() or not (run / MODEL_FILE).is_file():
+        raise RunFolderError(
+            located(run, f"not a registration model (needs {CONFIG_FILE} and {MODEL_FILE})")
+        )
+    try:
+        config = LearnedConfig.model_validate(json.loads(config_path.read_text()))
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise RunFolderError(located(config_path, f"unreadable ({first})")) from None
+    network = registration_unet(3, config.features)
+    load_weights(network, run / MODEL_FILE, device)
+    network.to(device).eval()
+    return LearnedModel(network, config, device)
+
+
+def image_centre(image: Image) -> np.ndarray:
+    """World coordinates (mm) of the centre of an image's voxel grid."""
+    middle = (np.asarray(image.spatial_shape, float) - 1) / 2
+    return image.affine[:3, :3] @ middle + image.affine[:3, 3]
+
+
+def centred_grid(
+    centre: np.ndarray, spacing: tuple[float, ...], shape: tuple[int, ...]
+) -> np.ndarray:
+    """The voxel-to-world affine of an axis-aligned (RAS) grid of ``shape`` voxels of
+    ``spacing`` mm whose centre is at ``centre``."""
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = np.asarray(centre, float) - np.asarray(spacing) * (np.asarray(shape) - 1) / 2
+    return affine
+
+
+def network_input(
+    image: Image, grid_affine: np.ndarray, shape: tuple[int, ...], transform: Transform
+) -> np.ndarray:
+    """An image's first channel scaled by its robust percentiles and resampled onto a grid
+    through ``transform`` (0 outside the image): what the network sees, ``(X, Y, Z)``."""
+    scaled = Image(robust_scaled(np.asarray(image.array[:1], np.float32)), image.affine)
+    grid = Image(np.zeros((1, *shape), np.float32), grid_affine)
+    return warp_image(scaled, grid, transform).array[0]
+
+
+def centre_alignment(fixed: Image, moving: Image) -> np.ndarray:
+    """The translation (fixed world -> moving world) that maps the fixed image's centre onto
+    the moving image's: how training pairs are presented to the network."""
+    matrix = np.eye(4)
+    matrix[:3, 3] = image_centre(moving) - image_centre(fixed)
+    return matrix
+
+
+def smoothness_penalty(field: torch.Tensor) -> torch.Tensor:
+    """Mean squared forward difference of a field ``(B, 3, X, Y, Z)`` along every axis."""
+    total = field.new_zeros(())
+    for axis in range(2, field.dim()):
+        total = total + (torch.diff(field, dim=axis) ** 2).mean()
+    return total
+
+
+def predict_velocity(
+    model: LearnedModel, fixed: torch.Tensor, moving: torch.Tensor
+) -> torch.Tensor:
+    """The network's velocity field (voxel units) for batches ``(B, 1, X, Y, Z)``."""
+    return model.network(torch.cat([fixed, moving], dim=1))
+
+
+def refine_velocity(
+    velocity: torch.Tensor,
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    steps: int,
+    smoothness: float,
+    learning_rate: float = 0.1,
+) -> torch.Tensor:
+    """Instance optimisation: a few Adam steps on the velocity itself against local NCC and
+    the training's smoothness penalty, starting from the network's prediction."""
+    velocity = velocity.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([velocity], lr=learning_rate)
+    for _ in range(steps):
+        displacement = integrate_index_velocity(velocity)
+        loss = lncc(fixed, warp_by_index(moving, displacement)) + smoothness * (
+            smoothness_penalty(velocity)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return velocity.detach()
+
+
+def learned_stage(
+    model: LearnedModel,
+    fixed: Image,
+    moving: Image,
+    affine: np.ndarray,
+    refine_steps: int = 0,
+) -> DeformableResult:
+    """The displacement ``u`` (world mm, on the model's grid centred on the fixed image) of
+    the transform ``x -> affine(x + u(x))``, predicted in one forward pass and optionally
+    refined for ``refine_steps`` steps."""
+    config = model.config
+    shape = config.grid_shape
+    grid = centred_grid(image_centre(fixed), config.spacing, shape)
+    tensors = [
+        torch.from_numpy(network_input(image, grid, shape, transform))[None, None].to(model.device)
+        for image, transform in ((fixed, Transform()), (moving, Transform(affine)))
+    ]
+    with torch.no_grad():
+        velocity = predict_velocity(model, *tensors)
+    if refine_steps > 0:
+        velocity = refine_velocity(velocity, *tensors, refine_steps, config.smoothness)
+    with torch.no_grad():
+        index_displacement = integrate_index_velocity(velocity)
+    spacing = torch.tensor(config.spacing, dtype=torch.float32, device=model.device)
+    world = index_displacement[0] * spacing[:, None, None, None]  # axis-aligned grid
+    return DeformableResult(world.cpu(), torch.as_tensor(grid, dtype=torch.float64))
+
+
+def one_hot(labels: torch.Tensor, values: list[int]) -> torch.Tensor:
+    """``(B, 1, *spatial)`` integer labels -> ``(B, len(values), *spatial)`` float masks."""
+    return torch.cat([(labels == v).float() for v in values], dim=1)
+
+
+def soft_dice(reference: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+    """Mean soft Dice over channels and batch of two stacks of masks (1 where equal)."""
+    dims = tuple(range(2, reference.dim()))
+    overlap = (reference * warped).sum(dims)
+    total = reference.sum(dims) + warped.sum(dims)
+    return (2 * overlap / total.clamp_min(1e-6)).mean()
