@@ -6,7 +6,8 @@ the same validation cases by the same code (`medseg.metrics.score_case`, on each
 grid against its own label file).
 
 - medseg: ``train_run(dataset, minutes=M)`` with every default (plan timed on this CPU,
-  preprocessing, SGD + poly, deep supervision, nnU-Net augmentation); its final validation
+  preprocessing, deep supervision, poly decay, and the recipe the planner picks for the
+  budget: AdamW without augmentation below 10,000 steps); its final validation
   is the prediction `medseg predict` would make. Planning and preprocessing run before the
   clock starts for training and are reported separately.
 - MONAI baseline: ``monai.networks.nets.UNet`` (16-32-64-128-256 channels, 2 residual units),

@@ -198,8 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  medseg train Dataset004_Hippocampus --out runs/h --set augmentation.enabled=false\n"
         "\nwithout --plan, the run folder's plan.json is made from the dataset's fingerprint,\n"
         "fitted to this device and the --minutes budget (see medseg plan --help); budgets are\n"
-        "per fold. The recipe (SGD + Nesterov with poly decay, deep supervision, nnU-Net's\n"
-        "augmentation) is in plan.json; every field can be changed with --set.\n",
+        "per fold. The recipe follows the budget: below 10,000 steps AdamW without\n"
+        "augmentation, above it nnU-Net's SGD + Nesterov with its augmentation (deep\n"
+        "supervision and poly decay in both); it is in plan.json and every field can be\n"
+        "changed with --set.\n",
     )
     train.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
@@ -246,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--patch-size", type=_positive_int, nargs="+", metavar="N", help="patch size per axis"
     )
     train.add_argument("--learning-rate", type=_positive_float, help="initial learning rate")
-    train.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: sgd")
+    train.add_argument(
+        "--optimizer", choices=["adamw", "sgd"], help="default: by budget (see above)"
+    )
     train.add_argument(
         "--iterations-per-epoch",
         type=_positive_int,

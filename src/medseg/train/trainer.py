@@ -105,7 +105,7 @@ class Trainer:
         self.augmenter = self.build_augmenter()
         use_amp = config.mixed_precision and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
-        spacing = _network_axes(config.median_spacing, config.slice_axis)
+        spacing = _network_axes(_voxel_spacing(config), config.slice_axis)
         drawn = padded_patch_size(config.patch_size, config.augmentation, spacing)
         if config.slice_axis is not None:
             drawn = list(drawn)
@@ -147,7 +147,7 @@ class Trainer:
     def build_augmenter(self) -> Augmenter:
         """The plan's augmentation, seeded from the run's seed."""
         c = self.config
-        spacing = _network_axes(c.median_spacing, c.slice_axis)
+        spacing = _network_axes(_voxel_spacing(c), c.slice_axis)
         return Augmenter(c.augmentation, c.dim, seed=c.seed, device=self.device, spacing=spacing)
 
     def learning_rate(self, fraction_done: float) -> float:
@@ -364,6 +364,14 @@ class Trainer:
         if best.is_file():
             load_weights(self.network, best, self.device)
         return predict_and_score(self.network, self.config, self.val_cases, self.device, out_dir)
+
+
+def _voxel_spacing(plan: Plan) -> list[float]:
+    """The spacing of the voxels the network trains on: the preprocessing's target spacing,
+    or the data's median spacing for a plan without preprocessing."""
+    if plan.preprocessing is not None:
+        return list(plan.preprocessing.target_spacing)
+    return plan.median_spacing
 
 
 def _network_axes(values: list[float], slice_axis: int | None) -> list[float]:
