@@ -102,7 +102,7 @@ def stack_cases(
             labels.append(warp_labels(source, target, Transform(), "nearest").array[0])
     stacked_labels = None
     if labels and len(labels) == len(items):
-        stacked_labels = torch.from_numpy(np.stack(labels).astype(np.int64))[:, None]
+        stacked_labels = torch.from_numpy(np.stack(labels).astype(np.int32))[:, None]
     return CaseStack(
         [case_id for case_id, _, _ in items],
         torch.from_numpy(np.stack(images))[:, None],
