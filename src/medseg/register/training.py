@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.datasets import open_dataset, read_case_image, read_label, train_val_split
+from medseg.datasets import (
+    DatasetFolder,
+    open_dataset,
+    read_case_image,
+    read_label,
+    train_val_split,
+)
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import Image, read_image, write_text_atomic
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
@@ -110,7 +116,9 @@ def stack_cases(
     )
 
 
-def _read_cases(dataset, ids: list[str], quiet: bool) -> list[tuple[str, Image, np.ndarray | None]]:
+def _read_cases(
+    dataset: DatasetFolder, ids: list[str], quiet: bool
+) -> list[tuple[str, Image, np.ndarray | None]]:
     items = []
     with make_progress(quiet) as progress:
         task = progress.add_task("reading cases", total=len(ids))
