@@ -13,7 +13,8 @@ grid against its own label file).
 - MONAI baseline: ``monai.networks.nets.UNet`` (16-32-64-128-256 channels, 2 residual units),
   ``DiceCELoss``, Adam (1e-3), patches by ``RandCropByPosNegLabeld`` (1:1 foreground /
   background), light augmentation (random flips, intensity scaling and shift), per-image
-  z-score of the non-zero voxels, the same patch size as medseg's plan; predicted with
+  z-score of the non-zero voxels, medseg's patch size rounded up to a multiple of 16 (MONAI's
+  UNet needs it); predicted with
   ``sliding_window_inference`` (50 % overlap, Gaussian) at the end.
 
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
@@ -36,6 +37,9 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_
 def run_medseg(dataset: Path, out: Path, minutes: float, fold: int) -> dict[str, object]:
     from medseg.train import Plan, train_run
 
+    finished = finished_run(out, fold)
+    if finished is not None:
+        return finished
     start = time.perf_counter()
     result = train_run(dataset, out, minutes=minutes, fold=fold, quiet=True)
     total = time.perf_counter() - start
@@ -47,6 +51,26 @@ def run_medseg(dataset: Path, out: Path, minutes: float, fold: int) -> dict[str,
         "total_seconds": total,
         "steps": result.history[-1].iterations,
         "patch_size": plan.patch_size,
+    }
+
+
+def finished_run(out: Path, fold: int) -> dict[str, object] | None:
+    """The numbers of a run folder this script finished before (``--out`` kept), so that a
+    crash in a later step does not cost the training again."""
+    from medseg.train import Plan
+
+    summary = out / f"fold_{fold}" / "validation" / "summary.json"
+    manifest = out / "manifest.json"
+    if not summary.is_file() or not manifest.is_file():
+        return None
+    record = json.loads(manifest.read_text())["folds"][str(fold)]
+    print(f"reusing the finished run in {out}")
+    return {
+        "dice": _dice_by_label(json.loads(summary.read_text())),
+        "training_seconds": record["seconds"],
+        "total_seconds": None,
+        "steps": record["iterations"],
+        "patch_size": Plan.load(out).patch_size,
     }
 
 
@@ -166,7 +190,10 @@ def main() -> None:
     results = []
     for minutes in args.minutes:
         ours = run_medseg(args.dataset, out / f"medseg_{minutes:g}min", minutes, args.fold)
-        peer = run_monai(args.dataset, minutes, args.fold, list(ours["patch_size"]))
+        # MONAI's UNet (4 strides of 2) needs sizes divisible by 16: medseg's patch rounded up
+        patch = [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
+        peer = run_monai(args.dataset, minutes, args.fold, patch)
+        peer["patch_size"] = patch
         results.append({"minutes": minutes, "medseg": ours, "monai": peer})
         names = list(ours["dice"])
         print(f"\n{minutes:g} CPU-minutes of training")
@@ -179,6 +206,7 @@ def main() -> None:
                 + f"{mean:9.4f}{results[-1][side]['steps']:8d}"
             )  # fmt: skip
         gain = np.mean(list(ours["dice"].values())) - np.mean(list(peer["dice"].values()))
+        print(f"patch: medseg {ours['patch_size']}, MONAI {peer['patch_size']}")
         print(f"medseg - MONAI, mean Dice: {gain:+.4f}")
     (out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"\nresults in {out / 'accuracy.json'}")

@@ -39,3 +39,11 @@ def test_lncc_has_gradients() -> None:
     moving = _blobs(shift=1).requires_grad_(True)
     lncc(_blobs(), moving).backward()
     assert moving.grad is not None and torch.isfinite(moving.grad).all()
+
+
+def test_lncc_of_an_image_thinner_than_its_window() -> None:
+    """An axis shorter than the window (8 slices, window 9) uses the whole axis."""
+    fixed = torch.rand(1, 1, 12, 10, 8)
+    value = lncc(fixed, fixed)
+    assert torch.isfinite(value) and value < -0.9
+    assert lncc(fixed, torch.rand(1, 1, 12, 10, 8)) > value

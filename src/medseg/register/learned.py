@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from medseg.errors import RunFolderError, located
@@ -126,10 +127,19 @@ def smoothness_penalty(field: torch.Tensor) -> torch.Tensor:
 
 
 def predict_velocity(
-    model: LearnedModel, fixed: torch.Tensor, moving: torch.Tensor
+    network: torch.nn.Module, fixed: torch.Tensor, moving: torch.Tensor
 ) -> torch.Tensor:
-    """The network's velocity field (voxel units) for batches ``(B, 1, X, Y, Z)``."""
-    return model.network(torch.cat([fixed, moving], dim=1))
+    """The network's velocity field for batches ``(B, 1, X, Y, Z)`` (even sizes): predicted
+    from the pair averaged down to half resolution, in voxel units of that half grid
+    (VoxelMorph's 'integration at half resolution'; four times cheaper on a CPU)."""
+    return network(F.avg_pool3d(torch.cat([fixed, moving], dim=1), 2))
+
+
+def displacement_from_velocity(velocity: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Scaling and squaring on the half grid, then the displacement on the full grid
+    ``shape`` in its voxel units (trilinear; the half grid's voxel k covers voxels 2k, 2k+1)."""
+    half = integrate_index_velocity(velocity)
+    return 2 * F.interpolate(half, size=tuple(shape), mode="trilinear", align_corners=False)
 
 
 def refine_velocity(
@@ -140,12 +150,13 @@ def refine_velocity(
     smoothness: float,
     learning_rate: float = 0.1,
 ) -> torch.Tensor:
-    """Instance optimisation: a few Adam steps on the velocity itself against local NCC and
-    the training's smoothness penalty, starting from the network's prediction."""
+    """Instance optimisation: a few Adam steps on the (half-resolution) velocity itself
+    against local NCC and the training's smoothness penalty, starting from the network's
+    prediction."""
     velocity = velocity.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([velocity], lr=learning_rate)
     for _ in range(steps):
-        displacement = integrate_index_velocity(velocity)
+        displacement = displacement_from_velocity(velocity, fixed.shape[2:])
         loss = lncc(fixed, warp_by_index(moving, displacement)) + smoothness * (
             smoothness_penalty(velocity)
         )
@@ -173,11 +184,11 @@ def learned_stage(
         for image, transform in ((fixed, Transform()), (moving, Transform(affine)))
     ]
     with torch.no_grad():
-        velocity = predict_velocity(model, *tensors)
+        velocity = predict_velocity(model.network, *tensors)
     if refine_steps > 0:
         velocity = refine_velocity(velocity, *tensors, refine_steps, config.smoothness)
     with torch.no_grad():
-        index_displacement = integrate_index_velocity(velocity)
+        index_displacement = displacement_from_velocity(velocity, shape)
     spacing = torch.tensor(config.spacing, dtype=torch.float32, device=model.device)
     world = index_displacement[0] * spacing[:, None, None, None]  # axis-aligned grid
     return DeformableResult(world.cpu(), torch.as_tensor(grid, dtype=torch.float64))

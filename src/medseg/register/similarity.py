@@ -45,16 +45,17 @@ def lncc(
     Tensors are ``(N, 1, *spatial)``; ``window`` voxels per side (box filter)."""
     dims = fixed.dim() - 2
     pool = F.avg_pool3d if dims == 3 else F.avg_pool2d
-    pad = window // 2
 
     def local_mean(x: torch.Tensor) -> torch.Tensor:
         # a box mean is separable: one pass per axis (3 x window, not window^3, per voxel);
         # with per-axis voxel counts at the borders it equals the n-D mean
         for axis in range(dims):
+            size = min(window, x.shape[axis + 2])  # a thin image: the window fits its axis
+            size -= 1 - size % 2  # odd, so the window stays centred
             kernel = [1] * dims
-            kernel[axis] = window
+            kernel[axis] = size
             padding = [0] * dims
-            padding[axis] = pad
+            padding[axis] = size // 2
             x = pool(x, kernel, stride=1, padding=padding, count_include_pad=False)
         return x
 

@@ -26,15 +26,17 @@ from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import Image, read_image, write_text_atomic
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
 from medseg.progress import log_line, make_progress
-from medseg.register.deformable import integrate_index_velocity, warp_by_index
+from medseg.register.deformable import warp_by_index
 from medseg.register.learned import (
     CONFIG_FILE,
     MODEL_FILE,
     LearnedConfig,
     centred_grid,
+    displacement_from_velocity,
     image_centre,
     network_input,
     one_hot,
+    predict_velocity,
     smoothness_penalty,
     soft_dice,
 )
@@ -47,8 +49,8 @@ STEPS_PER_EPOCH = 50
 VALIDATION_PAIRS = 16
 #: The network's grid is at most this many voxels; coarser spacing beyond it.
 MAX_GRID_VOXELS = 96**3
-#: Grid sizes are multiples of the U-Net's total stride.
-GRID_MULTIPLE = 2 ** (len(REGISTRATION_FEATURES) - 1)
+#: Grid sizes are multiples of the U-Net's total stride on the half-resolution pair.
+GRID_MULTIPLE = 2 ** len(REGISTRATION_FEATURES)
 
 
 @dataclass
@@ -160,8 +162,8 @@ def _step_loss(
     label_weight: float,
 ) -> torch.Tensor:
     """Local NCC + smoothness (+ label_weight x (1 - soft Dice)) of one batch of pairs."""
-    velocity = network(torch.cat([fixed, moving], dim=1))
-    displacement = integrate_index_velocity(velocity)
+    velocity = predict_velocity(network, fixed, moving)
+    displacement = displacement_from_velocity(velocity, fixed.shape[2:])
     loss = lncc(fixed, warp_by_index(moving, displacement)) + smoothness * smoothness_penalty(
         velocity
     )
@@ -193,7 +195,7 @@ def _validate(
         for i, j in data.val_pairs:
             f = data.val_fixed.images[i : i + 1].to(device)
             m = data.val_moving.images[j : j + 1].to(device)
-            displacement = integrate_index_velocity(network(torch.cat([f, m], dim=1)))
+            displacement = displacement_from_velocity(predict_velocity(network, f, m), f.shape[2:])
             sim_before.append(-float(lncc(f, m)))
             sim_after.append(-float(lncc(f, warp_by_index(m, displacement))))
             world = displacement[0].cpu().numpy() * np.asarray(spacing)[:, None, None, None]
