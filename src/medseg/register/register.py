@@ -29,6 +29,8 @@ Method = Literal["rigid", "affine", "deformable", "learned"]
 #: Pyramid levels, as voxel sizes in mm (each turned into a pooling factor of the image).
 AFFINE_LEVELS_MM = (8.0, 4.0, 2.0)
 DEFORMABLE_LEVELS_MM = (8.0, 4.0)
+#: Adam steps per deformable level, coarsest first.
+DEFORMABLE_ITERATIONS = (100, 80)
 
 
 class RegistrationError(MedsegError):
@@ -164,7 +166,7 @@ def register_images(
             pyramid(moving, factors, device),
             matrix,
             metric=metric,
-            iterations=(100, 80)[: len(factors)],
+            iterations=DEFORMABLE_ITERATIONS[: len(factors)],
             smoothness=smoothness,
             learning_rate=1.0,
         )
