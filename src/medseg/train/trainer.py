@@ -23,6 +23,7 @@ from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.train import transfer
+from medseg.train.interrupt import StopRequest, deferred_interrupt
 from medseg.train.logbook import EpochRecord, TensorBoardWriter, write_logs
 from medseg.train.plan import Plan, network_for
 from medseg.train.resume import (
@@ -120,6 +121,7 @@ class Trainer:
         self.smoothed: float | None = None
         self._seconds_before = 0.0  # time spent before a resume
         self._start = time.perf_counter()
+        self._stop = StopRequest()  # Ctrl-C, taken between steps while `fit` runs
 
     # ---- hooks -------------------------------------------------------------------------
     def build_network(self) -> nn.Module:
@@ -275,6 +277,7 @@ class Trainer:
             step_seconds += time.perf_counter() - drawn
             self.iteration += 1
             advance()
+            self._stop.check()
         return float(np.mean(losses)), lr, data_seconds, step_seconds
 
     def _end_epoch(self, record: EpochRecord, tensorboard: TensorBoardWriter) -> None:
@@ -304,8 +307,9 @@ class Trainer:
         `resume` left off.
 
         After every epoch: latest weights, best weights (by the moving average of the mean
-        validation Dice), ``log.csv``, ``curves.png`` and the resume state. On Ctrl-C the
-        latest weights are saved and the interrupt re-raised.
+        validation Dice), ``log.csv``, ``curves.png`` and the resume state. Ctrl-C is taken
+        at the next step boundary (a second one at once): the latest weights are saved and
+        the interrupt re-raised.
         """
         c = self.config
         if c.epochs is None and c.minutes is None:
@@ -315,7 +319,7 @@ class Trainer:
         by_time = c.epochs is None
         total = int(c.minutes * 60) if by_time else c.epochs * c.iterations_per_epoch  # type: ignore[operator]
         tensorboard = TensorBoardWriter(self.fold_dir / "tensorboard")
-        with make_progress(self.quiet) as progress:
+        with make_progress(self.quiet) as progress, deferred_interrupt() as self._stop:
             task = progress.add_task("training", total=total, status="")
 
             def advance() -> None:
@@ -339,6 +343,7 @@ class Trainer:
                     status = f"loss {loss:.3f}  val Dice {mean:.3f}"
                     progress.update(task, status=status)
                     log_line(f"epoch {epoch}: {status}  ({self._elapsed():.0f} s)", self.quiet)
+                    self._stop.check()
             except KeyboardInterrupt:
                 save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
                 if not (self.fold_dir / BEST_WEIGHTS).exists():

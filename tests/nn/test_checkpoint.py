@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from medseg.errors import RunFolderError
-from medseg.nn import UNet
-from medseg.train import load_weights, save_weights
+from medseg.nn import UNet, load_weights, save_weights
 
 
 def test_weights_round_trip_exactly(tmp_path):
