@@ -70,11 +70,14 @@ def warp_by_index(
     return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
 
 
-def _smoothness(velocity: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-    """Mean squared spatial gradient of the field (mm per mm): the diffusion regulariser."""
-    total = velocity.new_zeros(())
-    for axis in range(3):
-        difference = torch.diff(velocity, dim=axis + 2) / spacing[axis]
+def smoothness_penalty(field: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared forward difference of a field ``(B, 3, X, Y, Z)`` along every axis, per
+    unit of ``spacing`` when given (mm per mm), else per voxel: the diffusion regulariser."""
+    total = field.new_zeros(())
+    for axis in range(2, field.dim()):
+        difference = torch.diff(field, dim=axis)
+        if spacing is not None:
+            difference = difference / spacing[axis - 2]
         total = total + (difference**2).mean()
     return total
 
@@ -118,7 +121,7 @@ def register_deformable(
             mapped = warped_points @ a[:3, :3].T + a[:3, 3]
             warped = level_moving.sample(mapped)[None, None]
             similarity = measure(level_fixed.tensor, warped)
-            loss = similarity + smoothness * _smoothness(velocity, spacing)
+            loss = similarity + smoothness * smoothness_penalty(velocity, spacing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

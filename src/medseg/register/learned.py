@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from medseg.errors import RunFolderError, located
 from medseg.io import Image
 from medseg.nn import load_weights, registration_unet
-from medseg.register.deformable import DeformableResult, integrate_index_velocity, warp_by_index
+from medseg.register.deformable import (
+    DeformableResult,
+    integrate_index_velocity,
+    smoothness_penalty,
+    warp_by_index,
+)
 from medseg.register.pyramid import robust_scaled
 from medseg.register.similarity import lncc
 from medseg.register.transforms import Transform
@@ -116,14 +121,6 @@ def centre_alignment(fixed: Image, moving: Image) -> np.ndarray:
     matrix = np.eye(4)
     matrix[:3, 3] = image_centre(moving) - image_centre(fixed)
     return matrix
-
-
-def smoothness_penalty(field: torch.Tensor) -> torch.Tensor:
-    """Mean squared forward difference of a field ``(B, 3, X, Y, Z)`` along every axis."""
-    total = field.new_zeros(())
-    for axis in range(2, field.dim()):
-        total = total + (torch.diff(field, dim=axis) ** 2).mean()
-    return total
 
 
 def predict_velocity(

@@ -26,7 +26,7 @@ from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import Image, read_image, write_text_atomic
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
 from medseg.progress import log_line, make_progress
-from medseg.register.deformable import warp_by_index
+from medseg.register.deformable import smoothness_penalty, warp_by_index
 from medseg.register.learned import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -37,7 +37,6 @@ from medseg.register.learned import (
     network_input,
     one_hot,
     predict_velocity,
-    smoothness_penalty,
     soft_dice,
 )
 from medseg.register.similarity import lncc
