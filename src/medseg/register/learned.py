@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from medseg.errors import RunFolderError, located
-from medseg.io import Image
+from medseg.io import Image, write_text_atomic
 from medseg.nn import load_weights, registration_unet
 from medseg.register.deformable import (
     DeformableResult,
@@ -55,8 +55,6 @@ class LearnedConfig(BaseModel):
 
     def write(self, run_dir: Path) -> None:
         """Write ``registration.json`` into ``run_dir`` atomically."""
-        from medseg.io import write_text_atomic
-
         write_text_atomic(run_dir / CONFIG_FILE, self.model_dump_json(indent=2) + "\n")
 
 
