@@ -86,7 +86,8 @@ def test_known_smooth_deformation_is_undone(mni_2mm) -> None:
     )
     assert result.warped_labels is not None
     after = [_dice(labels.array[0], result.warped_labels.array[0], v) for v in (1, 2)]
-    assert min(before) < 0.86 and min(after) > 0.9
+    # the issue asks for 0.9; the 2 mm level takes it to 0.95/0.94 (0.92/0.91 without it)
+    assert min(before) < 0.86 and min(after) > 0.93
     assert result.metrics["folding_percent"] == 0.0
     assert result.metrics["labels_after"]["1"]["dice"] == pytest.approx(after[0])
     assert result.jacobian is not None and result.jacobian.min() > 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from medseg.register.similarity import MEASURES, lncc, mutual_information, ncc
+from medseg.register.similarity import MEASURES, box_mean, lncc, mutual_information, ncc
 
 
 def _blobs(shift: int = 0) -> torch.Tensor:
@@ -47,3 +48,13 @@ def test_lncc_of_an_image_thinner_than_its_window() -> None:
     value = lncc(fixed, fixed)
     assert torch.isfinite(value) and value < -0.9
     assert lncc(fixed, torch.rand(1, 1, 12, 10, 8)) > value
+
+
+def test_box_mean_equals_average_pooling_without_the_padding() -> None:
+    x = torch.rand(2, 3, 11, 7, 4, dtype=torch.float64)
+    expected = x
+    for axis, size in enumerate((5, 5, 3)):  # the thin last axis gets the largest odd fit
+        kernel, padding = [1, 1, 1], [0, 0, 0]
+        kernel[axis], padding[axis] = size, size // 2
+        expected = F.avg_pool3d(expected, kernel, 1, padding, count_include_pad=False)
+    assert torch.allclose(box_mean(x, 5), expected, atol=1e-12)

@@ -70,7 +70,7 @@ def register_affine(
     metric: str = "ncc",
     rigid: bool = False,
     iterations: tuple[int, ...] = (200, 100, 50),
-    samples: int = 50_000,
+    samples: int = 20_000,
     learning_rate: float = 0.05,
     seed: int = 0,
 ) -> AffineResult:

@@ -4,19 +4,21 @@ penalty (PyTorch; runs on a GPU when one is given)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.register.pyramid import Level, coarser_affine
-from medseg.register.similarity import MEASURES
+from medseg.register.pyramid import Level, coarser_affine, grid_sample_3d
+from medseg.register.similarity import MEASURES, local_normalised
 
 #: Scaling and squaring steps: the velocity is divided by 2**7 before composing.
 SQUARING_STEPS = 7
 #: The velocity lives on a control grid this many times coarser than the image level it is
-#: optimised on (smoothness by construction, and an 8x cheaper integration).
+#: optimised on (smoothness by construction, and an 8x cheaper integration); the level's
+#: field is its trilinear upsampling (`upsample_twice`).
 CONTROL_SPACING = 2
 
 
@@ -30,22 +32,27 @@ class DeformableResult:
     losses: list[float] = field(default_factory=list)
 
 
-def integrate_velocity(velocity: torch.Tensor, grid_affine: torch.Tensor) -> torch.Tensor:
+def integrate_velocity(
+    velocity: torch.Tensor, grid_affine: torch.Tensor, adaptive: bool = False
+) -> torch.Tensor:
     """The displacement (world mm) of the flow of a stationary velocity field (world mm per
     unit time, ``(B, 3, X, Y, Z)`` on a grid), by scaling and squaring: a diffeomorphism
-    whenever the field is smooth enough."""
+    whenever the field is smooth enough. ``adaptive``: as few squaring steps as the field's
+    size allows (`squaring_steps`), else `SQUARING_STEPS`."""
     linear = grid_affine[:3, :3].to(velocity.device, velocity.dtype)
     to_index = torch.linalg.inv(linear)
     index_velocity = torch.einsum("ij,bj...->bi...", to_index, velocity)
-    return torch.einsum("ij,bj...->bi...", linear, integrate_index_velocity(index_velocity))
+    steps = squaring_steps(index_velocity) if adaptive else SQUARING_STEPS
+    field = integrate_index_velocity(index_velocity, steps)
+    return torch.einsum("ij,bj...->bi...", linear, field)
 
 
-def integrate_index_velocity(velocity: torch.Tensor) -> torch.Tensor:
+def integrate_index_velocity(velocity: torch.Tensor, steps: int = SQUARING_STEPS) -> torch.Tensor:
     """Scaling and squaring in voxel units: a velocity field ``(B, 3, X, Y, Z)`` whose
     channels are displacements along the array axes (i, j, k) -> the displacement of its
-    flow after unit time, in the same units."""
-    field = velocity / 2**SQUARING_STEPS
-    for _ in range(SQUARING_STEPS):
+    flow after unit time, in the same units, by ``steps`` compositions."""
+    field = velocity / 2**steps
+    for _ in range(steps):
         field = field + warp_by_index(field, field, padding="border")  # u <- u + u o (x + u)
     return field
 
@@ -67,7 +74,7 @@ def warp_by_index(
     sizes = torch.tensor(shape, dtype=displacement.dtype, device=displacement.device)
     position = _identity_index(tuple(shape), displacement) + displacement.movedim(1, -1)
     grid = (2 * position / (sizes - 1).clamp_min(1) - 1).flip(-1)  # grid_sample wants (z, y, x)
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
+    return grid_sample_3d(image, grid, mode=mode, padding=padding)
 
 
 def smoothness_penalty(field: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,60 +89,160 @@ def smoothness_penalty(field: torch.Tensor, spacing: torch.Tensor | None = None)
     return total
 
 
+def squaring_steps(index_velocity: torch.Tensor, tolerance: float = 0.25) -> int:
+    """The fewest scaling and squaring steps after which the scaled velocity moves no voxel
+    by more than ``tolerance`` voxels (at least 1): small fields need few compositions."""
+    largest = float(index_velocity.detach().abs().amax())
+    return max(1, math.ceil(math.log2(max(largest / tolerance, 1.0))))
+
+
+def _moving_grid(
+    level_fixed: Level, level_moving: Level, affine: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each fixed voxel of a level lands in the moving level without displacement, in
+    ``grid_sample``'s normalised (z, y, x) coordinates ``(1, X, Y, Z, 3)``, and the matrix
+    that turns a world displacement u (mm, before the affine) into a change of them."""
+    to_moving = torch.linalg.inv(level_moving.affine) @ affine.double()
+    sizes = torch.tensor(level_moving.shape, dtype=torch.float64)
+    normalise = torch.diag(torch.cat([2 / (sizes - 1).clamp_min(1), torch.ones(1)]))
+    normalise[:3, 3] = -1
+    index_to_grid = (normalise @ to_moving @ level_fixed.affine).flip(0)  # rows in z, y, x
+    axes = [torch.arange(n, dtype=torch.float64) for n in level_fixed.shape]
+    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    base = index @ index_to_grid[1:, :3].T + index_to_grid[1:, 3]  # drop the (flipped) 1 row
+    per_mm = (normalise[:3, :3] @ to_moving[:3, :3]).flip(0)
+    device = level_fixed.tensor.device
+    return base[None].to(device, torch.float32), per_mm.to(device, torch.float32)
+
+
+def _level_intensities(level: Level, metric: str) -> Level:
+    """What the similarity compares on a level: for lncc, locally normalised intensities
+    (compared by their mean squared difference, see `local_normalised`); else as they are."""
+    if metric != "lncc":
+        return level
+    return Level(local_normalised(level.tensor), level.affine)
+
+
 def register_deformable(
     fixed: list[Level],
     moving: list[Level],
     affine: np.ndarray,
     metric: str = "lncc",
-    iterations: tuple[int, ...] = (150, 80),
-    smoothness: float = 1.0,
-    learning_rate: float = 0.5,
+    iterations: tuple[int, ...] = (20, 20, 20),
+    smoothness: float = 0.3,
+    learning_rate: float = 1.0,
 ) -> DeformableResult:
-    """Optimise a velocity field on each level of ``fixed`` (coarsest first), starting from
-    the previous level's field, for the transform x -> affine(x + u(x))."""
+    """Optimise a stationary velocity field on each level of ``fixed`` (coarsest first,
+    starting from the previous level's field) for the transform x -> affine(x + u(x)),
+    u = exp(v), by Adam on similarity + ``smoothness`` x the velocity's squared gradient.
+
+    The similarity's gradient is taken by autograd with respect to the warped intensities
+    only and carried to the displacement by the warped image's own spatial gradient (finite
+    differences on the fixed grid, as demons do), then to the velocity as if exp were the
+    identity (the usual approximation of log-domain methods). Nothing larger than the
+    velocity's control grid goes through autograd, which makes a step on a 100^3 level about
+    5x cheaper than differentiating the whole chain. ``lncc`` is optimised as the mean
+    squared difference of locally normalised intensities (`local_normalised`); mse, ncc and
+    mi as they are."""
     if metric not in ("mse", "ncc", "lncc", "mi"):
         raise ValueError(f"unknown similarity {metric}")
-    measure = MEASURES[metric]
-    matrix = torch.as_tensor(affine, dtype=torch.float32)
+    measure = MEASURES["mse" if metric == "lncc" else metric]
+    matrix = torch.as_tensor(affine, dtype=torch.float64)
     velocity: torch.Tensor | None = None
+    previous_affine = fixed[0].affine
     losses: list[float] = []
     level_fixed = fixed[0]
     for level_fixed, level_moving, steps in zip(fixed, moving, iterations):
         device = level_fixed.tensor.device
         shape = level_fixed.shape
-        control = tuple(max(2, -(-n // CONTROL_SPACING)) for n in shape)
+        control = tuple(-(-n // CONTROL_SPACING) for n in shape)
+        control_affine = coarser_affine(level_fixed.affine, CONTROL_SPACING)
         if velocity is None:
             start = torch.zeros((1, 3, *control), device=device)
         else:  # mm values carry over; only the grid gets finer
-            start = F.interpolate(velocity.detach(), size=control, mode="trilinear")
+            start = field_on_grid(velocity.detach(), previous_affine, control_affine, control)
+        previous_affine = control_affine
         velocity = start.requires_grad_(True)
         optimizer = torch.optim.Adam([velocity], lr=learning_rate)
-        control_affine = coarser_affine(level_fixed.affine, CONTROL_SPACING)
-        points = level_fixed.world_grid()
         spacing = torch.linalg.norm(control_affine[:3, :3], dim=0).to(device, torch.float32)
-        a = matrix.to(device)
+        target = _level_intensities(level_fixed, metric).tensor
+        source = _level_intensities(level_moving, metric).tensor
+        base, per_mm = _moving_grid(level_fixed, level_moving, matrix)
+        to_displacement = torch.linalg.inv(level_fixed.affine[:3, :3]).T.to(device, torch.float32)
         loss = torch.zeros(())
         for _ in range(steps):
-            displacement = _on_level(integrate_velocity(velocity, control_affine), shape)
-            warped_points = points + displacement[0].permute(1, 2, 3, 0)
-            mapped = warped_points @ a[:3, :3].T + a[:3, 3]
-            warped = level_moving.sample(mapped)[None, None]
-            similarity = measure(level_fixed.tensor, warped)
-            loss = similarity + smoothness * smoothness_penalty(velocity, spacing)
+            with torch.no_grad():
+                coarse = integrate_velocity(velocity, control_affine, adaptive=True)
+                shift = torch.einsum("ij,bj...->bi...", per_mm, upsample_twice(coarse, shape))
+                warped = grid_sample_3d(source, base + shift.movedim(1, -1), padding="border")
+            warped.requires_grad_(True)
+            similarity = measure(target, warped)
+            (to_warped,) = torch.autograd.grad(similarity, warped)
+            with torch.no_grad():
+                along_index = torch.cat(torch.gradient(warped, dim=(2, 3, 4)), dim=1)
+                to_field = to_warped * torch.einsum("ij,bj...->bi...", to_displacement, along_index)
+                to_control = upsample_twice_adjoint(to_field, control)
+            penalty = smoothness * smoothness_penalty(velocity, spacing)
             optimizer.zero_grad()
-            loss.backward()
+            penalty.backward()
+            assert velocity.grad is not None
+            velocity.grad += to_control
             optimizer.step()
-        losses.append(float(loss.detach()))
+            loss = similarity.detach() + penalty.detach()
+        losses.append(float(loss))
     assert velocity is not None
     with torch.no_grad():
-        control_affine = coarser_affine(level_fixed.affine, CONTROL_SPACING)
-        displacement = _on_level(integrate_velocity(velocity, control_affine), level_fixed.shape)
+        displacement = integrate_velocity(velocity, previous_affine, adaptive=True)
+        displacement = upsample_twice(displacement, level_fixed.shape)
     return DeformableResult(displacement[0], level_fixed.affine, losses)
 
 
-def _on_level(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A control-grid field interpolated onto the level's grid (trilinear)."""
-    return F.interpolate(field, size=shape, mode="trilinear")
+def upsample_twice(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A control-grid field ``(B, C, *control)`` on the grid twice as fine, cropped to
+    ``shape``: linear between control points, whose voxel ``c`` covers fine voxels 2c and
+    2c + 1 (`coarser_affine`), and the edge value beyond the outermost ones."""
+    fine = F.interpolate(field, scale_factor=2, mode="trilinear", align_corners=False)
+    return fine[(..., *(slice(0, n) for n in shape))]
+
+
+def upsample_twice_adjoint(gradient: torch.Tensor, control: tuple[int, ...]) -> torch.Tensor:
+    """The transpose of `upsample_twice` applied to a fine-grid gradient: the gradient with
+    respect to the control field. Each fine voxel 2c or 2c + 1 gives 3/4 of its value to
+    control point c and 1/4 to the neighbour on its side (to c itself at the edges). Three
+    passes of slicing: 5x faster than autograd through the upsampling on a CPU."""
+    padding = []
+    for n, size in zip(reversed(control), reversed(gradient.shape[2:])):
+        padding += [0, 2 * n - size]
+    gradient = F.pad(gradient, padding)
+    for axis, n in enumerate(control, start=2):
+        pairs = gradient.unflatten(axis, (n, 2))
+        left, right = pairs.select(axis + 1, 0), pairs.select(axis + 1, 1)
+        out = 0.75 * (left + right)
+        if n > 1:
+            out.narrow(axis, 0, n - 1).add_(0.25 * left.narrow(axis, 1, n - 1))
+            out.narrow(axis, 1, n - 1).add_(0.25 * right.narrow(axis, 0, n - 1))
+        out.narrow(axis, 0, 1).add_(0.25 * left.narrow(axis, 0, 1))
+        out.narrow(axis, n - 1, 1).add_(0.25 * right.narrow(axis, n - 1, 1))
+        gradient = out
+    return gradient
+
+
+def field_on_grid(
+    field: torch.Tensor,
+    field_affine: torch.Tensor,
+    grid_affine: torch.Tensor,
+    shape: tuple[int, ...],
+) -> torch.Tensor:
+    """A field ``(1, C, ...)`` given on one grid, sampled at every voxel centre of another
+    (world coordinates; affines index -> world): ``(1, C, *shape)``, trilinear inside the
+    field's grid, nearest edge value outside."""
+    to_index = torch.linalg.inv(field_affine.double()) @ grid_affine.double()
+    axes = [torch.arange(n, dtype=torch.float64) for n in shape]
+    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    index = index @ to_index[:3, :3].T + to_index[:3, 3]
+    sizes = torch.tensor(field.shape[2:], dtype=torch.float64)
+    grid = (2 * index / (sizes - 1).clamp_min(1) - 1).flip(-1)[None]
+    return grid_sample_3d(field, grid.to(field.device, field.dtype), padding="border")
 
 
 def displacement_on_grid(
@@ -144,13 +251,7 @@ def displacement_on_grid(
     """The displacement (world mm) sampled at every voxel centre of another grid (e.g. the
     full-resolution fixed image), ``(3, *shape)``: trilinear inside the optimised grid,
     nearest edge value outside."""
-    field = result.displacement[None].detach().float().cpu()
-    level = Level(field[:, :1], result.affine)  # only for its geometry
-    fine = Level(torch.zeros((1, 1, *shape)), torch.as_tensor(grid_affine, dtype=torch.float64))
-    points = fine.world_grid()
-    inverse = torch.linalg.inv(level.affine).float()
-    index = points @ inverse[:3, :3].T + inverse[:3, 3]
-    sizes = torch.tensor(level.shape, dtype=torch.float32)
-    grid = (2 * index / (sizes - 1).clamp_min(1) - 1).flip(-1)[None]
-    sampled = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return sampled[0].numpy().astype(np.float32)
+    field = result.displacement[None].detach().float()
+    target = torch.as_tensor(grid_affine, dtype=torch.float64)
+    sampled = field_on_grid(field, result.affine, target, tuple(shape))
+    return sampled[0].cpu().numpy().astype(np.float32)

@@ -44,10 +44,34 @@ class Level:
         inside = ((normalised >= -1) & (normalised <= 1)).all(dim=-1)
         shape = points.shape[:-1]
         grid = normalised.reshape(1, -1, 1, 1, 3).flip(-1)  # grid_sample wants (z, y, x)
-        values = F.grid_sample(
-            self.tensor, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-        )
+        values = grid_sample_3d(self.tensor, grid, padding="zeros")
         return values.reshape(shape), inside
+
+
+def grid_sample_3d(
+    image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding: str = "zeros"
+) -> torch.Tensor:
+    """``F.grid_sample`` (align_corners=True) of ``(B, C, X, Y, Z)`` at ``(B, ..., 3)``
+    normalised (z, y, x) positions -> ``(B, C, ...)``, on every CPU thread.
+
+    PyTorch's CPU kernel for 3D runs one thread per batch item, so a single image is sampled
+    on one core; here its points are split into one chunk per thread (2x faster on 2 cores,
+    same values, gradients flow as usual)."""
+    chunks = torch.get_num_threads() if image.device.type == "cpu" and len(image) == 1 else 1
+    points = grid[0].numel() // 3
+    if chunks < 2 or points < 100_000:
+        return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
+    per_chunk = -(-points // chunks)
+    flat = F.pad(grid.reshape(points, 3), (0, 0, 0, per_chunk * chunks - points))
+    sampled = F.grid_sample(
+        image.expand(chunks, -1, -1, -1, -1),
+        flat.reshape(chunks, per_chunk, 1, 1, 3),
+        mode=mode,
+        padding_mode=padding,
+        align_corners=True,
+    )  # (chunks, C, per_chunk, 1, 1)
+    values = sampled.movedim(1, 0).reshape(image.shape[1], -1)[:, :points]
+    return values.reshape(1, image.shape[1], *grid.shape[1:-1])
 
 
 def robust_scaled(array: np.ndarray) -> np.ndarray:

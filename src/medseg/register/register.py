@@ -28,9 +28,10 @@ from medseg.register.warp import warp_image, warp_labels
 Method = Literal["rigid", "affine", "deformable", "learned"]
 #: Pyramid levels, as voxel sizes in mm (each turned into a pooling factor of the image).
 AFFINE_LEVELS_MM = (8.0, 4.0, 2.0)
-DEFORMABLE_LEVELS_MM = (8.0, 4.0)
-#: Adam steps per deformable level, coarsest first.
-DEFORMABLE_ITERATIONS = (100, 80)
+DEFORMABLE_LEVELS_MM = (8.0, 4.0, 2.0)
+#: Adam steps per level, coarsest first (bench/registration.py measured these on MNI).
+AFFINE_ITERATIONS = (100, 40, 10)
+DEFORMABLE_ITERATIONS = (20, 20, 20)
 
 
 class RegistrationError(MedsegError):
@@ -151,7 +152,7 @@ def register_images(
             pyramid(moving, factors, device),
             metric=affine_metric,
             rigid=method == "rigid",
-            iterations=(200, 80, 20)[: len(factors)],
+            iterations=AFFINE_ITERATIONS[: len(factors)],
         )
         matrix = result.matrix
     transform = Transform(matrix)
