@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medseg.register.similarity import MEASURES, box_mean, lncc, mutual_information, ncc
+from medseg.register.similarity import (
+    MEASURES,
+    box_mean,
+    lncc,
+    local_normalised,
+    mutual_information,
+    ncc,
+)
 
 
 def _blobs(shift: int = 0) -> torch.Tensor:
@@ -58,3 +65,18 @@ def test_box_mean_equals_average_pooling_without_the_padding() -> None:
         kernel[axis], padding[axis] = size, size // 2
         expected = F.avg_pool3d(expected, kernel, 1, padding, count_include_pad=False)
     assert torch.allclose(box_mean(x, 5), expected, atol=1e-12)
+
+
+def test_squared_difference_of_locally_normalised_images_tracks_local_correlation() -> None:
+    fixed = _blobs() + 0.05 * torch.rand(
+        1, 1, 24, 24, 24, generator=torch.Generator().manual_seed(0)
+    )
+    near, far = _blobs(shift=1), _blobs(shift=4)
+
+    def distance(moving: torch.Tensor) -> float:
+        return float(((local_normalised(fixed) - local_normalised(moving)) ** 2).mean())
+
+    assert distance(fixed) == 0.0
+    assert distance(3 * fixed + 1) < 1e-3  # invariant to a linear intensity change
+    assert distance(near) < distance(far)
+    assert float(lncc(fixed, near)) < float(lncc(fixed, far))  # the same order as LNCC

@@ -20,6 +20,12 @@ SQUARING_STEPS = 7
 #: optimised on (smoothness by construction, and an 8x cheaper integration); the level's
 #: field is its trilinear upsampling (`upsample_twice`).
 CONTROL_SPACING = 2
+#: Voxels drawn at random at every step to estimate mutual information and its gradient.
+MI_SAMPLES = 50_000
+#: Mutual information pulls harder than the other measures against the smoothness penalty:
+#: its weight, so that one smoothness default suits every measure (on the MNI template with
+#: remapped intensities, GM Dice 0.92 at this weight, 0.85 at weight 1).
+MI_WEIGHT = 0.1
 
 
 @dataclass
@@ -148,6 +154,7 @@ def register_deformable(
         raise ValueError(f"unknown similarity {metric}")
     measure = MEASURES["mse" if metric == "lncc" else metric]
     matrix = torch.as_tensor(affine, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
     velocity: torch.Tensor | None = None
     previous_affine = fixed[0].affine
     losses: list[float] = []
@@ -176,7 +183,12 @@ def register_deformable(
                 shift = torch.einsum("ij,bj...->bi...", per_mm, upsample_twice(coarse, shape))
                 warped = grid_sample_3d(source, base + shift.movedim(1, -1), padding="border")
             warped.requires_grad_(True)
-            similarity = measure(target, warped)
+            if metric == "mi":  # the soft joint histogram of every voxel would cost bins x N
+                chosen = torch.randint(0, warped.numel(), (MI_SAMPLES,), generator=generator)
+                chosen = chosen.to(device)
+                similarity = MI_WEIGHT * measure(target.flatten()[chosen], warped.flatten()[chosen])
+            else:
+                similarity = measure(target, warped)
             (to_warped,) = torch.autograd.grad(similarity, warped)
             with torch.no_grad():
                 along_index = torch.cat(torch.gradient(warped, dim=(2, 3, 4)), dim=1)
