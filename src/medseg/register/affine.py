@@ -100,8 +100,12 @@ def register_affine(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         loss = torch.zeros(())
-        for step in range(steps):
+        every_voxel = int(np.prod(level_fixed.shape)) <= samples
+        if every_voxel:  # the same points at every step: drawn once
             points, values = _sample_points(level_fixed, samples, generator)
+        for step in range(steps):
+            if not every_voxel:
+                points, values = _sample_points(level_fixed, samples, generator)
             matrix = affine_matrix(parameters * active, centre).to(points.device, torch.float32)
             mapped = points @ matrix[:3, :3].T + matrix[:3, 3]
             warped, inside = level_moving.sample_with_mask(mapped)

@@ -59,7 +59,7 @@ def grid_sample_3d(
     same values, gradients flow as usual)."""
     chunks = torch.get_num_threads() if image.device.type == "cpu" and len(image) == 1 else 1
     points = grid[0].numel() // 3
-    if chunks < 2 or points < 100_000:
+    if chunks < 2 or points < 10_000:
         return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
     per_chunk = -(-points // chunks)
     flat = F.pad(grid.reshape(points, 3), (0, 0, 0, per_chunk * chunks - points))
