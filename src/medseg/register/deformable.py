@@ -18,7 +18,7 @@ from medseg.register.similarity import MEASURES, local_normalised
 SQUARING_STEPS = 7
 #: The velocity lives on a control grid this many times coarser than the image level it is
 #: optimised on (smoothness by construction, and an 8x cheaper integration); the level's
-#: field is its trilinear upsampling (`upsample_twice`).
+#: field is its trilinear upsampling, so this stays 2 (`upsample_twice`).
 CONTROL_SPACING = 2
 #: Voxels drawn at random at every step to estimate mutual information and its gradient.
 MI_SAMPLES = 50_000
@@ -145,9 +145,9 @@ def register_deformable(
     The similarity's gradient is taken by autograd with respect to the warped intensities
     only and carried to the displacement by the warped image's own spatial gradient (finite
     differences on the fixed grid, as demons do), then to the velocity as if exp were the
-    identity (the usual approximation of log-domain methods). Nothing larger than the
-    velocity's control grid goes through autograd, which makes a step on a 100^3 level about
-    5x cheaper than differentiating the whole chain. ``lncc`` is optimised as the mean
+    identity (the usual approximation of log-domain methods). No gradient flows back through
+    the sampling or the integration, which is most of what makes a step cheap (about 0.1 s
+    on a 100^3 level on 2 CPU cores). ``lncc`` is optimised as the mean
     squared difference of locally normalised intensities (`local_normalised`); mse, ncc and
     mi as they are."""
     if metric not in ("mse", "ncc", "lncc", "mi"):

@@ -71,13 +71,16 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
     Separable, and each axis by a running sum (cumsum, then the difference of two shifted
     copies), so the cost does not grow with the window; forward and backward are 3-4x faster
-    than ``avg_pool3d`` on the CPU. A thin axis gets the largest odd window that fits.
+    than ``avg_pool3d`` on the CPU. A thin axis gets the largest odd window that fits. Each
+    channel's mean is taken out first, so that the running sums stay small in float32.
 
     Examples
     --------
     >>> box_mean(torch.tensor([[[1.0, 2.0, 3.0, 4.0]]]), 3).tolist()
     [[[1.5, 2.0, 3.0, 3.5]]]
     """
+    offset = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
+    x = x - offset
     for axis in range(2, x.dim()):
         n = x.shape[axis]
         size = min(window, n)
@@ -93,7 +96,7 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
         shape = [1] * x.dim()
         shape[axis] = n
         x = total / count.to(x.dtype).reshape(shape)
-    return x
+    return x + offset
 
 
 def mutual_information(
