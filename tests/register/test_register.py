@@ -9,7 +9,12 @@ from scipy import ndimage
 
 from medseg.io import Image
 from medseg.register import Transform, warp_image, warp_labels
-from medseg.register.register import RegistrationError, check_inputs, register_images
+from medseg.register.register import (
+    RegistrationError,
+    _similarity,
+    check_inputs,
+    register_images,
+)
 from medseg.register.transforms import affine_from_parameters
 
 
@@ -119,3 +124,16 @@ def test_label_warp_keeps_values() -> None:
     shift[:3, 3] = [1.5, 0.0, 0.0]
     out = warp_labels(image, image, Transform(shift), "nearest")
     assert set(np.unique(out.array)) <= {0, 4}
+
+
+def test_lncc_in_metrics_stays_within_its_range_on_raw_intensities() -> None:
+    # float32 running sums over a 1 mm brain-sized image with raw intensities in the
+    # thousands once gave LNCC values near 2 (flat regions' variances lost to rounding)
+    rng = np.random.default_rng(0)
+    data = np.full((190, 230, 190), 3000.0, np.float32)
+    data[40:150, 50:180, 40:150] = 5000.0 + 200.0 * rng.random((110, 130, 110))
+    image = Image(data[None], np.eye(4))
+    shifted = image.with_array(np.roll(data, 2, axis=0)[None])
+    for other in (image, shifted):
+        assert 0.0 <= _similarity("lncc", image, other) <= 1.0
+    assert _similarity("lncc", image, shifted) < _similarity("lncc", image, image)

@@ -20,7 +20,7 @@ from medseg.register.deformable import displacement_on_grid, register_deformable
 from medseg.register.itk_files import write_affine_text, write_displacement, write_jacobian
 from medseg.register.learned import LearnedModel, centre_alignment, learned_stage
 from medseg.register.overlay import save_registration_overlay
-from medseg.register.pyramid import pyramid
+from medseg.register.pyramid import pyramid, robust_scaled
 from medseg.register.similarity import MEASURES
 from medseg.register.transforms import Transform, folding_percent, jacobian_determinant
 from medseg.register.warp import warp_image, warp_labels
@@ -105,7 +105,8 @@ def _similarity(metric: str, fixed: Image, warped: Image) -> float:
     measure = MEASURES[metric]
     f = torch.from_numpy(np.asarray(fixed.array[:1], np.float32))[None]
     w = torch.from_numpy(np.asarray(warped.array[:1], np.float32))[None]
-    if metric == "lncc":
+    if metric == "lncc":  # on intensities of order 1, for float32's sake (see box_mean)
+        f, w = (torch.from_numpy(robust_scaled(x.numpy()[0, 0]))[None, None] for x in (f, w))
         return float(-measure(f, w))
     if metric == "mi":  # on a sample: the soft histogram of every voxel would be large
         index = torch.randperm(f.numel(), generator=torch.Generator().manual_seed(0))[:200_000]

@@ -49,7 +49,7 @@ def lncc(
     var_m = mm - mu_m * mu_m
     cov = fm - mu_f * mu_m
     cc = cov * cov / (var_f.clamp_min(0) * var_m.clamp_min(0) + eps)
-    return -cc.mean()
+    return -cc.clamp(max=1).mean()  # <= 1 exactly (Cauchy-Schwarz); rounding can pass it
 
 
 def local_normalised(image: torch.Tensor, window: int = 9, floor: float = 1e-3) -> torch.Tensor:
@@ -72,7 +72,9 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     Separable, and each axis by a running sum (cumsum, then the difference of two shifted
     copies), so the cost does not grow with the window; forward and backward are 3-4x faster
     than ``avg_pool3d`` on the CPU. A thin axis gets the largest odd window that fits. Each
-    channel's mean is taken out first, so that the running sums stay small in float32.
+    channel's mean is taken out first, so that the running sums stay small; even so, float32
+    sums of raw intensities in the thousands over a 200^3 image round off more than a flat
+    region's variance: give intensities of order 1 (`medseg.register.pyramid.robust_scaled`).
 
     Examples
     --------
