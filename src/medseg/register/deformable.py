@@ -121,6 +121,18 @@ def _moving_grid(
     return base[None].to(device, torch.float32), per_mm.to(device, torch.float32)
 
 
+def _index_gradient(image: torch.Tensor) -> torch.Tensor:
+    """Central differences of ``(1, 1, X, Y, Z)`` along the three array axes (one-sided at
+    the edges; 0 along an axis of one voxel) -> ``(1, 3, X, Y, Z)``."""
+    return torch.cat(
+        [
+            torch.gradient(image, dim=axis)[0] if image.shape[axis] > 1 else torch.zeros_like(image)
+            for axis in (2, 3, 4)
+        ],
+        dim=1,
+    )
+
+
 def _level_intensities(level: Level, metric: str) -> Level:
     """What the similarity compares on a level: for lncc, locally normalised intensities
     (compared by their mean squared difference, see `local_normalised`); else as they are."""
@@ -191,7 +203,7 @@ def register_deformable(
                 similarity = measure(target, warped)
             (to_warped,) = torch.autograd.grad(similarity, warped)
             with torch.no_grad():
-                along_index = torch.cat(torch.gradient(warped, dim=(2, 3, 4)), dim=1)
+                along_index = _index_gradient(warped)
                 to_field = to_warped * torch.einsum("ij,bj...->bi...", to_displacement, along_index)
                 to_control = upsample_twice_adjoint(to_field, control)
             penalty = smoothness * smoothness_penalty(velocity, spacing)
