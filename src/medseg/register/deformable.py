@@ -102,6 +102,19 @@ def squaring_steps(index_velocity: torch.Tensor, tolerance: float = 0.25) -> int
     return max(1, math.ceil(math.log2(max(largest / tolerance, 1.0))))
 
 
+def _grid_coordinates(
+    index_map: torch.Tensor, shape: tuple[int, ...], source_shape: tuple[int, ...]
+) -> torch.Tensor:
+    """``grid_sample``'s normalised (z, y, x) coordinates ``(1, *shape, 3)`` of the source
+    voxels that ``index_map`` (4x4, a voxel index of the grid of ``shape`` -> a voxel index of
+    the source grid) sends every voxel of the grid to."""
+    axes = [torch.arange(n, dtype=torch.float64) for n in shape]
+    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    index = index @ index_map[:3, :3].T + index_map[:3, 3]
+    sizes = torch.tensor(source_shape, dtype=torch.float64)
+    return (2 * index / (sizes - 1).clamp_min(1) - 1).flip(-1)[None]
+
+
 def _moving_grid(
     level_fixed: Level, level_moving: Level, affine: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,16 +122,11 @@ def _moving_grid(
     ``grid_sample``'s normalised (z, y, x) coordinates ``(1, X, Y, Z, 3)``, and the matrix
     that turns a world displacement u (mm, before the affine) into a change of them."""
     to_moving = torch.linalg.inv(level_moving.affine) @ affine.double()
+    base = _grid_coordinates(to_moving @ level_fixed.affine, level_fixed.shape, level_moving.shape)
     sizes = torch.tensor(level_moving.shape, dtype=torch.float64)
-    normalise = torch.diag(torch.cat([2 / (sizes - 1).clamp_min(1), torch.ones(1)]))
-    normalise[:3, 3] = -1
-    index_to_grid = (normalise @ to_moving @ level_fixed.affine).flip(0)  # rows in z, y, x
-    axes = [torch.arange(n, dtype=torch.float64) for n in level_fixed.shape]
-    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-    base = index @ index_to_grid[1:, :3].T + index_to_grid[1:, 3]  # drop the (flipped) 1 row
-    per_mm = (normalise[:3, :3] @ to_moving[:3, :3]).flip(0)
+    per_mm = (torch.diag(2 / (sizes - 1).clamp_min(1)) @ to_moving[:3, :3]).flip(0)
     device = level_fixed.tensor.device
-    return base[None].to(device, torch.float32), per_mm.to(device, torch.float32)
+    return base.to(device, torch.float32), per_mm.to(device, torch.float32)
 
 
 def _index_gradient(image: torch.Tensor) -> torch.Tensor:
@@ -261,11 +269,7 @@ def field_on_grid(
     (world coordinates; affines index -> world): ``(1, C, *shape)``, trilinear inside the
     field's grid, nearest edge value outside."""
     to_index = torch.linalg.inv(field_affine.double()) @ grid_affine.double()
-    axes = [torch.arange(n, dtype=torch.float64) for n in shape]
-    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-    index = index @ to_index[:3, :3].T + to_index[:3, 3]
-    sizes = torch.tensor(field.shape[2:], dtype=torch.float64)
-    grid = (2 * index / (sizes - 1).clamp_min(1) - 1).flip(-1)[None]
+    grid = _grid_coordinates(to_index, shape, tuple(field.shape[2:]))
     return grid_sample_3d(field, grid.to(field.device, field.dtype), padding="border")
 
 

@@ -103,11 +103,14 @@ def _label_scores(
 
 def _similarity(metric: str, fixed: Image, warped: Image) -> float:
     measure = MEASURES[metric]
+    if metric == "lncc":  # on intensities of order 1, for float32's sake (see box_mean)
+        f, w = (
+            torch.from_numpy(robust_scaled(np.asarray(x.array[0], np.float32)))[None, None]
+            for x in (fixed, warped)
+        )
+        return float(-measure(f, w))
     f = torch.from_numpy(np.asarray(fixed.array[:1], np.float32))[None]
     w = torch.from_numpy(np.asarray(warped.array[:1], np.float32))[None]
-    if metric == "lncc":  # on intensities of order 1, for float32's sake (see box_mean)
-        f, w = (torch.from_numpy(robust_scaled(x.numpy()[0, 0]))[None, None] for x in (f, w))
-        return float(-measure(f, w))
     if metric == "mi":  # on a sample: the soft histogram of every voxel would be large
         index = torch.randperm(f.numel(), generator=torch.Generator().manual_seed(0))[:200_000]
         return float(-measure(f.flatten()[index], w.flatten()[index]))
