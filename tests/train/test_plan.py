@@ -2,7 +2,7 @@ import pytest
 
 from medseg.errors import ConfigError
 from medseg.train import Plan, auto_config
-from medseg.train.plan import choose_patch_size
+from medseg.train.auto_config import choose_patch_size
 
 COMMON = dict(
     in_channels=1,

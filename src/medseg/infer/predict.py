@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from medseg.datasets import Case, group_image_files, read_case_image
+from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.io import (
     Image,
@@ -23,17 +24,11 @@ from medseg.io import (
     write_image,
 )
 from medseg.nn import predict_volume
+from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import preprocess_image, restore_probabilities, zscore
 from medseg.progress import log_line, make_progress, warn
-from medseg.train import (
-    BEST_WEIGHTS,
-    LATEST_WEIGHTS,
-    Plan,
-    load_weights,
-    network_for,
-    resolve_device,
-)
+from medseg.runs import Plan, network_for, trained_weights
 
 
 @dataclass
@@ -66,10 +61,8 @@ def load_trained_model(
             raise RunFolderError(located(run_dir, f"has no {', '.join(missing)}"))
     networks = []
     for fold_dir in fold_dirs:
-        weights = fold_dir / BEST_WEIGHTS
-        if not weights.is_file():
-            weights = fold_dir / LATEST_WEIGHTS
-        if not weights.is_file():
+        weights = trained_weights(fold_dir)
+        if weights is None:
             continue
         network = network_for(config)
         load_weights(network, weights, torch_device)
@@ -88,10 +81,11 @@ def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
 
     Examples
     --------
-    >>> from medseg.train import auto_config
-    >>> plan = auto_config(shapes=[(64, 64)], spacings=[(1, 1)], in_channels=1,
-    ...     label_values=[0, 1], label_names=["bg", "fg"], channel_names=["EM"],
-    ...     file_ending=".png")
+    >>> plan = Plan(in_channels=1, label_values=[0, 1], label_names=["bg", "fg"],
+    ...     channel_names=["EM"], file_ending=".png", data_dim=2, dim=2,
+    ...     median_spacing=[1.0, 1.0], median_shape=[64, 64], features=[16, 32],
+    ...     strides=[[1, 1], [2, 2]], kernel_sizes=[[3, 3], [3, 3]], patch_size=[64, 64],
+    ...     batch_size=2, learning_rate=0.01)
     >>> mirror_axes(plan)
     [(), (0,), (1,), (0, 1)]
     >>> off = plan.augmentation.model_copy(update={"enabled": False})

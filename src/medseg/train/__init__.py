@@ -1,16 +1,24 @@
 """Training: configuration, patch sampling, the loop, checkpoints."""
 
+from medseg.device import resolve_device
 from medseg.nn.checkpoint import load_weights, save_weights
+from medseg.runs import (
+    BEST_WEIGHTS,
+    LATEST_WEIGHTS,
+    Decision,
+    Plan,
+    apply_overrides,
+    network_for,
+)
+from medseg.train.auto_config import auto_config
 from medseg.train.cross_validation import (
     cross_validation_complete,
     summarise_cross_validation,
     train_folds,
 )
-from medseg.train.device import resolve_device
-from medseg.train.plan import Decision, Plan, apply_overrides, auto_config, network_for
 from medseg.train.planner import make_plan
 from medseg.train.run import train_run
-from medseg.train.trainer import BEST_WEIGHTS, LATEST_WEIGHTS, Trainer, TrainResult
+from medseg.train.trainer import Trainer, TrainResult
 
 __all__ = [
     "BEST_WEIGHTS",

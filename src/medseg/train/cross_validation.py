@@ -10,7 +10,7 @@ from typing import Any
 
 from medseg.datasets import DatasetFolder, open_dataset
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
-from medseg.train.plan import Plan
+from medseg.runs import Plan
 from medseg.train.run import train_run
 from medseg.train.trainer import TrainResult
 

@@ -23,7 +23,8 @@ from medseg.nn import DeepSupervisionLoss, DiceCELoss, build_network
 from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
 from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
 from medseg.progress import log_line
-from medseg.train.plan import Decision, Plan, apply_overrides, auto_config, choose_patch_size
+from medseg.runs import Decision, Plan, apply_overrides
+from medseg.train.auto_config import auto_config, choose_patch_size
 
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).

@@ -16,13 +16,12 @@ from medseg.datasets import (
     open_dataset,
     read_training_case,
 )
+from medseg.device import resolve_device
 from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
 from medseg.preprocess import compute_fingerprint, preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
-from medseg.train.device import resolve_device
-from medseg.train.manifest import record_fold
-from medseg.train.plan import DEFAULT_LEARNING_RATE, PLAN_FILE, Plan, apply_overrides
+from medseg.runs import DEFAULT_LEARNING_RATE, PLAN_FILE, Plan, apply_overrides, record_fold
 from medseg.train.planner import make_plan
 from medseg.train.resume import STATE_FILE
 from medseg.train.sampler import TrainingCase

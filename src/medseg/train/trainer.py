@@ -22,10 +22,10 @@ from medseg.metrics import Evaluation, dice_per_label
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.progress import log_line, make_progress
+from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
 from medseg.train import transfer
 from medseg.train.interrupt import StopRequest, deferred_interrupt
 from medseg.train.logbook import EpochRecord, TensorBoardWriter, write_logs
-from medseg.train.plan import Plan, network_for
 from medseg.train.resume import (
     load_training_state,
     numpy_generator_state,
@@ -36,9 +36,6 @@ from medseg.train.resume import (
 from medseg.train.sampler import PatchSampler, TrainingCase
 from medseg.train.transfer import TransferReport
 from medseg.train.validation import predict_and_score
-
-BEST_WEIGHTS = "model_best.safetensors"
-LATEST_WEIGHTS = "model_latest.safetensors"
 
 
 @dataclass

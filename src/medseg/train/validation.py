@@ -12,7 +12,7 @@ from medseg.io import Image, read_image, write_image
 from medseg.metrics import Evaluation, default_jobs, score_case, summarise, write_evaluation
 from medseg.nn import predict_volume
 from medseg.preprocess import restore_probabilities
-from medseg.train.plan import Plan
+from medseg.runs import Plan
 from medseg.train.sampler import TrainingCase
 
 

@@ -19,7 +19,7 @@ import torch
 
 from medseg import __version__
 from medseg.io import write_text_atomic
-from medseg.train.plan import PLAN_FILE
+from medseg.runs.plan import PLAN_FILE
 
 MANIFEST_FILE = "manifest.json"
 
