@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseg.bounding_box import bounding_box
 from medseg.metrics.lesions import DEFAULT_LESION_IOU, LesionCounts, match_lesions
 from medseg.metrics.overlap import Confusion
-from medseg.metrics.surface import SurfaceDistances, bounding_box, surface_distances
+from medseg.metrics.surface import SurfaceDistances, surface_distances
 
 DEFAULT_TOLERANCE_MM = 1.0
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseg.bounding_box import bounding_box
+
 
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
     """Boolean map of the mask's boundary voxels (face connectivity, border is outside).
@@ -203,22 +205,3 @@ def surface_distances(
         _directed(pred_points, ref_surface, ref_points, grid),
         _directed(ref_points, pred_surface, pred_points, grid),
     )
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every ``True`` voxel, as slices; ``None`` for an empty mask.
-
-    Examples
-    --------
-    >>> m = np.zeros((4, 5), bool); m[1, 2] = m[2, 3] = True
-    >>> bounding_box(m)
-    (slice(1, 3, None), slice(2, 4, None))
-    """
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)

@@ -21,6 +21,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from medseg.bounding_box import bounding_box
 from medseg.metrics.lesions import components
 
 #: Axes whose spacing is more than this many times the finest are left out of the
@@ -51,21 +52,6 @@ def _working_copy(
         keep = sorted(set(keep) | {next(a for a in range(labels.ndim) if a not in keep)})
     view = out.reshape([labels.shape[a] for a in keep])
     return out, view, tuple(spacing[a] for a in keep)
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of ``mask`` grown by ``margin`` (clipped to the array);
-    None for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if hits.size == 0:
-            return None
-        start = max(int(hits[0]) - margin, 0)
-        stop = min(int(hits[-1]) + 1 + margin, mask.shape[axis])
-        box.append(slice(start, stop))
-    return tuple(box)
 
 
 def structuring_element(radius: int, spacing: Sequence[float]) -> np.ndarray:
@@ -103,7 +89,7 @@ def keep_largest_component(labels: np.ndarray, value: int) -> np.ndarray:
            [2, 0, 0, 2]], dtype=uint8)
     """
     out, view, _ = _working_copy(labels, None)
-    box = _bounding_box(view == value, 0)
+    box = bounding_box(view == value)
     if box is not None:
         region = view[box]
         _keep_largest(region, region == value)
@@ -122,7 +108,7 @@ def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
            [0, 0, 0, 0]], dtype=uint8)
     """
     out, view, _ = _working_copy(labels, None)
-    box = _bounding_box(view != 0, 0)
+    box = bounding_box(view != 0)
     if box is not None:
         region = view[box]
         _keep_largest(region, region != 0)
@@ -158,7 +144,7 @@ def remove_small_components(
     # a component of n voxels goes when n * voxel_volume < min_volume_mm3; cc3d.dust removes
     # components of fewer than `threshold` voxels (the epsilon absorbs float rounding)
     threshold = math.ceil(min_volume_mm3 / voxel_volume - 1e-9)
-    box = _bounding_box(view == value, 0)
+    box = bounding_box(view == value)
     if box is not None and threshold > 1:
         region = view[box]
         mask = region == value
@@ -224,7 +210,7 @@ def _fill(view: np.ndarray, value: int, structure: np.ndarray | None) -> None:
     connects the background (default: face neighbours)."""
     if structure is None:
         structure = ndimage.generate_binary_structure(view.ndim, 1)
-    box = _bounding_box(view == value, 1)
+    box = bounding_box(view == value, 1)
     if box is None:
         return
     region = view[box]
@@ -261,7 +247,7 @@ def opening(
     """
     out, view, view_spacing = _working_copy(labels, spacing)
     element = structuring_element(radius, view_spacing)
-    box = _bounding_box(view == value, 2 * radius + 1)
+    box = bounding_box(view == value, 2 * radius + 1)
     if box is not None:
         region = view[box]
         mask = region == value
@@ -288,7 +274,7 @@ def closing(
     """
     out, view, view_spacing = _working_copy(labels, spacing)
     element = structuring_element(radius, view_spacing)
-    box = _bounding_box(view == value, 2 * radius + 2)
+    box = bounding_box(view == value, 2 * radius + 2)
     if box is not None:
         region = view[box]
         mask = region == value
@@ -328,7 +314,7 @@ def smooth(
     """
     out, view, view_spacing = _working_copy(labels, spacing)
     element = structuring_element(radius, view_spacing)
-    box = _bounding_box(view == value, radius + 1)
+    box = bounding_box(view == value, radius + 1)
     if box is not None:
         region = view[box]
         mask = region == value

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseg.bounding_box import bounding_box
 from medseg.metrics import Confusion
 from medseg.metrics.lesions import components
 from medseg.postprocess.model import (
@@ -61,16 +62,10 @@ def crop_to_foreground(
     if prediction.shape != reference.shape:
         raise ValueError(f"shapes differ: {prediction.shape} vs {reference.shape}")
     foreground = (prediction != 0) | (reference != 0)
-    box = []
-    for axis in range(foreground.ndim):
-        others = tuple(a for a in range(foreground.ndim) if a != axis)
-        hits = np.flatnonzero(foreground.any(axis=others))
-        if hits.size == 0:
-            box = [slice(0, 1)] * foreground.ndim
-            break
-        start = max(int(hits[0]) - margin, 0)
-        box.append(slice(start, min(int(hits[-1]) + 1 + margin, foreground.shape[axis])))
-    return prediction[tuple(box)], reference[tuple(box)]
+    box = bounding_box(foreground, margin)
+    if box is None:  # both empty: one background voxel rather than zero-size arrays
+        box = (slice(0, 1),) * foreground.ndim
+    return prediction[box], reference[box]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import numpy as np
 from nibabel import orientations
 from scipy import ndimage
 
+from medseg.bounding_box import bounding_box
+
 #: An axis whose spacing is this many times the finest one is "strongly anisotropic"
 #: (nnU-Net's rule): it is resampled separately, with nearest-neighbour interpolation.
 ANISOTROPY_RATIO = 3.0
@@ -64,12 +66,10 @@ def nonzero_box(array: np.ndarray) -> tuple[tuple[int, int], ...]:
     """Per spatial axis, the (start, stop) of the region where any channel is non-zero
     (the whole image when it is all zero)."""
     mask = np.any(array != 0, axis=0)
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        box.append((int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, mask.shape[axis]))
-    return tuple(box)
+    box = bounding_box(mask)
+    if box is None:
+        return tuple((0, n) for n in mask.shape)
+    return tuple((s.start, s.stop) for s in box)
 
 
 def crop(
