@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medseg.errors import DatasetError, located
+from medseg.io import read_json_file
 
 
 class DatasetSpec(BaseModel):
@@ -92,12 +92,7 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(located(path, "dataset.json not found"))
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(located(path, f"not valid JSON ({exc})")) from None
-    if not isinstance(raw, dict):
-        raise DatasetError(located(path, "expected a JSON object"))
+    raw = read_json_file(path, DatasetError, expect_object=True)
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:

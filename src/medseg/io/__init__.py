@@ -13,6 +13,7 @@ from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.io.dicom import has_dicom_preamble, is_dicom_folder, read_dicom_file, read_dicom_series
 from medseg.io.image import Image, same_grid, spacing_affine
 from medseg.io.itk import ITK_SUFFIXES, read_itk, write_itk
+from medseg.io.json_file import read_json_file
 from medseg.io.nifti import read_nifti, write_nifti
 from medseg.io.raster import read_raster, write_raster
 
@@ -33,6 +34,7 @@ __all__ = [
     "read_dicom_file",
     "read_dicom_series",
     "read_image",
+    "read_json_file",
     "same_grid",
     "spacing_affine",
     "write_image",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import (
 )
 
 from medseg.errors import RunFolderError, located
-from medseg.io import write_text_atomic
+from medseg.io import read_json_file, write_text_atomic
 from medseg.postprocess.operations import (
     closing,
     fill_holes,
@@ -221,10 +220,7 @@ def load_postprocessing(run_dir: str | Path) -> Postprocessing | None:
     path = Path(run_dir) / POSTPROCESSING_FILE
     if not path.is_file():
         return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(located(path, f"not valid JSON ({exc})")) from None
+    raw = read_json_file(path, RunFolderError)
     try:
         choice = Postprocessing.model_validate(raw)
     except ValidationError as exc:

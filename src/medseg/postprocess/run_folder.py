@@ -18,7 +18,7 @@ from medseg.errors import (
     RunFolderError,
     located,
 )
-from medseg.io import image_files, read_image
+from medseg.io import image_files, read_image, read_json_file
 from medseg.metrics.evaluate import label_map
 from medseg.parallel import map_in_processes
 from medseg.postprocess.model import Postprocessing, save_postprocessing
@@ -42,13 +42,11 @@ def _read_plan(run_dir: Path) -> _RunLabels:
     path = run_dir / PLAN_FILE
     if not path.is_file():
         raise RunFolderError(located(run_dir, f"not a medseg run folder (no {PLAN_FILE})"))
+    raw = read_json_file(path, RunFolderError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         values = [int(v) for v in raw["label_values"]]
         names = [str(n) for n in raw["label_names"]]
         ending = str(raw["file_ending"])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(located(path, f"not valid JSON ({exc})")) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise RunFolderError(
             located(path, f"needs label_values, label_names and file_ending ({exc!r})")

@@ -9,7 +9,6 @@ network works on, the loss weights, how it was trained)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from medseg.errors import RunFolderError, located
-from medseg.io import Image, write_text_atomic
+from medseg.io import Image, read_json_file, write_text_atomic
 from medseg.nn import load_weights, registration_unet
 from medseg.register.deformable import (
     DeformableResult,
@@ -76,9 +75,10 @@ def load_learned_model(run_dir: str | Path, device: torch.device | None = None) 
         raise RunFolderError(
             located(run, f"not a registration model (needs {CONFIG_FILE} and {MODEL_FILE})")
         )
+    raw = read_json_file(config_path, RunFolderError)
     try:
-        config = LearnedConfig.model_validate(json.loads(config_path.read_text()))
-    except (ValueError, ValidationError) as exc:
+        config = LearnedConfig.model_validate(raw)
+    except ValidationError as exc:
         first = str(exc).splitlines()[0]
         raise RunFolderError(located(config_path, f"unreadable ({first})")) from None
     network = registration_unet(3, config.features)

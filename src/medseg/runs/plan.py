@@ -4,7 +4,6 @@ both read it from here."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +13,7 @@ from torch import nn
 
 from medseg.augment import AugmentationSettings
 from medseg.errors import ConfigError, RunFolderError, located
-from medseg.io import write_text_atomic
+from medseg.io import read_json_file, write_text_atomic
 from medseg.nn import build_network
 from medseg.preprocess import Preprocessing
 
@@ -130,10 +129,9 @@ class Plan(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(located(path, "plan file not found"))
+        raw = read_json_file(path, RunFolderError)
         try:
-            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(located(path, f"not valid JSON ({exc})")) from None
+            return cls.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "config"
