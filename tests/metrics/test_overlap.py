@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medseg.metrics import Confusion, dice, dice_per_label
+from medseg.metrics import Confusion, LesionCounts, dice, dice_per_label
 
 
 def _cube(corner: tuple[int, int, int], size: int = 4, grid: int = 10) -> np.ndarray:
@@ -137,3 +137,26 @@ def test_confusion_empty_combinations() -> None:
     only_reference = Confusion(0, 0, 3, 7)
     assert only_reference.dice == 0.0 and only_reference.recall == 0.0
     assert math.isnan(only_reference.precision)
+
+
+@pytest.mark.parametrize(
+    ("tp", "fp", "fn", "expected"),
+    [
+        (3, 1, 2, (3 / 4, 3 / 5, 6 / 9)),
+        (2, 0, 0, (1.0, 1.0, 1.0)),
+        (0, 4, 1, (0.0, 0.0, 0.0)),
+        (0, 0, 2, (math.nan, 0.0, 0.0)),  # nothing predicted
+        (0, 2, 0, (0.0, math.nan, 0.0)),  # nothing in the reference
+        (0, 0, 0, (math.nan, math.nan, math.nan)),
+    ],
+)
+def test_voxels_and_lesions_share_precision_recall_and_f1(
+    tp: int, fp: int, fn: int, expected: tuple[float, float, float]
+) -> None:
+    voxels = Confusion(tp, fp, fn, tn=50)
+    lesions = LesionCounts(tp + fn, tp + fp, tp, fp, fn)
+    for counts in (voxels, lesions):
+        got = (counts.precision, counts.recall, counts.f1)
+        assert got == pytest.approx(expected, nan_ok=True)
+        assert all(type(v) is float for v in got)
+    assert voxels.f1 == pytest.approx(voxels.dice, nan_ok=True)

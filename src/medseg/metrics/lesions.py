@@ -8,35 +8,21 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 
-from medseg.metrics.overlap import ratio
+from medseg.metrics.overlap import PrecisionRecall
 
 DEFAULT_LESION_IOU = 0.1
 
 
 @dataclass(frozen=True)
-class LesionCounts:
-    """Detected (TP), spurious (FP) and missed (FN) lesions of one label in one case."""
+class LesionCounts(PrecisionRecall):
+    """Detected (TP), spurious (FP) and missed (FN) lesions of one label in one case, with
+    their precision, recall and F1 (NaN without predicted, reference, or any lesions)."""
 
     reference_lesions: int
     predicted_lesions: int
     tp: int
     fp: int
     fn: int
-
-    @property
-    def precision(self) -> float:
-        """Lesion TP / (TP + FP); NaN without predicted lesions."""
-        return ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float:
-        """Lesion TP / (TP + FN); NaN without reference lesions."""
-        return ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float:
-        """2TP / (2TP + FP + FN); NaN when neither side has a lesion."""
-        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:

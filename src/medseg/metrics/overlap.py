@@ -17,8 +17,48 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
 
+class PrecisionRecall:
+    """Precision, recall and F1 of the counts ``tp``, ``fp`` and ``fn`` that a subclass holds
+    (voxels in `Confusion`, lesions in `LesionCounts`): both report them alike, so the
+    formulas and their undefined cases live once, here.
+
+    Examples
+    --------
+    >>> @dataclass(frozen=True)
+    ... class Detections(PrecisionRecall):
+    ...     tp: int
+    ...     fp: int
+    ...     fn: int
+    >>> d = Detections(tp=3, fp=1, fn=2)
+    >>> d.precision, d.recall, round(d.f1, 4)
+    (0.75, 0.6, 0.6667)
+    >>> Detections(0, 0, 5).precision  # nothing predicted
+    nan
+    """
+
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP); NaN when nothing is predicted."""
+        return ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def recall(self) -> float:
+        """Sensitivity TP / (TP + FN); NaN when the reference holds nothing."""
+        return ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall, 2TP / (2TP + FP + FN); NaN when neither
+        side holds anything."""
+        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+
 @dataclass(frozen=True)
-class Confusion:
+class Confusion(PrecisionRecall):
     """Voxel counts of one label: true/false positives and negatives.
 
     Examples
@@ -51,23 +91,13 @@ class Confusion:
 
     @property
     def dice(self) -> float:
-        """2TP / (2TP + FP + FN); NaN when both masks are empty."""
-        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+        """2TP / (2TP + FP + FN), the voxels' F1; NaN when both masks are empty."""
+        return self.f1
 
     @property
     def iou(self) -> float:
         """Jaccard index TP / (TP + FP + FN); NaN when both masks are empty."""
         return ratio(self.tp, self.tp + self.fp + self.fn)
-
-    @property
-    def precision(self) -> float:
-        """TP / (TP + FP); NaN when the prediction is empty."""
-        return ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float:
-        """Sensitivity TP / (TP + FN); NaN when the reference is empty."""
-        return ratio(self.tp, self.tp + self.fn)
 
     @property
     def specificity(self) -> float:
@@ -78,11 +108,6 @@ class Confusion:
     def accuracy(self) -> float:
         """(TP + TN) / all voxels."""
         return ratio(self.tp + self.tn, self.tp + self.fp + self.fn + self.tn)
-
-    @property
-    def f1(self) -> float:
-        """Harmonic mean of precision and recall, 2TP / (2TP + FP + FN): equal to Dice."""
-        return self.dice
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
