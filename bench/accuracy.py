@@ -5,8 +5,8 @@ for the same wall-clock minutes, one after the other in one process, and both ar
 the same validation cases by the same code (`medseg.metrics.score_case`, on each case's own
 grid against its own label file).
 
-- medseg: ``train_run(dataset, minutes=M)`` with every default (plan timed on this CPU,
-  preprocessing, deep supervision, poly decay, and the recipe the planner picks for the
+- medseg: ``train_run(dataset, out, TrainOptions(minutes=M))`` with every default (plan timed
+  on this CPU, preprocessing, deep supervision, poly decay, and the recipe the planner picks for the
   budget: AdamW without augmentation below 10,000 steps); its final validation
   is the prediction `medseg predict` would make. Planning and preprocessing run before the
   clock starts for training and are reported separately.
@@ -35,13 +35,13 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_
 
 
 def run_medseg(dataset: Path, out: Path, minutes: float, fold: int) -> dict[str, object]:
-    from medseg.train import Plan, train_run
+    from medseg.train import Plan, TrainOptions, train_run
 
     finished = finished_run(out, fold)
     if finished is not None:
         return finished
     start = time.perf_counter()
-    result = train_run(dataset, out, minutes=minutes, fold=fold, quiet=True)
+    result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
     total = time.perf_counter() - start
     assert result.validation is not None
     plan = Plan.load(out)

@@ -7,7 +7,7 @@ from rich.console import Console
 
 import medseg.progress
 from medseg.datasets.phantom import write_phantom_dataset
-from medseg.train import train_run
+from medseg.train import TrainOptions, train_run
 
 
 def _console(terminal: bool) -> tuple[Console, io.StringIO]:
@@ -21,7 +21,7 @@ def test_training_reports_loss_dice_and_eta(tmp_path, monkeypatch, terminal):
     console, buffer = _console(terminal)
     monkeypatch.setattr(medseg.progress, "_console", console)
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(32, 32))
-    train_run(data, tmp_path / "run", epochs=2, iterations_per_epoch=2)
+    train_run(data, tmp_path / "run", TrainOptions(epochs=2, iterations_per_epoch=2))
     text = buffer.getvalue()
     if terminal:
         for word in ("fingerprint", "preprocessing", "training", "ETA", "loss", "val Dice"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from medseg.io import read_image
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.progress import log_line
 from medseg.report import save_overlay, write_report
-from medseg.train import TrainResult, train_run
+from medseg.train import TrainOptions, TrainResult, train_run
 
 DEMO_EPOCHS = {3: 3, 2: 2}
 DEMO_TRAINING_CASES = {3: 20, 2: 60}
@@ -36,41 +36,36 @@ class DemoResult:
 def run_demo(
     out_dir: str | Path = "medseg_demo",
     dim: int = 3,
-    minutes: float | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    quiet: bool = False,
+    options: TrainOptions | None = None,
     n_train: int | None = None,
     n_test: int = 4,
-    **overrides: object,
 ) -> DemoResult:
     """Write the phantom dataset, train fold 0, predict the test cases and score them.
 
-    The default budget is 3 epochs of 100 steps, about three minutes of training on two CPU
-    cores in 3D; an epoch budget (not minutes) makes the scores repeatable for a seed.
+    ``options`` are the training's (device, seed, budget ...); without a budget it trains
+    3 epochs of 100 steps, about three minutes on two CPU cores in 3D. An epoch budget (not
+    minutes) makes the scores repeatable for a seed.
+
+    Examples
+    --------
+    >>> result = run_demo("medseg_demo", dim=2)  # doctest: +SKIP
+    >>> result.evaluation.summary["mean_dice"]  # doctest: +SKIP
     """
     out_dir = Path(out_dir)
-    if epochs is None and minutes is None:
-        epochs = DEMO_EPOCHS[dim]
+    options = options or TrainOptions()
+    if options.epochs is None and options.minutes is None:
+        options = replace(options, epochs=DEMO_EPOCHS[dim])
     if n_train is None:  # 2D cases are cheap and a 2D network needs more of them
         n_train = DEMO_TRAINING_CASES[dim]
+    quiet, device = options.quiet, options.device
     log_line(f"writing the {dim}D phantom dataset", quiet)
-    dataset = write_phantom_dataset(out_dir / "dataset", n_train, n_test, dim=dim, seed=seed)
+    dataset = write_phantom_dataset(
+        out_dir / "dataset", n_train, n_test, dim=dim, seed=options.seed
+    )
     run_dir = out_dir / "run"
     if run_dir.exists():  # the demo's outputs are disposable; a stale config must not leak in
         shutil.rmtree(run_dir)
-    training = train_run(
-        dataset,
-        run_dir,
-        dim=dim,
-        epochs=epochs,
-        minutes=minutes,
-        seed=seed,
-        device=device,
-        quiet=quiet,
-        **overrides,
-    )
+    training = train_run(dataset, run_dir, replace(options, dim=dim))
     predictions = out_dir / "predictions"
     predict_paths(run_dir, [dataset / "imagesTs"], predictions, device=device, quiet=quiet)
     evaluation_dir = out_dir / "evaluation"

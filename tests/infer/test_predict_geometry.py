@@ -6,7 +6,7 @@ import pytest
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.infer import load_trained_model, predict_image, predict_paths
 from medseg.io import Image, read_image, write_image
-from medseg.train import train_run
+from medseg.train import TrainOptions, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def run_3d(tmp_path_factory):
     root = tmp_path_factory.mktemp("geom")
     data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
-    train_run(data, root / "run", epochs=1, iterations_per_epoch=2, quiet=True)
+    train_run(data, root / "run", TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True))
     return root / "run"
 
 
@@ -63,7 +63,7 @@ def test_folder_input_predicts_every_case(run_3d, tmp_path):
 
 def test_png_prediction_keeps_pixel_grid(tmp_path):
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 56))
-    train_run(data, tmp_path / "run", epochs=1, iterations_per_epoch=2, quiet=True)
+    train_run(data, tmp_path / "run", TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True))
     written = predict_paths(tmp_path / "run", [data / "imagesTs"], tmp_path / "out", quiet=True)
     prediction = read_image(written[0])
     assert written[0].suffix == ".png"
@@ -73,7 +73,9 @@ def test_png_prediction_keeps_pixel_grid(tmp_path):
 
 def test_2d_network_on_3d_volumes_predicts_every_slice(tmp_path):
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=3, shape=(32, 36, 9))
-    train_run(data, tmp_path / "run", dim=2, epochs=1, iterations_per_epoch=2, quiet=True)
+    train_run(
+        data, tmp_path / "run", TrainOptions(dim=2, epochs=1, iterations_per_epoch=2, quiet=True)
+    )
     written = predict_paths(tmp_path / "run", [data / "imagesTs"], tmp_path / "out", quiet=True)
     prediction = read_image(written[0])
     reference = read_image(data / "labelsTs" / written[0].name)
@@ -86,7 +88,7 @@ def test_jpeg_input_gets_a_png_label_map(tmp_path):
     from PIL import Image as PILImage
 
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 40))
-    train_run(data, tmp_path / "run", epochs=1, iterations_per_epoch=1, quiet=True)
+    train_run(data, tmp_path / "run", TrainOptions(epochs=1, iterations_per_epoch=1, quiet=True))
     grey = np.asarray(PILImage.open(next((data / "imagesTs").iterdir())))
     PILImage.fromarray(grey).save(tmp_path / "photo.jpg")
     (written,) = predict_paths(tmp_path / "run", [tmp_path / "photo.jpg"], tmp_path / "out")
@@ -100,7 +102,11 @@ def coarse_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("coarse")
     data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
     settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
-    train_run(data, root / "run", epochs=1, iterations_per_epoch=2, quiet=True, settings=settings)
+    train_run(
+        data,
+        root / "run",
+        TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings),
+    )
     return root / "run"
 
 

@@ -14,6 +14,7 @@ from medseg.train import (
     BEST_WEIGHTS,
     LATEST_WEIGHTS,
     Plan,
+    TrainOptions,
     load_weights,
     network_for,
     train_folds,
@@ -48,7 +49,7 @@ def _identical(a, b):
 def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
     tiny_phantom, tmp_path, monkeypatch
 ):
-    train_run(tiny_phantom, tmp_path / "straight", epochs=4, seed=5, **FAST)
+    train_run(tiny_phantom, tmp_path / "straight", TrainOptions(epochs=4, seed=5, **FAST))
 
     calls = {"n": 0}
     original = Trainer.validation_step
@@ -61,9 +62,11 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
 
     monkeypatch.setattr(Trainer, "validation_step", interrupted_in_third_validation)
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_phantom, tmp_path / "resumed", epochs=4, seed=5, **FAST)
+        train_run(tiny_phantom, tmp_path / "resumed", TrainOptions(epochs=4, seed=5, **FAST))
     monkeypatch.setattr(Trainer, "validation_step", original)
-    result = train_run(tiny_phantom, tmp_path / "resumed", epochs=4, seed=5, resume=True, **FAST)
+    result = train_run(
+        tiny_phantom, tmp_path / "resumed", TrainOptions(epochs=4, seed=5, resume=True, **FAST)
+    )
 
     assert [r.epoch for r in result.history] == [1, 2, 3, 4]
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
@@ -76,31 +79,37 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
 
 def test_a_finished_run_is_extended_and_refuses_a_silent_restart(tiny_phantom, tmp_path):
     run = tmp_path / "run"
-    train_run(tiny_phantom, run, epochs=2, **FAST)
+    train_run(tiny_phantom, run, TrainOptions(epochs=2, **FAST))
     with pytest.raises(ConfigError, match="--resume"):
-        train_run(tiny_phantom, run, epochs=2, **FAST)
-    result = train_run(tiny_phantom, run, epochs=3, resume=True, **FAST)
+        train_run(tiny_phantom, run, TrainOptions(epochs=2, **FAST))
+    result = train_run(tiny_phantom, run, TrainOptions(epochs=3, resume=True, **FAST))
     assert [r.epoch for r in result.history] == [1, 2, 3]
     assert result.history[-1].iterations == 9
     assert Plan.load(run).epochs == 3
     # resuming without a budget keeps the plan's: nothing left to train
-    again = train_run(tiny_phantom, run, resume=True, **FAST)
+    again = train_run(tiny_phantom, run, TrainOptions(resume=True, **FAST))
     assert again.epochs == 3
 
 
 def test_deterministic_runs_are_bit_identical_and_need_epochs(tiny_phantom, tmp_path):
     for name in ("a", "b"):
-        train_run(tiny_phantom, tmp_path / name, epochs=2, seed=9, deterministic=True, **FAST)
+        train_run(
+            tiny_phantom,
+            tmp_path / name,
+            TrainOptions(epochs=2, seed=9, deterministic=True, **FAST),
+        )
     assert _identical(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
     with pytest.raises(ConfigError, match="--deterministic needs --epochs"):
-        train_run(tiny_phantom, tmp_path / "c", minutes=0.1, deterministic=True, **FAST)
+        train_run(
+            tiny_phantom, tmp_path / "c", TrainOptions(minutes=0.1, deterministic=True, **FAST)
+        )
     assert not (tmp_path / "c").exists()
     torch.use_deterministic_algorithms(False)
 
 
 def test_logs_curves_and_manifest(tiny_phantom, tmp_path):
     run = tmp_path / "run"
-    train_run(tiny_phantom, run, epochs=2, seed=1, **FAST)
+    train_run(tiny_phantom, run, TrainOptions(epochs=2, seed=1, **FAST))
     fold = run / "fold_0"
     header = (fold / "log.csv").read_text().splitlines()[0].split(",")
     assert "val_dice_smoothed" in header and "learning_rate" in header
@@ -120,7 +129,7 @@ def test_logs_curves_and_manifest(tiny_phantom, tmp_path):
 def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
     # a short training gets the short recipe: AdamW, no augmentation (planner decision)
     short = tmp_path / "short"
-    train_run(tiny_phantom, short, epochs=1, **FAST)
+    train_run(tiny_phantom, short, TrainOptions(epochs=1, **FAST))
     plan = Plan.load(short)
     assert plan.optimizer == "adamw" and plan.learning_rate == pytest.approx(3e-3)
     assert plan.augmentation.enabled is False and plan.deep_supervision is True
@@ -129,7 +138,7 @@ def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
     # flags and --set win over the planner
     run = tmp_path / "run"
     settings = {"augmentation.enabled": True, "deep_supervision": False}
-    train_run(tiny_phantom, run, epochs=1, optimizer="sgd", settings=settings, **FAST)
+    train_run(tiny_phantom, run, TrainOptions(epochs=1, optimizer="sgd", settings=settings, **FAST))
     plan = Plan.load(run)
     assert plan.optimizer == "sgd" and plan.learning_rate == pytest.approx(1e-2)
     assert plan.augmentation.enabled is True and plan.deep_supervision is False
@@ -147,7 +156,7 @@ def test_long_trainings_get_nnunets_recipe():
 
 def test_every_fold_and_the_cross_validation_summary(tiny_phantom, tmp_path):
     run = tmp_path / "run"
-    results = train_folds(tiny_phantom, run, epochs=1, **FAST)
+    results = train_folds(tiny_phantom, run, TrainOptions(epochs=1, **FAST))
     assert [r.fold_dir.name for r in results] == [f"fold_{k}" for k in range(5)]
     predictions = sorted(p.name for p in (run / "cross_validation/predictions").iterdir())
     assert predictions == sorted(p.name for p in (tiny_phantom / "labelsTr").iterdir())
@@ -159,7 +168,7 @@ def test_every_fold_and_the_cross_validation_summary(tiny_phantom, tmp_path):
 
 def test_transfer_reports_what_fits_and_freezing_keeps_the_encoder(tiny_phantom, tmp_path):
     source = tmp_path / "source"
-    train_run(tiny_phantom, source, epochs=1, **FAST)
+    train_run(tiny_phantom, source, TrainOptions(epochs=1, **FAST))
     plan = Plan.load(source)
     # the same network for two classes instead of four: only the output layers differ
     other = plan.model_copy(update={"label_values": [0, 1], "label_names": ["bg", "organ"]})
@@ -175,7 +184,9 @@ def test_transfer_reports_what_fits_and_freezing_keeps_the_encoder(tiny_phantom,
     fine = tmp_path / "fine"
     before = _weights(source, BEST_WEIGHTS)
     result = train_run(
-        tiny_phantom, fine, epochs=1, init_from=source, freeze_encoder=True, seed=4, **FAST
+        tiny_phantom,
+        fine,
+        TrainOptions(epochs=1, init_from=source, freeze_encoder=True, seed=4, **FAST),
     )
     assert result.transfer is not None and result.transfer.frozen > 0
     after = _weights(fine)
@@ -186,7 +197,7 @@ def test_transfer_reports_what_fits_and_freezing_keeps_the_encoder(tiny_phantom,
     manifest = json.loads((fine / "manifest.json").read_text())
     assert manifest["folds"]["0"]["init_from"]["frozen_parameters"] == result.transfer.frozen
     with pytest.raises(ConfigError, match="needs --init-from"):
-        train_run(tiny_phantom, tmp_path / "x", epochs=1, freeze_encoder=True, **FAST)
+        train_run(tiny_phantom, tmp_path / "x", TrainOptions(epochs=1, freeze_encoder=True, **FAST))
 
 
 def test_freeze_encoder_counts_parameters():

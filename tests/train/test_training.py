@@ -9,6 +9,7 @@ from medseg.train import (
     BEST_WEIGHTS,
     LATEST_WEIGHTS,
     Plan,
+    TrainOptions,
     load_weights,
     network_for,
     train_run,
@@ -35,7 +36,9 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
 
     monkeypatch.setattr(Trainer, "fit", fit_recording_the_untrained_score)
     result = train_run(
-        tiny_phantom, tmp_path / "run", epochs=6, iterations_per_epoch=20, quiet=True, seed=1
+        tiny_phantom,
+        tmp_path / "run",
+        TrainOptions(epochs=6, iterations_per_epoch=20, quiet=True, seed=1),
     )
     untrained = float(np.nanmean(list(baseline.values())))
     best_raw = max(r.val_dice_mean for r in result.history)
@@ -55,7 +58,9 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
 def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
     for name in ("a", "b"):
         train_run(
-            tiny_phantom, tmp_path / name, epochs=1, iterations_per_epoch=3, quiet=True, seed=3
+            tiny_phantom,
+            tmp_path / name,
+            TrainOptions(epochs=1, iterations_per_epoch=3, quiet=True, seed=3),
         )
     config = Plan.load(tmp_path / "a")
     nets = []
@@ -79,7 +84,11 @@ def test_ctrl_c_keeps_a_usable_checkpoint(tiny_phantom, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_phantom, tmp_path / "run", epochs=3, iterations_per_epoch=3, quiet=True)
+        train_run(
+            tiny_phantom,
+            tmp_path / "run",
+            TrainOptions(epochs=3, iterations_per_epoch=3, quiet=True),
+        )
     fold = tmp_path / "run" / "fold_0"
     assert not list(fold.glob(".*")), "a temporary file was left behind"
     from medseg.infer import load_trained_model
@@ -90,7 +99,9 @@ def test_ctrl_c_keeps_a_usable_checkpoint(tiny_phantom, tmp_path, monkeypatch):
 
 def test_fcn_trains_too(tiny_phantom, tmp_path):
     result = train_run(
-        tiny_phantom, tmp_path / "run", model="fcn", epochs=1, iterations_per_epoch=2, quiet=True
+        tiny_phantom,
+        tmp_path / "run",
+        TrainOptions(model="fcn", epochs=1, iterations_per_epoch=2, quiet=True),
     )
     assert result.epochs == 1
     assert Plan.load(tmp_path / "run").model == "fcn"
@@ -100,15 +111,19 @@ def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tm
     from medseg.errors import ConfigError
 
     run = tmp_path / "run"
-    train_run(tiny_phantom, run, model="fcn", epochs=1, iterations_per_epoch=1, quiet=True)
+    train_run(
+        tiny_phantom, run, TrainOptions(model="fcn", epochs=1, iterations_per_epoch=1, quiet=True)
+    )
     # No --model given: the run folder's FCN is kept for fold 1.
-    train_run(tiny_phantom, run, fold=1, epochs=1, iterations_per_epoch=1, quiet=True)
+    train_run(tiny_phantom, run, TrainOptions(epochs=1, iterations_per_epoch=1, quiet=True), fold=1)
     assert Plan.load(run).model == "fcn"
     assert (run / "fold_1" / BEST_WEIGHTS).is_file()
     with pytest.raises(ConfigError, match="holds a fcn run"):
-        train_run(tiny_phantom, run, model="unet", fold=2, epochs=1, quiet=True)
+        train_run(tiny_phantom, run, TrainOptions(model="unet", epochs=1, quiet=True), fold=2)
     with pytest.raises(ConfigError, match="patch size"):
-        train_run(tiny_phantom, run, fold=2, epochs=1, patch_size=[16, 16], quiet=True)
+        train_run(
+            tiny_phantom, run, TrainOptions(epochs=1, patch_size=[16, 16], quiet=True), fold=2
+        )
     from medseg.infer import load_trained_model
 
     assert len(load_trained_model(run, device="cpu").networks) == 2

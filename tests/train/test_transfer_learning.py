@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medseg.datasets.phantom import write_phantom_dataset
-from medseg.train import train_run
+from medseg.train import TrainOptions, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +45,21 @@ def test_pretrained_on_the_phantom_converges_faster_on_real_data(
         tmp_path / "phantom", n_train=30, n_test=1, dim=2, shape=(64, 64)
     )
     pretrained = tmp_path / "pretrained"
-    train_run(phantom, pretrained, epochs=4, iterations_per_epoch=25, patch_size=[64, 64], **SHORT)
+    train_run(
+        phantom,
+        pretrained,
+        TrainOptions(epochs=4, iterations_per_epoch=25, patch_size=[64, 64], **SHORT),
+    )
     real = _small_hippocampus(hippocampus_dir, tmp_path / "hippo_small", 12)
 
     curves = {"scratch": [], "transfer": []}
     losses = {"scratch": [], "transfer": []}
     for seed in SEEDS:
         for arm, source in (("scratch", None), ("transfer", pretrained)):
-            result = train_run(
-                real, tmp_path / f"{arm}{seed}", dim=2, epochs=3, iterations_per_epoch=10,
-                init_from=source, seed=seed, **SHORT,
-            )  # fmt: skip
+            options = TrainOptions(
+                dim=2, epochs=3, iterations_per_epoch=10, init_from=source, seed=seed, **SHORT
+            )
+            result = train_run(real, tmp_path / f"{arm}{seed}", options)
             curves[arm].append([r.val_dice_mean for r in result.history])
             losses[arm].append([r.train_loss for r in result.history])
             if source is not None:

@@ -3,7 +3,7 @@ normalisation, classic filters, the preprocessed cache, and the way back to the 
 grid for predictions."""
 
 from medseg.preprocess.cache import CachedCase, cache_is_current, preprocess_dataset
-from medseg.preprocess.fingerprint import Fingerprint, compute_fingerprint
+from medseg.preprocess.fingerprint import Fingerprint, compute_fingerprint, fingerprint_dataset
 from medseg.preprocess.normalize import ChannelNormalization, normalize_channel, zscore
 from medseg.preprocess.pipeline import (
     CaseGeometry,
@@ -21,6 +21,7 @@ __all__ = [
     "Preprocessing",
     "cache_is_current",
     "compute_fingerprint",
+    "fingerprint_dataset",
     "normalize_channel",
     "preprocess_dataset",
     "preprocess_image",

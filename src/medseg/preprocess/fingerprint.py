@@ -16,7 +16,7 @@ import numpy as np
 from nibabel import orientations
 from pydantic import BaseModel
 
-from medseg.datasets import Case, DatasetFolder, read_training_case
+from medseg.datasets import Case, DatasetFolder, open_dataset, read_training_case
 from medseg.io import write_text_atomic
 from medseg.parallel import map_in_processes
 from medseg.preprocess.geometry import canonical_orientation, nonzero_box, reorient
@@ -186,3 +186,18 @@ def compute_fingerprint(
         },
         cases=cases,
     )
+
+
+def fingerprint_dataset(
+    dataset_dir: str | Path, out: str | Path, jobs: int | None = None, quiet: bool = False
+) -> Fingerprint:
+    """``medseg fingerprint``: fingerprint the dataset folder ``dataset_dir`` and write it to
+    ``out`` as JSON.
+
+    Examples
+    --------
+    >>> fingerprint_dataset("Dataset004_Hippocampus", "fingerprint.json")  # doctest: +SKIP
+    """
+    fingerprint = compute_fingerprint(open_dataset(dataset_dir), jobs=jobs, quiet=quiet)
+    fingerprint.save(out)
+    return fingerprint

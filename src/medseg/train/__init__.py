@@ -16,6 +16,8 @@ from medseg.train.cross_validation import (
     summarise_cross_validation,
     train_folds,
 )
+from medseg.train.options import PlanOptions, TrainOptions
+from medseg.train.plan_dataset import configure_plan, plan_dataset, preprocess_with_plan
 from medseg.train.planner import make_plan
 from medseg.train.run import train_run
 from medseg.train.trainer import Trainer, TrainResult
@@ -25,14 +27,19 @@ __all__ = [
     "LATEST_WEIGHTS",
     "Decision",
     "Plan",
+    "PlanOptions",
     "TrainResult",
+    "TrainOptions",
     "Trainer",
     "apply_overrides",
     "cross_validation_complete",
     "auto_config",
+    "configure_plan",
     "load_weights",
     "make_plan",
     "network_for",
+    "plan_dataset",
+    "preprocess_with_plan",
     "resolve_device",
     "save_weights",
     "summarise_cross_validation",

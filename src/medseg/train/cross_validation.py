@@ -6,11 +6,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from medseg.datasets import DatasetFolder, open_dataset
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.runs import Plan
+from medseg.train.options import TrainOptions
 from medseg.train.run import train_run
 from medseg.train.trainer import TrainResult
 
@@ -18,8 +18,8 @@ from medseg.train.trainer import TrainResult
 def train_folds(
     dataset_dir: str | Path,
     run_dir: str | Path,
+    options: TrainOptions | None = None,
     folds: Sequence[int] | None = None,
-    **options: Any,
 ) -> list[TrainResult]:
     """Train several folds (default: every fold of the plan, 5 unless the plan says
     otherwise) one after the other with `train_run`; once every fold of the plan has its
@@ -27,16 +27,18 @@ def train_folds(
 
     Examples
     --------
-    >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", minutes=5)  # doctest: +SKIP
+    >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", TrainOptions(minutes=5))
+    ... # doctest: +SKIP
     """
+    options = options or TrainOptions()
     run_dir = Path(run_dir)
     first = 0 if folds is None else folds[0]
-    results = [train_run(dataset_dir, run_dir, fold=first, **options)]
+    results = [train_run(dataset_dir, run_dir, options, fold=first)]
     remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
     for fold in remaining:
-        results.append(train_run(dataset_dir, run_dir, fold=fold, **options))
+        results.append(train_run(dataset_dir, run_dir, options, fold=fold))
     if cross_validation_complete(run_dir):
-        summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.get("quiet", False))
+        summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.quiet)
     return results
 
 

@@ -240,6 +240,94 @@ def recipe_for_steps(steps: int) -> tuple[dict[str, object], Decision]:
     return update, Decision(setting="recipe", value=update, reason=reason)
 
 
+def _data_decisions(
+    fingerprint: Fingerprint,
+) -> tuple[Preprocessing, list[int], list[Decision]]:
+    """The preprocessing the data asks for, the median cropped shape at the target spacing,
+    and the decisions that say why."""
+    spacing, separate_axis, spacing_reason = target_spacing(fingerprint)
+    schemes, norm_reason = normalization(fingerprint)
+    cropped = np.asarray(fingerprint.median_cropped_shape, float)
+    median_spacing = np.asarray(fingerprint.median_spacing, float)
+    shape = [max(1, int(round(n))) for n in cropped * median_spacing / np.asarray(spacing)]
+    decisions = [
+        Decision(setting="preprocessing.target_spacing", value=spacing, reason=spacing_reason),
+        Decision(
+            setting="preprocessing.normalization",
+            value=[s.scheme for s in schemes],
+            reason=norm_reason,
+        ),
+        Decision(
+            setting="median_shape",
+            value=shape,
+            reason="median size after cropping to the non-zero region, at the target spacing",
+        ),
+    ]
+    prep = Preprocessing(target_spacing=spacing, normalization=schemes, separate_axis=separate_axis)
+    return prep, shape, decisions
+
+
+def _timed_network(
+    plan: Plan,
+    shape: list[int],
+    spacing: list[float],
+    device: torch.device,
+    budget_minutes: float,
+    memory_gb: float | None,
+    quiet: bool,
+    overrides: dict[str, object],
+) -> tuple[Plan, int, list[Decision]]:
+    """``plan`` with the network chosen by timing candidates within the budget; the steps the
+    budget affords, and the decisions."""
+    net_shape, net_spacing = list(shape), list(spacing)
+    if plan.slice_axis is not None:
+        del net_shape[plan.slice_axis], net_spacing[plan.slice_axis]
+    options = candidates(net_shape, net_spacing, plan.dim, device.type)
+
+    def measure(candidate: Candidate) -> float:
+        return seconds_per_iteration(
+            candidate, plan.in_channels, plan.num_classes, plan.model, device,
+            spacing=net_spacing,
+        )  # fmt: skip
+
+    chosen, step, notes = choose_candidate(options, budget_minutes * 60, measure, memory_gb, quiet)
+    affordable = int(budget_minutes * 60 * TRAINING_SHARE / step)
+    update = {
+        "patch_size": chosen.patch_size,
+        "strides": chosen.strides,
+        "kernel_sizes": chosen.kernel_sizes,
+        "features": chosen.features,
+        "batch_size": chosen.batch_size,
+    }
+    update.update({k: v for k, v in overrides.items() if k in update and v is not None})
+    plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
+    reason = (
+        f"the largest candidate that trains at least {MIN_ITERATIONS} steps in "
+        f"{budget_minutes:g} min on {device.type} ({affordable} at {step:.3f} s/step); "
+        "timed: " + "; ".join(notes)
+    )
+    return (
+        plan,
+        affordable,
+        [
+            Decision(setting="network", value=chosen.describe(), reason=reason),
+            Decision(setting="iterations", value=affordable, reason="budget / measured step time"),
+        ],
+    )
+
+
+def _with_recipe(plan: Plan, steps: int, overrides: dict[str, object]) -> tuple[Plan, Decision]:
+    """``plan`` with the recipe for ``steps`` steps, where the user did not choose."""
+    recipe, decision = recipe_for_steps(steps)
+    if overrides.get("optimizer") is not None:
+        recipe.pop("optimizer"), recipe.pop("learning_rate")
+    if overrides.get("learning_rate") is not None:
+        recipe.pop("learning_rate", None)
+    plan = apply_overrides(plan, {k: v for k, v in recipe.items() if k != "augmentation"})
+    augmentation = plan.augmentation.model_copy(update=recipe["augmentation"])
+    return plan.model_copy(update={"augmentation": augmentation}), decision
+
+
 def make_plan(
     fingerprint: Fingerprint,
     spec: DatasetSpec,
@@ -259,77 +347,27 @@ def make_plan(
     ``planned_steps`` (default: 100 epochs of 100) without a time budget; see
     `recipe_for_steps`."""
     device = device or torch.device("cpu")
-    spacing, separate_axis, spacing_reason = target_spacing(fingerprint)
-    schemes, norm_reason = normalization(fingerprint)
-    cropped = np.asarray(fingerprint.median_cropped_shape, float)
-    median_spacing = np.asarray(fingerprint.median_spacing, float)
-    shape = [max(1, int(round(n))) for n in cropped * median_spacing / np.asarray(spacing)]
-    decisions = [
-        Decision(setting="preprocessing.target_spacing", value=spacing, reason=spacing_reason),
-        Decision(
-            setting="preprocessing.normalization",
-            value=[s.scheme for s in schemes],
-            reason=norm_reason,
-        ),
-        Decision(
-            setting="median_shape",
-            value=shape,
-            reason="median size after cropping to the non-zero region, at the target spacing",
-        ),
-    ]
+    prep, shape, decisions = _data_decisions(fingerprint)
+    spacing = prep.target_spacing
     names = {v: k for k, v in spec.labels.items()}
-    common = {
-        "shapes": [shape],
-        "spacings": [spacing],
-        "in_channels": spec.num_channels,
-        "label_values": spec.label_values,
-        "label_names": [names[v] for v in spec.label_values],
-        "channel_names": [spec.channel_names[str(i)] for i in range(spec.num_channels)],
-        "file_ending": spec.file_ending,
-        "dim": dim,
-        "model": model,
-        "device_type": device.type,
-    }
-    plan = auto_config(**common, **overrides)  # data description, 2D/3D, defaults
+    plan = auto_config(  # data description, 2D/3D, defaults
+        shapes=[shape],
+        spacings=[spacing],
+        in_channels=spec.num_channels,
+        label_values=spec.label_values,
+        label_names=[names[v] for v in spec.label_values],
+        channel_names=[spec.channel_names[str(i)] for i in range(spec.num_channels)],
+        file_ending=spec.file_ending,
+        dim=dim,
+        model=model,
+        device_type=device.type,
+        **overrides,
+    )
     if budget_minutes is not None and not overrides.get("patch_size"):
-        net_shape, net_spacing = list(shape), list(spacing)
-        if plan.slice_axis is not None:
-            del net_shape[plan.slice_axis], net_spacing[plan.slice_axis]
-        options = candidates(net_shape, net_spacing, plan.dim, device.type)
-
-        def measure(candidate: Candidate) -> float:
-            return seconds_per_iteration(
-                candidate, spec.num_channels, len(spec.label_values), plan.model, device,
-                spacing=net_spacing,
-            )  # fmt: skip
-
-        chosen, step, notes = choose_candidate(
-            options, budget_minutes * 60, measure, memory_gb, quiet
+        plan, affordable, timed = _timed_network(
+            plan, shape, spacing, device, budget_minutes, memory_gb, quiet, overrides
         )
-        affordable = int(budget_minutes * 60 * TRAINING_SHARE / step)
-        update = {
-            "patch_size": chosen.patch_size,
-            "strides": chosen.strides,
-            "kernel_sizes": chosen.kernel_sizes,
-            "features": chosen.features,
-            "batch_size": chosen.batch_size,
-        }
-        update.update({k: v for k, v in overrides.items() if k in update and v is not None})
-        plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
-        decisions.append(
-            Decision(
-                setting="network",
-                value=chosen.describe(),
-                reason=(
-                    f"the largest candidate that trains at least {MIN_ITERATIONS} steps in "
-                    f"{budget_minutes:g} min on {device.type} ({affordable} at {step:.3f} s/step); "
-                    "timed: " + "; ".join(notes)
-                ),
-            )
-        )
-        decisions.append(
-            Decision(setting="iterations", value=affordable, reason="budget / measured step time")
-        )
+        decisions += timed
     else:
         affordable = planned_steps or 100 * 100
         decisions.append(
@@ -339,17 +377,8 @@ def make_plan(
                 reason=f"default size for {device.type} (no time budget given to plan against)",
             )
         )
-    recipe, decision = recipe_for_steps(affordable)
+    plan, decision = _with_recipe(plan, affordable, overrides)
     decisions.append(decision)
-    if overrides.get("optimizer") is not None:
-        recipe.pop("optimizer"), recipe.pop("learning_rate")
-    if overrides.get("learning_rate") is not None:
-        recipe.pop("learning_rate", None)
-    plan = apply_overrides(plan, {k: v for k, v in recipe.items() if k != "augmentation"})
-    plan = plan.model_copy(
-        update={"augmentation": plan.augmentation.model_copy(update=recipe["augmentation"])}
-    )
-    prep = Preprocessing(target_spacing=spacing, normalization=schemes, separate_axis=separate_axis)
     return Plan.model_validate(
         {
             **plan.model_dump(),

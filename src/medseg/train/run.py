@@ -19,20 +19,15 @@ from medseg.datasets import (
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, located
 from medseg.io import write_text_atomic
-from medseg.preprocess import compute_fingerprint, preprocess_dataset, zscore
+from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
-from medseg.runs import DEFAULT_LEARNING_RATE, PLAN_FILE, Plan, apply_overrides, record_fold
-from medseg.train.planner import make_plan
+from medseg.runs import PLAN_FILE, Plan, record_fold
+from medseg.train.options import NEEDS_EPOCHS, PlanOptions, TrainOptions
+from medseg.train.plan_dataset import DEFAULT_EPOCHS, configure_plan, plan_dataset
 from medseg.train.resume import STATE_FILE
 from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import Trainer, TrainResult
 from medseg.train.transfer import find_weights
-
-DEFAULT_EPOCHS = 100
-_NEEDS_EPOCHS = (
-    "--deterministic needs --epochs: a time budget makes the number of steps depend on the "
-    "machine's speed"
-)
 
 
 def _class_lookup(label_values: list[int]) -> np.ndarray:
@@ -59,21 +54,14 @@ def load_cases(
     return cases, shapes, spacings
 
 
-def _check_same_run(
-    config: Plan,
-    run_dir: Path,
-    spec: DatasetSpec,
-    dim: int | None,
-    model: str | None,
-    overrides: dict[str, object],
-) -> None:
+def _check_same_run(config: Plan, run_dir: Path, spec: DatasetSpec, options: PlanOptions) -> None:
     """A further fold in an existing run folder must train the same network on the same data."""
     problems = []
-    if dim and dim != config.dim:
+    if options.dim and options.dim != config.dim:
         problems.append(f"it holds a {config.dim}D run")
-    if model and model != config.model:
+    if options.model and options.model != config.model:
         problems.append(f"it holds a {config.model} run")
-    patch = overrides.get("patch_size")
+    patch = options.overrides.get("patch_size")
     if patch and list(patch) != config.patch_size:  # type: ignore[call-overload]
         problems.append(f"its patch size is {config.patch_size}")
     if spec.label_values != config.label_values or spec.num_channels != config.in_channels:
@@ -82,44 +70,17 @@ def _check_same_run(
         raise ConfigError(located(run_dir, "; ".join(problems) + "; use another --out"))
 
 
-def plan_for_run(
-    dataset: DatasetFolder,
-    run_dir: Path,
-    *,
-    plan_file: Path | None,
-    dim: int | None,
-    model: str | None,
-    minutes: float | None,
-    device: torch.device,
-    memory_gb: float | None,
-    quiet: bool,
-    overrides: dict[str, object],
-    epochs: int | None = None,
-) -> Plan:
-    """The run's plan: the run folder's own (a further fold), else ``plan_file``, else a new
-    one from the dataset's fingerprint (both saved into the run folder)."""
+def plan_for_run(dataset: DatasetFolder, run_dir: Path, options: TrainOptions) -> Plan:
+    """The run's plan with ``options`` applied (`configure_plan`): the run folder's own (a
+    further fold), else ``options.plan_file``, else a new one from the dataset (its
+    fingerprint saved into the run folder)."""
     if (run_dir / PLAN_FILE).exists():
         plan = Plan.load(run_dir)
-        _check_same_run(plan, run_dir, dataset.spec, dim, model, overrides)
-        return plan
-    if plan_file is not None:
-        return Plan.read(plan_file)
-    fingerprint = compute_fingerprint(dataset, quiet=quiet)
-    fingerprint.save(run_dir / "fingerprint.json")
-    per_epoch = overrides.get("iterations_per_epoch") or 100
-    planned_steps = (epochs or DEFAULT_EPOCHS) * int(per_epoch)  # type: ignore[call-overload]
-    return make_plan(
-        fingerprint,
-        dataset.spec,
-        dim=dim,
-        model=model or "unet",
-        device=device,
-        budget_minutes=minutes,
-        memory_gb=memory_gb,
-        quiet=quiet,
-        planned_steps=None if minutes is not None else planned_steps,
-        **overrides,
-    )
+        _check_same_run(plan, run_dir, dataset.spec, options)
+        return configure_plan(plan, options)
+    if options.plan_file is not None:
+        return configure_plan(Plan.read(options.plan_file), options)
+    return plan_dataset(dataset, options, fingerprint_to=run_dir / "fingerprint.json")
 
 
 #: Preprocessed cases up to this size are read into memory; larger caches are memory-mapped.
@@ -152,56 +113,25 @@ def load_preprocessed(
 
 
 def _prepare(
-    dataset: DatasetFolder,
-    run_dir: Path,
-    plan_file: str | Path | None,
-    dim: int | None,
-    model: str | None,
-    epochs: int | None,
-    minutes: float | None,
-    seed: int,
-    fold: int,
-    device: torch.device,
-    memory_gb: float | None,
-    quiet: bool,
-    settings: dict[str, object],
-    cache_dir: str | Path | None,
-    overrides: dict[str, object],
+    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: int
 ) -> tuple[Plan, list[TrainingCase]]:
-    """The run's plan (budget and overrides applied) and its preprocessed training cases;
-    checks that fold ``fold`` exists."""
+    """The run's plan (with a default budget if it has none) and its preprocessed training
+    cases; checks that fold ``fold`` exists."""
+    plan = plan_for_run(dataset, run_dir, options)
+    if plan.epochs is None and plan.minutes is None:
+        plan = plan.model_copy(update={"epochs": DEFAULT_EPOCHS})
     spec = dataset.spec
-    plan = plan_for_run(
-        dataset,
-        run_dir,
-        plan_file=Path(plan_file) if plan_file is not None else None,
-        dim=dim,
-        model=model,
-        minutes=minutes,
-        device=device,
-        memory_gb=memory_gb,
-        quiet=quiet,
-        overrides=overrides,
-        epochs=epochs,
-    )
-    update: dict[str, object] = {"seed": seed}
-    if epochs is not None or minutes is not None:
-        update.update(epochs=epochs, minutes=minutes)
-    elif plan.epochs is None and plan.minutes is None:
-        update["epochs"] = DEFAULT_EPOCHS
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if "optimizer" in given and "learning_rate" not in given:
-        given["learning_rate"] = DEFAULT_LEARNING_RATE[str(given["optimizer"])]
-    plan = apply_overrides(plan.model_copy(update={**update, **given}), settings)
     if spec.label_values != plan.label_values or spec.num_channels != plan.in_channels:
         raise ConfigError(located(dataset.root, "the plan was made for other labels or channels"))
     if not 0 <= fold < plan.n_folds:
         raise ConfigError(f"--fold {fold}: expected 0 to {plan.n_folds - 1}")
+    if options.deterministic and plan.epochs is None:  # the run folder's plan has minutes
+        raise ConfigError(NEEDS_EPOCHS)
     if plan.preprocessing is None:
-        cases, _, _ = load_cases(dataset, quiet)
+        cases, _, _ = load_cases(dataset, options.quiet)
     else:
-        cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
-        cases = load_preprocessed(dataset, plan, cache, quiet)
+        cache = Path(options.cache_dir or run_dir / "preprocessed")
+        cases = load_preprocessed(dataset, plan, cache, options.quiet)
     if len(cases) < plan.n_folds:
         raise ConfigError(
             located(dataset.root, f"{len(cases)} cases are too few for {plan.n_folds} folds")
@@ -209,111 +139,94 @@ def _prepare(
     return plan, cases
 
 
-def train_run(
-    dataset_dir: str | Path,
-    run_dir: str | Path,
-    *,
-    dim: int | None = None,
-    model: str | None = None,
-    epochs: int | None = None,
-    minutes: float | None = None,
-    fold: int = 0,
-    seed: int = 0,
-    device: str = "auto",
-    quiet: bool = False,
-    plan_file: str | Path | None = None,
-    settings: dict[str, object] | None = None,
-    cache_dir: str | Path | None = None,
-    memory_gb: float | None = None,
-    resume: bool = False,
-    init_from: str | Path | None = None,
-    freeze_encoder: bool = False,
-    deterministic: bool = False,
-    **overrides: object,
-) -> TrainResult:
-    """Train fold ``fold`` of a dataset into ``run_dir``.
-
-    The first fold trained in a run folder fixes its plan (``plan.json``: from ``plan_file``,
-    else planned from the dataset's fingerprint for this device and the ``minutes`` budget);
-    later folds reuse it, so every fold of a run has the same preprocessing, network and
-    patch size. ``settings`` overrides any plan field (dotted names for nested ones). The
-    budget is ``epochs`` or ``minutes`` per fold (default: the plan's, else 100 epochs).
-    Training reads the cases from the preprocessed cache (``cache_dir``, default
-    ``run_dir/preprocessed``), made once.
-
-    ``resume`` continues the fold from its last saved epoch (a fold with nothing saved yet
-    starts afresh); a larger budget extends a finished fold. ``init_from`` starts from
-    another run's weights (every tensor that fits), ``freeze_encoder`` then trains the
-    decoder only. ``deterministic`` makes the run bit-identical for a seed on the same machine
-    and thread count (it needs an epoch budget).
-
-    Examples
-    --------
-    >>> result = train_run("Dataset004_Hippocampus", "runs/hippo", minutes=10)  # doctest: +SKIP
-    """
-    if epochs is not None and minutes is not None:
-        raise ConfigError("give either --epochs or --minutes, not both")
-    if freeze_encoder and init_from is None:
-        raise ConfigError("--freeze-encoder needs --init-from")
-    if deterministic and minutes is not None:
-        raise ConfigError(_NEEDS_EPOCHS)
-    if init_from is not None:
-        find_weights(init_from)  # a wrong path fails before anything is written
-    run_dir = Path(run_dir)
-    fold_dir = run_dir / f"fold_{fold}"
-    if not resume and (fold_dir / STATE_FILE).exists():
-        raise ConfigError(
-            located(fold_dir, "already trained; --resume continues it (or use another --out)")
-        )
-    torch_device = resolve_device(device)
-    dataset = open_dataset(dataset_dir)
+def _prepare_run_folder(
+    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: int
+) -> tuple[Plan, list[TrainingCase]]:
+    """`_prepare` in ``run_dir``, created if needed; a run that never starts leaves nothing."""
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        plan, cases = _prepare(
-            dataset, run_dir, plan_file, dim, model, epochs, minutes, seed, fold, torch_device,
-            memory_gb, quiet, settings or {}, cache_dir, overrides,
-        )  # fmt: skip
-        if deterministic and plan.epochs is None:  # the run folder's plan has minutes
-            raise ConfigError(_NEEDS_EPOCHS)
+        return _prepare(dataset, run_dir, options, fold)
     except BaseException:
-        if created:  # a run that never started leaves nothing behind
+        if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    torch.use_deterministic_algorithms(deterministic)
-    folds = kfold_splits([c.case_id for c in cases], plan.n_folds)
-    train_ids, val_ids = folds[fold]
+
+
+def _write_run_files(
+    run_dir: Path, dataset: DatasetFolder, plan: Plan, case_ids: list[str]
+) -> list[tuple[list[str], list[str]]]:
+    """``splits.json``, ``plan.json`` and the copy of ``dataset.json``; returns the folds."""
+    folds = kfold_splits(case_ids, plan.n_folds)
     splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
     plan.save(run_dir)
     write_text_atomic(
         run_dir / "dataset.json", (dataset.root / "dataset.json").read_text(encoding="utf-8")
     )
+    return folds
+
+
+def train_run(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    options: TrainOptions | None = None,
+    fold: int = 0,
+) -> TrainResult:
+    """Train fold ``fold`` of a dataset into ``run_dir``.
+
+    The first fold trained in a run folder fixes its plan (``plan.json``: from
+    ``options.plan_file``, else planned from the dataset's fingerprint for this device and the
+    ``minutes`` budget); later folds reuse it, so every fold of a run has the same
+    preprocessing, network and patch size. The budget is ``epochs`` or ``minutes`` per fold
+    (default: the plan's, else 100 epochs). Training reads the cases from the preprocessed
+    cache (``options.cache_dir``, default ``run_dir/preprocessed``), made once. See
+    `TrainOptions` for resuming, transfer learning and deterministic runs.
+
+    Examples
+    --------
+    >>> result = train_run("Dataset004_Hippocampus", "runs/hippo", TrainOptions(minutes=10))
+    ... # doctest: +SKIP
+    """
+    options = options or TrainOptions()
+    if options.init_from is not None:
+        find_weights(options.init_from)  # a wrong path fails before anything is written
+    run_dir = Path(run_dir)
+    fold_dir = run_dir / f"fold_{fold}"
+    if not options.resume and (fold_dir / STATE_FILE).exists():
+        raise ConfigError(
+            located(fold_dir, "already trained; --resume continues it (or use another --out)")
+        )
+    device = resolve_device(options.device)
+    dataset = open_dataset(dataset_dir)
+    plan, cases = _prepare_run_folder(dataset, run_dir, options, fold)
+    torch.use_deterministic_algorithms(options.deterministic)
+    train_ids, val_ids = _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases])[fold]
     by_id = {c.case_id: c for c in cases}
     trainer = Trainer(
         plan,
         [by_id[i] for i in train_ids],
         [by_id[i] for i in val_ids],
         fold_dir,
-        torch_device,
-        quiet,
-        init_from=init_from,
-        freeze_encoder=freeze_encoder,
+        device,
+        options.quiet,
+        init_from=options.init_from,
+        freeze_encoder=options.freeze_encoder,
     )
-    resumed = resume and (fold_dir / STATE_FILE).exists()
+    resumed = options.resume and (fold_dir / STATE_FILE).exists()
     if resumed:
         trainer.resume()
-        log_line(f"fold {fold}: resuming after epoch {len(trainer.history)}", quiet)
+        log_line(f"fold {fold}: resuming after epoch {len(trainer.history)}", options.quiet)
     elif trainer.transfer is not None:
-        log_line(trainer.transfer.summary(), quiet)
+        log_line(trainer.transfer.summary(), options.quiet)
     result = trainer.fit()
     result.validation = trainer.predict_validation(fold_dir / "validation")
     record_fold(
         run_dir,
         dataset=dataset.root,
-        device=torch_device,
-        seed=seed,
-        deterministic=deterministic,
+        device=device,
+        seed=options.seed,
+        deterministic=options.deterministic,
         fold=fold,
         details=_fold_details(result, resumed),
     )

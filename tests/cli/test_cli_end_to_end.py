@@ -9,6 +9,7 @@ import pytest
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.demo import run_demo
 from medseg.io import read_image, write_image
+from medseg.train import TrainOptions
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,11 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
 
 def test_demo_writes_everything_it_promises(tmp_path: Path):
     result = run_demo(
-        tmp_path / "demo", dim=2, epochs=1, quiet=True, n_train=5, n_test=2, iterations_per_epoch=2
+        tmp_path / "demo",
+        options=TrainOptions(epochs=1, quiet=True, iterations_per_epoch=2),
+        dim=2,
+        n_train=5,
+        n_test=2,
     )
     assert len(list(result.predictions_dir.iterdir())) == 2
     assert (result.evaluation_dir / "metrics.csv").is_file()

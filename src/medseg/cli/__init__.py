@@ -1,0 +1,83 @@
+"""The ``medseg`` command line: one module per command (or small group of commands), each with
+``add_parser(subparsers)``; a command only parses, calls one library function and prints.
+Adding a command means adding its module to `COMMAND_MODULES`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from medseg import __version__
+from medseg.cli import arguments, demo, evaluate, plan, postprocess, predict, register, train
+from medseg.errors import MedsegError
+
+EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+
+#: Every command module, in the order ``medseg --help`` lists their commands within a group.
+COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan)
+
+_EXAMPLES = """\
+examples:
+  medseg demo                              phantom -> train -> predict -> score
+  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10
+  medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds
+  medseg evaluate preds Dataset004_Hippocampus/labelsTs --out scores
+
+run 'medseg COMMAND --help' for a command's options"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="medseg",
+        usage="medseg [--version] [--debug] [--quiet] COMMAND [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EXAMPLES,
+    )
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
+    parser.description = (
+        "Medical image segmentation and registration with CNNs.\n\ncommands:\n"
+        + arguments.command_listing(subparsers)
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medseg`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER
+    try:
+        return args.run(args)
+    except MedsegError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for problem in getattr(exc, "problems", []):
+            print(f"medseg: error: {problem}", file=sys.stderr)
+        print(f"medseg: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("medseg: interrupted; the latest checkpoint is kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"medseg: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+                file=sys.stderr,
+            )
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

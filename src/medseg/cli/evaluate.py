@@ -1,0 +1,121 @@
+"""``medseg evaluate``: score predictions against references; tables and an HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medseg.cli import arguments
+from medseg.cli.output import console, print_summary
+
+EXAMPLES = """\
+  medseg evaluate preds Dataset004_Hippocampus/labelsTs --out scores
+  medseg evaluate preds refs --out scores --labels 1 2 --tolerance-mm 2
+  medseg evaluate preds refs --out scores --per-label-tolerance liver=3 2=1.5
+  medseg evaluate runs/hippo/fold_0/validation Dataset004_Hippocampus/labelsTr \
+--only-predicted --out scores
+
+writes metrics.csv, lesions.csv, summary.json and report.html to --out;
+definitions of every metric and of empty masks: docs/metrics.md
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = arguments.add_command(
+        subparsers,
+        "evaluate",
+        "evaluate",
+        "Score predictions against references: CSV, JSON and an HTML report.",
+        EXAMPLES,
+        run,
+        description="Score predicted label maps against references (matched by file name): "
+        "overlap, volumes, surface distances in mm, lesion detection; CSV, JSON and an HTML "
+        "report.",
+    )
+    parser.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="predictions")
+    parser.add_argument("ref_dir", type=Path, metavar="REF_DIR", help="references")
+    parser.add_argument(
+        "--out", type=Path, help="write metrics.csv, lesions.csv, summary.json, report.html here"
+    )
+    parser.add_argument(
+        "--labels",
+        type=int,
+        nargs="+",
+        metavar="L",
+        help="label values to score (default: dataset.json's, else every value found)",
+    )
+    _add_metric_options(parser)
+    missing = parser.add_mutually_exclusive_group()
+    missing.add_argument(
+        "--only-predicted",
+        action="store_true",
+        help="score only references that have a prediction (default: a missing one is an error)",
+    )
+    missing.add_argument(
+        "--missing-as-empty",
+        action="store_true",
+        help="score a missing prediction as an empty label map",
+    )
+    arguments.add_jobs(parser, "parallel processes (default: one per core)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="images to draw the report's overlays on (default: the imagesTr/imagesTs "
+        "beside a labelsTr/labelsTs REF_DIR, if any)",
+    )
+
+
+def _add_metric_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tolerance-mm",
+        type=arguments.non_negative_float,
+        default=1.0,
+        metavar="T",
+        help="surface Dice tolerance in mm (default: 1)",
+    )
+    parser.add_argument(
+        "--per-label-tolerance",
+        type=arguments.label_tolerance,
+        nargs="+",
+        default=[],
+        metavar="LABEL=T",
+        help="surface Dice tolerance of one label (value or name), e.g. liver=3 2=1.5",
+    )
+    parser.add_argument(
+        "--lesion-iou",
+        type=arguments.fraction,
+        default=0.1,
+        metavar="X",
+        help="a predicted and a reference lesion match above this IoU (default: 0.1)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.metrics import EvaluationSettings
+    from medseg.report import evaluate_and_report
+
+    settings = EvaluationSettings(
+        tolerance_mm=args.tolerance_mm,
+        tolerances=dict(args.per_label_tolerance),
+        lesion_iou=args.lesion_iou,
+    )
+    evaluation, written = evaluate_and_report(
+        args.pred_dir,
+        args.ref_dir,
+        args.out,
+        labels=args.labels,
+        only_predicted=args.only_predicted,
+        missing_as_empty=args.missing_as_empty,
+        settings=settings,
+        jobs=args.jobs,
+        quiet=args.quiet,
+        images_dir=args.images,
+    )
+    for warning in evaluation.warnings:
+        print(f"medseg: warning: {warning}", file=sys.stderr)
+    print_summary(evaluation.summary)
+    if written:
+        console.print("wrote " + ", ".join(str(p) for p in written))
+    return 0

@@ -1,0 +1,94 @@
+"""``medseg predict``: label maps for new images with a trained run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medseg.cli import arguments
+from medseg.cli.output import console
+
+EXAMPLES = """\
+  medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds
+  medseg predict runs/hippo scan_0000.nii.gz --out preds
+  medseg predict runs/brain study/T1post-21069 --out preds     (a DICOM series folder)
+  medseg predict runs/brain study/all_series --series T1post --out preds
+  medseg predict runs/hippo imagesTs --out preds --tta --save-probabilities
+  medseg predict runs/hippo imagesTs --out preds --fold 0 --no-postprocess
+
+a folder of DICOM files is one case, predicted as {folder name}.nii.gz on the
+series' exact voxel grid; a folder of NIfTI/PNG/... files is a folder of cases.
+Every trained fold votes (softmax average); the run's postprocessing.json (from
+medseg postprocess --auto) is applied when present
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = arguments.add_command(
+        subparsers,
+        "predict",
+        "segment",
+        "Predict label maps for images with a trained run folder.",
+        EXAMPLES,
+        run,
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
+    parser.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="image files or folders; channels by the _0000, _0001 ... suffix",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--series",
+        metavar="UID_OR_DESCRIPTION",
+        help="in a DICOM folder with several series, the one to predict",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over every mirrored copy (2^dim passes)",
+    )
+    parser.add_argument(
+        "--save-probabilities",
+        nargs="?",
+        const="npz",
+        choices=["npz", "nifti"],
+        help="also write the class probabilities: {case}.npz (float16, default) or "
+        "{case}_probabilities.nii.gz (3D)",
+    )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        dest="folds",
+        metavar="K",
+        help="use only this fold (repeat for several; default: every trained fold)",
+    )
+    parser.add_argument(
+        "--no-postprocess",
+        action="store_true",
+        help="ignore the run folder's postprocessing.json",
+    )
+    arguments.add_device(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.infer import predict_paths
+
+    written = predict_paths(
+        args.run_dir,
+        args.inputs,
+        args.out,
+        args.device,
+        args.quiet,
+        series=args.series,
+        tta=args.tta,
+        save_probabilities=args.save_probabilities,
+        postprocess=not args.no_postprocess,
+        folds=args.folds,
+    )
+    console.print(f"wrote {len(written)} label map(s) to {args.out}")
+    return 0

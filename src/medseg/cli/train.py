@@ -1,0 +1,169 @@
+"""``medseg train``: train a segmentation network on a dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from medseg.cli import arguments
+from medseg.cli.output import console, print_summary
+
+EXAMPLES = """\
+  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10
+  medseg train Dataset001_ISBI2012EM --out runs/em --epochs 50 --model fcn
+  medseg train Dataset004_Hippocampus --out runs/hippo --fold 1 --seed 7
+  medseg train Dataset004_Hippocampus --out runs/hippo --plan plan.json
+  medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10 \\
+      --set batch_size=4 --set preprocessing.target_spacing=[1.5,1.5,1.5]
+  medseg train Dataset004_Hippocampus --out runs/hippo --fold all --minutes 6
+  medseg train Dataset004_Hippocampus --out runs/hippo --resume --epochs 60
+  medseg train MyData --out runs/mine --init-from runs/hippo --freeze-encoder
+  medseg train Dataset004_Hippocampus --out runs/h --set augmentation.enabled=false
+
+without --plan, the run folder's plan.json is made from the dataset's fingerprint,
+fitted to this device and the --minutes budget (see medseg plan --help); budgets are
+per fold. The recipe follows the budget: below 10,000 steps AdamW without
+augmentation, above it nnU-Net's SGD + Nesterov with its augmentation (deep
+supervision and poly decay in both); it is in plan.json and every field can be
+changed with --set.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = arguments.add_command(
+        subparsers,
+        "train",
+        "segment",
+        "Train a segmentation network on an nnU-Net v2 dataset folder.",
+        EXAMPLES,
+        run,
+    )
+    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    parser.add_argument(
+        "--dim",
+        type=arguments.dimension,
+        metavar="{2d,3d}",
+        help="2d or 3d network (default: the data's)",
+    )
+    parser.add_argument(
+        "--model", choices=["unet", "fcn"], help="network (default: unet, or the run folder's)"
+    )
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--epochs", type=arguments.positive_int, help="number of epochs (default: 100)"
+    )
+    budget.add_argument(
+        "--minutes", type=arguments.positive_float, help="wall-clock training budget"
+    )
+    parser.add_argument(
+        "--fold",
+        type=arguments.fold,
+        default=0,
+        metavar="{0..4,all}",
+        help="validation fold, or all for k-fold cross-validation (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_run_options(parser)
+    _add_recipe_options(parser)
+    arguments.add_plan_options(parser)
+    parser.add_argument(
+        "--plan", type=Path, metavar="FILE", help="use this plan (from medseg plan) as it is"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="preprocessed cases (default: RUN_DIR/preprocessed; reused while current)",
+    )
+    arguments.add_device(parser)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last saved epoch (a larger budget extends a finished fold)",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="start from these weights: every tensor whose name and shape fit is loaded",
+    )
+    parser.add_argument(
+        "--freeze-encoder", action="store_true", help="with --init-from: train the decoder only"
+    )
+    parser.add_argument(
+        "--fine-tune-lr", type=arguments.positive_float, metavar="X", help="initial learning rate"
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="bit-identical results for a seed on this machine (needs --epochs)",
+    )
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=arguments.positive_int, help="patches per step")
+    parser.add_argument(
+        "--patch-size",
+        type=arguments.positive_int,
+        nargs="+",
+        metavar="N",
+        help="patch size per axis",
+    )
+    parser.add_argument(
+        "--learning-rate", type=arguments.positive_float, help="initial learning rate"
+    )
+    parser.add_argument(
+        "--optimizer", choices=["adamw", "sgd"], help="default: by budget (see above)"
+    )
+    parser.add_argument(
+        "--iterations-per-epoch",
+        type=arguments.positive_int,
+        help="steps between validations (default: 100)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.train import TrainOptions, cross_validation_complete, train_folds
+
+    options = TrainOptions(
+        dim=args.dim,
+        model=args.model,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        memory_gb=args.memory_gb,
+        device=args.device,
+        quiet=args.quiet,
+        seed=args.seed,
+        settings=dict(args.set),
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        iterations_per_epoch=args.iterations_per_epoch,
+        plan_file=args.plan,
+        cache_dir=args.cache,
+        resume=args.resume,
+        init_from=args.init_from,
+        freeze_encoder=args.freeze_encoder,
+        fine_tune_lr=args.fine_tune_lr,
+        deterministic=args.deterministic,
+    )
+    folds = None if args.fold == "all" else [args.fold]
+    for result in train_folds(args.dataset, args.out, options, folds):
+        if result.validation is not None:
+            heading = f"{result.fold_dir.name} validation (50% overlap, best weights): "
+            print_summary(result.validation.summary, heading)
+        console.print(
+            f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best smoothed "
+            f"validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; "
+            f"weights in {result.fold_dir}"
+        )
+    if cross_validation_complete(args.out):
+        summary = json.loads((args.out / "cross_validation" / "summary.json").read_text())
+        print_summary(summary, "Cross-validation (every case, by the fold that held it out): ")
+    console.print(f"validation predictions and scores in {args.out}/fold_*/validation")
+    return 0
