@@ -153,49 +153,98 @@ def resample_separable(
         )
         return out.movedim(2, 2 + axis).contiguous(), lab.movedim(1, 1 + axis).contiguous()
 
-    batch, channels, *in_size = image.shape
+    batch, channels = image.shape[:2]
     o0, o1, o2 = (int(s) for s in out_size)
-    device = image.device
-    A, c = matrix, offset
     space = Workspace() if workspace is None else workspace
-    inverse = torch.linalg.inv(A[:, 1:, 1:])
-    r = torch.einsum("bi,bij->bj", A[:, 0, 1:], inverse)
-    slope = A[:, 0, 0] - (r * A[:, 1:, 0]).sum(1)
-    # The box of the input that the output reaches, with one voxel of margin in-plane; along
-    # axis 0 also as far as pass 1 reads for the in-plane neighbours (at least two voxels
-    # unless empty, as pass 1 needs).
+    r, slope = _column_crossings(matrix)
+    box = _input_box(matrix, offset, (o0, o1, o2), image.shape[2:], r)
+    if box is None:  # the output lies wholly outside the input
+        return (
+            torch.zeros(batch, channels, o0, o1, o2, device=image.device),
+            torch.zeros(batch, o0, o1, o2, dtype=label_dtype, device=image.device),
+        )
+    image, label = image[(slice(None), slice(None), *box)], label[(slice(None), *box)]
+    # positions within the box from here on
+    offset = offset - torch.tensor([s.start for s in box], dtype=torch.float64)
+    stack, label_stack = _first_pass(image, label, offset, r, slope, o0, space)
+    return _second_pass(stack, label_stack, matrix, offset, (o0, o1, o2), space, label_dtype)
+
+
+def _column_crossings(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where output slice ``q0`` crosses the input column ``(y, x)``: along axis 0 at
+    ``slope * q0 + r . (y, x) + start`` (`_first_pass` works out ``start``); returns
+    ``(r, slope)``, ``(B, 2)`` and ``(B,)``.
+
+    Solving the in-plane rows of ``p = A q + c`` for ``(q1, q2)`` given ``(y, x)`` and putting
+    them into the first row gives these coefficients.
+    """
+    inverse = torch.linalg.inv(matrix[:, 1:, 1:])
+    r = torch.einsum("bi,bij->bj", matrix[:, 0, 1:], inverse)
+    slope = matrix[:, 0, 0] - (r * matrix[:, 1:, 0]).sum(1)
+    return r, slope
+
+
+def _input_box(
+    matrix: torch.Tensor,
+    offset: torch.Tensor,
+    out_size: tuple[int, int, int],
+    in_size: Sequence[int],
+    r: torch.Tensor,
+) -> tuple[slice, slice, slice] | None:
+    """The box of the input that the output reaches, with one voxel of margin in-plane; along
+    axis 0 also as far as pass 1 reads for the in-plane neighbours (at least two voxels unless
+    empty, as pass 1 needs). None when the output lies wholly outside the input."""
+    o0, o1, o2 = out_size
     corners = torch.tensor(
         [[i, j, k] for i in (0, o0 - 1) for j in (0, o1 - 1) for k in (0, o2 - 1)],
         dtype=torch.float64,
     )
-    reach = torch.einsum("bij,nj->bni", A, corners) + c[:, None]
+    reach = torch.einsum("bij,nj->bni", matrix, corners) + offset[:, None]
     margin = [1 + math.ceil(float(r.abs().sum(1).max())), 1, 1]
     low = [max(0, math.floor(reach[..., i].min()) - margin[i]) for i in range(3)]
     high = [min(in_size[i] - 1, math.ceil(reach[..., i].max()) + margin[i]) for i in range(3)]
-    if any(h < lo for lo, h in zip(low, high)):  # the output lies wholly outside the input
-        return (
-            torch.zeros(batch, channels, o0, o1, o2, device=device),
-            torch.zeros(batch, o0, o1, o2, dtype=label_dtype, device=device),
-        )
-    box = tuple(slice(lo, h + 1) for lo, h in zip(low, high))
-    image, label = image[(slice(None), slice(None), *box)], label[(slice(None), *box)]
-    rows, cols = high[1] - low[1] + 1, high[2] - low[2] + 1
-    c = c - torch.tensor(low, dtype=torch.float64)  # positions within the box from here on
+    if any(h < lo for lo, h in zip(low, high)):
+        return None
+    return slice(low[0], high[0] + 1), slice(low[1], high[1] + 1), slice(low[2], high[2] + 1)
 
-    # Pass 1: U[q0, y, x] = input[p0(q0, y, x), y, x] for every (y, x) of the box, where
-    # p0 = slope * q0 + r . (y, x) + start is where output slice q0 crosses column (y, x).
-    start = c[:, 0] - (r * c[:, 1:]).sum(1)
+
+def _first_pass(
+    image: torch.Tensor,
+    label: torch.Tensor,
+    offset: torch.Tensor,
+    r: torch.Tensor,
+    slope: torch.Tensor,
+    o0: int,
+    space: Workspace,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 1 of `resample_separable` on the box: ``U[q0, y, x] = input[p0(q0, y, x), y, x]``
+    for every column ``(y, x)``, ``(B, C, O0, Y, X)`` images and ``(B, O0, Y, X)`` float
+    labels (``offset`` relative to the box)."""
+    start = offset[:, 0] - (r * offset[:, 1:]).sum(1)
     if bool((r.abs() < 1e-12).all()) and _integral(slope.abs(), start):
         # Output slices lie in input slices: pass 1 is a choice of slices.
         rows_of = (slope[:, None] * torch.arange(o0, dtype=torch.float64) + start[:, None]).round()
-        stack, label_stack = _pick_slices(image, label, rows_of.long())
-    else:
-        stack, label_stack = _sweep_first_axis(image, label, slope, r, start, o0, space)
+        return _pick_slices(image, label, rows_of.long())
+    return _sweep_first_axis(image, label, slope, r, start, o0, space)
 
-    # Pass 2: in the plane of each output slice, U at (p1, p2).
+
+def _second_pass(
+    stack: torch.Tensor,
+    label_stack: torch.Tensor,
+    matrix: torch.Tensor,
+    offset: torch.Tensor,
+    out_size: tuple[int, int, int],
+    space: Workspace,
+    label_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 2 of `resample_separable`: in the plane of each output slice, the pass-1 stack
+    ``U`` at ``(p1, p2)``; one 2D ``grid_sample`` over all slices of all samples."""
+    batch, channels, _, rows, cols = stack.shape
+    o0, o1, o2 = out_size
+    device = stack.device
     scale = torch.tensor([2 / rows, 2 / cols], dtype=torch.float64)
-    shift = (c[:, 1:] + 0.5) * scale - 1
-    step = [(A[:, 1:, j] * scale).to(torch.float32).flip(-1).to(device) for j in range(3)]
+    shift = (offset[:, 1:] + 0.5) * scale - 1
+    step = [(matrix[:, 1:, j] * scale).to(torch.float32).flip(-1).to(device) for j in range(3)]
     per_slice = step[0].view(batch, 1, 1, 1, 2) * torch.arange(o0, device=device).view(
         1, o0, 1, 1, 1
     )
