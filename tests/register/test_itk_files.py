@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from medseg.errors import ImageReadError, ImageWriteError, MedsegError
 from medseg.io import Image, read_image
+from medseg.register.affine_algebra import affine_from_parameters
 from medseg.register.itk_files import (
     TransformFileError,
     read_affine_text,
@@ -21,7 +22,8 @@ from medseg.register.itk_files import (
     write_displacement,
     write_jacobian,
 )
-from medseg.register.transforms import Transform, affine_from_parameters, jacobian_determinant
+from medseg.register.jacobian import jacobian_determinant
+from medseg.register.transforms import Transform
 from medseg.register.warp import warp_image
 
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])

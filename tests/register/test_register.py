@@ -9,13 +9,13 @@ from scipy import ndimage
 
 from medseg.io import Image
 from medseg.register import Transform, warp_image, warp_labels
+from medseg.register.affine_algebra import affine_from_parameters
 from medseg.register.register import (
     RegistrationError,
     _similarity,
     check_inputs,
     register_images,
 )
-from medseg.register.transforms import affine_from_parameters
 
 
 def _known_affine(fixed: Image) -> np.ndarray:

@@ -10,16 +10,14 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from medseg.register import transforms
-from medseg.register.transforms import (
-    Transform,
+from medseg.register.affine_algebra import (
     affine_from_parameters,
     compose_affines,
-    folding_percent,
-    grid_points,
     invert_affine,
-    jacobian_determinant,
     parameters_from_affine,
 )
+from medseg.register.jacobian import folding_percent, jacobian_determinant
+from medseg.register.transforms import Transform, grid_points
 
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 

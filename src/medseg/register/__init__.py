@@ -8,6 +8,13 @@ optional displacement field on the fixed grid. The warped moving image at ``x`` 
 
 from __future__ import annotations
 
+from medseg.register.affine_algebra import (
+    AffineParameters,
+    affine_from_parameters,
+    compose_affines,
+    invert_affine,
+    parameters_from_affine,
+)
 from medseg.register.itk_files import (
     RAS_TO_LPS,
     TransformFileError,
@@ -17,6 +24,7 @@ from medseg.register.itk_files import (
     write_displacement,
     write_jacobian,
 )
+from medseg.register.jacobian import folding_percent, jacobian_determinant
 from medseg.register.register import (
     Registration,
     RegistrationError,
@@ -24,16 +32,7 @@ from medseg.register.register import (
     register_images,
     write_registration,
 )
-from medseg.register.transforms import (
-    AffineParameters,
-    Transform,
-    affine_from_parameters,
-    compose_affines,
-    folding_percent,
-    invert_affine,
-    jacobian_determinant,
-    parameters_from_affine,
-)
+from medseg.register.transforms import Transform
 from medseg.register.warp import warp_image, warp_labels
 
 __all__ = [

@@ -18,11 +18,12 @@ from medseg.metrics import score_label
 from medseg.register.affine import register_affine
 from medseg.register.deformable import displacement_on_grid, register_deformable
 from medseg.register.itk_files import write_affine_text, write_displacement, write_jacobian
+from medseg.register.jacobian import folding_percent, jacobian_determinant
 from medseg.register.learned import LearnedModel, centre_alignment, learned_stage
 from medseg.register.overlay import save_registration_overlay
 from medseg.register.pyramid import pyramid, robust_scaled
 from medseg.register.similarity import MEASURES
-from medseg.register.transforms import Transform, folding_percent, jacobian_determinant
+from medseg.register.transforms import Transform
 from medseg.register.warp import warp_image, warp_labels
 
 Method = Literal["rigid", "affine", "deformable", "learned"]

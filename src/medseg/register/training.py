@@ -27,6 +27,7 @@ from medseg.io import Image, read_image, write_text_atomic
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.register.deformable import smoothness_penalty, warp_by_index
+from medseg.register.jacobian import folding_percent, jacobian_determinant
 from medseg.register.learned import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -40,7 +41,7 @@ from medseg.register.learned import (
     soft_dice,
 )
 from medseg.register.similarity import lncc
-from medseg.register.transforms import Transform, folding_percent, jacobian_determinant
+from medseg.register.transforms import Transform
 from medseg.register.warp import warp_labels
 
 LOG_FILE = "log.csv"

@@ -16,12 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.io.image import Image
-from medseg.register.transforms import (
-    Transform,
-    compose_affines,
-    invert_affine,
-    slabs,
-)
+from medseg.register.affine_algebra import compose_affines, invert_affine
+from medseg.register.transforms import Transform, slabs
 
 #: Largest label value `warp_labels` accepts (the output is uint8 or uint16).
 MAX_LABEL = 2**16 - 1
