@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medseg.datasets import open_dataset
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError, MedsegError
 from medseg.preprocess import (
     ChannelNormalization,
     Fingerprint,
@@ -43,6 +43,16 @@ def test_fingerprint_of_the_phantom(phantom3d: Path, tmp_path: Path) -> None:
             assert case.class_volume_ml[value] == pytest.approx(voxels * 0.8 * 0.8 * 2.5 / 1000)
     saved = fp.save(tmp_path / "fingerprint.json")
     assert Fingerprint.load(saved) == fp
+
+
+def test_a_broken_fingerprint_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "fingerprint.json"
+    path.write_text('{"version": 1,', encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON") as info:
+        Fingerprint.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+    with pytest.raises(ConfigError, match="file not found"):
+        Fingerprint.load(tmp_path / "absent.json")
 
 
 def test_fingerprint_of_real_8_bit_images(isbi_dir: Path) -> None:

@@ -7,7 +7,6 @@ preprocessing works in.
 
 from __future__ import annotations
 
-import json
 import zlib
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,8 @@ from nibabel import orientations
 from pydantic import BaseModel
 
 from medseg.datasets import Case, DatasetFolder, open_dataset, read_training_case
-from medseg.io import write_text_atomic
+from medseg.errors import ConfigError
+from medseg.io import read_json_file, write_text_atomic
 from medseg.parallel import map_in_processes
 from medseg.preprocess.geometry import canonical_orientation, nonzero_box, reorient
 
@@ -81,8 +81,8 @@ class Fingerprint(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> Fingerprint:
-        """Read a fingerprint.json."""
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a fingerprint.json; a missing or malformed file is a `ConfigError` naming it."""
+        return cls.model_validate(read_json_file(path, ConfigError))
 
 
 def _stats(values: np.ndarray) -> IntensityStats | None:
