@@ -1,6 +1,7 @@
 """The command line end to end on tiny phantoms: train -> predict -> evaluate, and the demo."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,9 @@ def test_demo_command_prints_table_and_paths(run_cli, tmp_path: Path, monkeypatc
 
     original = medseg.demo.run_demo
 
-    def tiny_demo(*args, **kwargs):
-        return original(*args, **kwargs, n_train=5, n_test=1, iterations_per_epoch=2)
+    def tiny_demo(out_dir, dim, options):
+        options = replace(options, iterations_per_epoch=2)
+        return original(out_dir, dim, options, n_train=5, n_test=1)
 
     monkeypatch.setattr(medseg.demo, "run_demo", tiny_demo)
     code, out, err = run_cli(
