@@ -18,14 +18,21 @@ import torch
 from torch import nn
 
 from medseg.augment import Augmenter, padded_patch_size
+from medseg.loop import (
+    Budget,
+    EpochRecord,
+    StopRequest,
+    TensorBoardWriter,
+    deferred_interrupt,
+    poly_learning_rate,
+    write_logs,
+)
 from medseg.metrics import Evaluation, dice_per_label
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
 from medseg.train import transfer
-from medseg.train.interrupt import StopRequest, deferred_interrupt
-from medseg.train.logbook import EpochRecord, TensorBoardWriter, write_logs
 from medseg.train.resume import (
     load_training_state,
     numpy_generator_state,
@@ -116,8 +123,7 @@ class Trainer:
         self.iteration = 0
         self.best_score, self.best_epoch = -math.inf, 0
         self.smoothed: float | None = None
-        self._seconds_before = 0.0  # time spent before a resume
-        self._start = time.perf_counter()
+        self.budget = Budget(config.epochs, config.minutes, config.iterations_per_epoch)
         self._stop = StopRequest()  # Ctrl-C, taken between steps while `fit` runs
 
     # ---- hooks -------------------------------------------------------------------------
@@ -151,7 +157,7 @@ class Trainer:
 
     def learning_rate(self, fraction_done: float) -> float:
         """Polynomial decay (power 0.9) over the fraction of the budget spent."""
-        return self.config.learning_rate * (1 - min(fraction_done, 0.999)) ** 0.9
+        return poly_learning_rate(self.config.learning_rate, fraction_done)
 
     def train_step(self, image: torch.Tensor, target: torch.Tensor) -> float:
         """One optimisation step on a batch (mixed precision on CUDA); returns the loss."""
@@ -194,27 +200,13 @@ class Trainer:
         return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
 
     # ---- state -------------------------------------------------------------------------
-    def _elapsed(self) -> float:
-        return self._seconds_before + time.perf_counter() - self._start
-
-    def _fraction_done(self) -> float:
-        c = self.config
-        if c.epochs is not None:
-            return self.iteration / (c.epochs * c.iterations_per_epoch)
-        assert c.minutes is not None
-        return self._elapsed() / (c.minutes * 60)
-
     def _budget_left(self) -> bool:
-        """Whether another epoch fits: epochs left, or time for one more epoch."""
-        c = self.config
+        """Whether another epoch fits: epochs left, or time for one as long as the last."""
         epoch = len(self.history)
-        if c.epochs is not None:
-            return epoch < c.epochs
-        assert c.minutes is not None
-        if epoch == 0:
-            return True
-        last = self.history[-1].seconds - (self.history[-2].seconds if epoch > 1 else 0.0)
-        return self._elapsed() + last <= c.minutes * 60
+        last = 0.0
+        if epoch:
+            last = self.history[-1].seconds - (self.history[-2].seconds if epoch > 1 else 0.0)
+        return self.budget.epoch_left(epoch, last)
 
     def training_state(self) -> dict[str, object]:
         """Everything `resume` needs, as tensors and plain containers."""
@@ -225,7 +217,7 @@ class Trainer:
             "sampler_rng": numpy_generator_state(self.rng),
             "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
-            "seconds": self._elapsed(),
+            "seconds": self.budget.elapsed(),
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "smoothed": self.smoothed if self.smoothed is not None else math.nan,
@@ -247,7 +239,7 @@ class Trainer:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(state["iteration"])
-        self._seconds_before = float(state["seconds"])
+        self.budget.seconds_before = float(state["seconds"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         smoothed = float(state["smoothed"])
         self.smoothed = None if math.isnan(smoothed) else smoothed
@@ -261,7 +253,7 @@ class Trainer:
         losses, lr = [], c.learning_rate
         data_seconds = step_seconds = 0.0
         for _ in range(c.iterations_per_epoch):
-            lr = self.learning_rate(self._fraction_done())
+            lr = self.learning_rate(self.budget.fraction_done(self.iteration))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             start = time.perf_counter()
@@ -312,15 +304,15 @@ class Trainer:
         if c.epochs is None and c.minutes is None:
             raise ValueError("set a budget: epochs or minutes")
         self.fold_dir.mkdir(parents=True, exist_ok=True)
-        self._start = time.perf_counter()
-        by_time = c.epochs is None
+        self.budget.restart()
+        by_time = self.budget.by_time
         total = int(c.minutes * 60) if by_time else c.epochs * c.iterations_per_epoch  # type: ignore[operator]
         tensorboard = TensorBoardWriter(self.fold_dir / "tensorboard")
         with make_progress(self.quiet) as progress, deferred_interrupt() as self._stop:
             task = progress.add_task("training", total=total, status="")
 
             def advance() -> None:
-                done = self._elapsed() if by_time else self.iteration
+                done = self.budget.elapsed() if by_time else self.iteration
                 progress.update(task, completed=min(done, total))
 
             advance()
@@ -332,14 +324,15 @@ class Trainer:
                     mean, labels, smoothed = self._validate()
                     validation_seconds = time.perf_counter() - validation_start
                     record = EpochRecord(
-                        epoch, self.iteration, round(self._elapsed(), 2), lr, loss, mean,
+                        epoch, self.iteration, round(self.budget.elapsed(), 2), lr, loss, mean,
                         labels, smoothed, data_seconds, step_seconds, validation_seconds,
                     )  # fmt: skip
                     self.history.append(record)
                     self._end_epoch(record, tensorboard)
                     status = f"loss {loss:.3f}  val Dice {mean:.3f}"
                     progress.update(task, status=status)
-                    log_line(f"epoch {epoch}: {status}  ({self._elapsed():.0f} s)", self.quiet)
+                    seconds = self.budget.elapsed()
+                    log_line(f"epoch {epoch}: {status}  ({seconds:.0f} s)", self.quiet)
                     self._stop.check()
             except KeyboardInterrupt:
                 save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
@@ -354,7 +347,7 @@ class Trainer:
             len(self.history),
             self.best_epoch,
             self.best_score,
-            self._elapsed(),
+            self.budget.elapsed(),
             self.history,
             transfer=self.transfer,
         )

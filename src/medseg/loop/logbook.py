@@ -1,12 +1,12 @@
-"""What a fold records per epoch: ``log.csv``, ``curves.png`` and, when the optional
-``tensorboard`` package is installed, TensorBoard event files."""
+"""What a training loop records per epoch: ``log.csv`` and, for segmentation, ``curves.png``
+and, when the optional ``tensorboard`` package is installed, TensorBoard event files."""
 
 from __future__ import annotations
 
 import csv
 import io as text_io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -58,16 +58,29 @@ def log_text(history: Sequence[EpochRecord], label_names: Sequence[str]) -> str:
     >>> log_text([row], ["liver"]).splitlines()[1]
     '1,100,12.5,0.01,0.8,0.5,0.5,nan,0,0,0'
     """
-    buffer = text_io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_HEADER + [f"val_dice_{n}" for n in label_names] + _TIMING)
+    rows = []
     for record in history:
         row = asdict(record)
-        values = (
+        rows.append(
             [row[h] for h in _HEADER]
             + [record.val_dice.get(n, math.nan) for n in label_names]
             + [row[t] for t in _TIMING]
         )
+    return table_text(_HEADER + [f"val_dice_{n}" for n in label_names] + _TIMING, rows)
+
+
+def table_text(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """CSV text: a header line, then one line per row, floats to six significant digits.
+
+    Examples
+    --------
+    >>> table_text(["epoch", "loss"], [[1, 0.123456789], [2, 0.1]]).splitlines()
+    ['epoch,loss', '1,0.123457', '2,0.1']
+    """
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for values in rows:
         writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
     return buffer.getvalue()
 
@@ -139,3 +152,23 @@ def write_logs(history: Sequence[EpochRecord], label_names: Sequence[str], fold_
     write_text_atomic(fold_dir / LOG_FILE, log_text(history, label_names))
     if history:
         plot_curves(history, fold_dir / CURVES_FILE)
+
+
+def write_log_rows(directory: Path, rows: Sequence[Mapping[str, object]]) -> None:
+    """Rewrite ``log.csv`` in ``directory`` from one mapping of named values per epoch (a loop
+    without `EpochRecord`, such as registration training); the columns are the last row's
+    keys, a value a row lacks is left empty.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_log_rows(Path(folder), [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
+    ...     print((Path(folder) / LOG_FILE).read_text(), end="")
+    epoch,loss
+    1,0.5
+    2,0.25
+    """
+    columns = list(rows[-1])
+    values = ([row.get(column, "") for column in columns] for row in rows)
+    write_text_atomic(directory / LOG_FILE, table_text(columns, values))

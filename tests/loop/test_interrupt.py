@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from medseg.train.interrupt import deferred_interrupt
+from medseg.loop.interrupt import deferred_interrupt
 
 
 def test_first_sigint_is_deferred_and_the_second_interrupts() -> None:

@@ -1,6 +1,7 @@
-"""Ctrl-C during training, taken between two steps: the first SIGINT asks the loop to stop,
-which then raises KeyboardInterrupt at the next step boundary (never inside a library call
-such as a TensorBoard write or a figure being drawn); a second SIGINT interrupts at once."""
+"""Ctrl-C during training (segmentation or registration), taken between two steps: the first
+SIGINT asks the loop to stop, which then raises KeyboardInterrupt at the next step boundary
+(never inside a library call such as a TensorBoard write or a figure being drawn); a second
+SIGINT interrupts at once."""
 
 from __future__ import annotations
 

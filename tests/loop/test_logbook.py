@@ -6,12 +6,13 @@ import sys
 import pytest
 from PIL import Image as PILImage
 
-from medseg.train.logbook import (
+from medseg.loop.logbook import (
     CURVES_FILE,
     LOG_FILE,
     EpochRecord,
     TensorBoardWriter,
     log_text,
+    write_log_rows,
     write_logs,
 )
 
@@ -67,3 +68,19 @@ def test_tensorboard_is_optional(tmp_path, monkeypatch):
     writer.add(_history(1)[0])
     writer.close()
     assert not (tmp_path / "tb").exists()
+
+
+def test_rows_of_named_values_write_the_last_rows_columns(tmp_path):
+    """Registration training's log: one mapping per epoch, floats to six digits."""
+    rows = [
+        {"epoch": 1, "steps": 50, "seconds": 20.0, "loss": 1 / 3, "dice_after": 0.75},
+        {"epoch": 2, "steps": 100, "seconds": 41.5, "loss": 0.25, "dice_after": 0.8},
+    ]
+    write_log_rows(tmp_path, rows)
+    lines = (tmp_path / LOG_FILE).read_text().splitlines()
+    assert lines == [
+        "epoch,steps,seconds,loss,dice_after",
+        "1,50,20,0.333333,0.75",
+        "2,100,41.5,0.25,0.8",
+    ]
+    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
