@@ -268,13 +268,14 @@ def mni_part(data_dir: Path, cases: int) -> None:
 
 def hippocampus_part(data_dir: Path, pairs: int, model_dir: Path | None, minutes: float) -> None:
     from medseg.datasets import open_dataset, read_case_image, read_label, train_val_split
-    from medseg.register.training import train_registration
+    from medseg.register.training import RegistrationTrainingOptions, train_registration
 
     root = data_dir / "Dataset004_Hippocampus"
     if model_dir is None:
         model_dir = Path(tempfile.mkdtemp()) / "model"
         start = time.perf_counter()
-        train_registration(root, model_dir, minutes=minutes, quiet=True)
+        options = RegistrationTrainingOptions(minutes=minutes, quiet=True)
+        train_registration(root, model_dir, options)
         seconds = time.perf_counter() - start
         print(f"learned model trained on fold 0's training pairs in {seconds:.0f} s")
     model = load_learned_model(model_dir)

@@ -26,7 +26,8 @@ from medseg.register.learned import (
     load_learned_model,
 )
 from medseg.register.register import register_images
-from medseg.register.training import GRID_MULTIPLE, plan_grid, train_registration
+from medseg.register.training import RegistrationTrainingOptions, train_registration
+from medseg.register.training_data import GRID_MULTIPLE, plan_grid
 
 
 def test_a_constant_velocity_flows_into_the_same_translation() -> None:
@@ -89,7 +90,7 @@ def hippocampus_model(hippocampus_dir: Path, tmp_path_factory: pytest.TempPathFa
     """A registration network trained for one minute on Hippocampus fold-0 training pairs."""
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("learned") / "model"
-    train_registration(hippocampus_dir, out, minutes=1.0, quiet=True)
+    train_registration(hippocampus_dir, out, RegistrationTrainingOptions(minutes=1.0, quiet=True))
     return out
 
 

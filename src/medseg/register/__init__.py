@@ -32,6 +32,11 @@ from medseg.register.register import (
     register_images,
     write_registration,
 )
+from medseg.register.training import (
+    RegistrationTraining,
+    RegistrationTrainingOptions,
+    train_registration,
+)
 from medseg.register.transforms import Transform
 from medseg.register.warp import warp_image, warp_labels
 
@@ -40,6 +45,8 @@ __all__ = [
     "AffineParameters",
     "Registration",
     "RegistrationError",
+    "RegistrationTraining",
+    "RegistrationTrainingOptions",
     "Transform",
     "TransformFileError",
     "affine_from_parameters",
@@ -52,6 +59,7 @@ __all__ = [
     "read_affine_text",
     "read_displacement",
     "register_images",
+    "train_registration",
     "warp_image",
     "warp_labels",
     "write_affine_text",

@@ -1,29 +1,24 @@
 """`medseg train-registration`: train the learned registration network on pairs drawn from a
 dataset's training cases (or each case against an atlas), unsupervised (local NCC plus a
 smoothness penalty) with a soft Dice term when labels exist; validated every epoch on fixed
-pairs of the fold's validation cases (Dice before and after, folding)."""
+pairs of the fold's validation cases (Dice before and after, folding).
+
+The budget, the learning-rate schedule, ``log.csv`` and Ctrl-C (taken at a step boundary) are
+those of segmentation training (`medseg.loop`); the data lives in `register/training_data.py`.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medseg.datasets import (
-    DatasetFolder,
-    open_dataset,
-    read_case_image,
-    read_label,
-    train_val_split,
-)
+from medseg.device import resolve_device
 from medseg.errors import ConfigError, RunFolderError, located
-from medseg.io import Image, read_image, write_text_atomic
+from medseg.loop import Budget, StopRequest, deferred_interrupt, poly_learning_rate, write_log_rows
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.register.deformable import smoothness_penalty, warp_by_index
@@ -32,34 +27,77 @@ from medseg.register.learned import (
     CONFIG_FILE,
     MODEL_FILE,
     LearnedConfig,
-    centred_grid,
     displacement_from_velocity,
-    image_centre,
-    network_input,
     one_hot,
     predict_velocity,
     soft_dice,
 )
 from medseg.register.similarity import lncc
-from medseg.register.transforms import Transform
-from medseg.register.warp import warp_labels
+from medseg.register.training_data import PairData, prepare_pairs
 
-LOG_FILE = "log.csv"
 STEPS_PER_EPOCH = 50
-VALIDATION_PAIRS = 16
-#: The network's grid is at most this many voxels; coarser spacing beyond it.
-MAX_GRID_VOXELS = 96**3
-#: Grid sizes are multiples of the U-Net's total stride on the half-resolution pair.
-GRID_MULTIPLE = 2 ** len(REGISTRATION_FEATURES)
+#: The budget when neither epochs nor minutes are given.
+DEFAULT_MINUTES = 20.0
 
 
-@dataclass
-class CaseStack:
-    """Cases resampled onto the network's grid, each centred on its own image."""
+@dataclass(frozen=True)
+class RegistrationTrainingOptions:
+    """How `train_registration` trains; the defaults are those of `medseg train-registration`.
 
-    ids: list[str]
-    images: torch.Tensor  # (N, 1, X, Y, Z) float32, robustly scaled
-    labels: torch.Tensor | None  # (N, 1, X, Y, Z) integer labels, or None
+    Attributes
+    ----------
+    atlas
+        An image that is the fixed image of every pair (default: pairs of two training cases).
+    atlas_labels
+        The atlas's label map, for the Dice term (needs ``atlas``).
+    epochs, minutes
+        The budget: epochs of `STEPS_PER_EPOCH` steps, or wall-clock minutes (one of the two;
+        default 20 minutes).
+    label_weight
+        Weight of the soft Dice term when labels exist (0: unsupervised).
+    smoothness
+        Weight of the velocity field's smoothness penalty.
+    fold
+        The validation fold of the case-wise 5-fold split.
+    batch_size
+        Pairs per step.
+    learning_rate
+        Adam's initial learning rate, decayed polynomially to 0 over the budget.
+    seed
+        Seeds the network's initialisation and the pairs drawn.
+    device
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see `medseg.device.resolve_device`).
+    quiet
+        No progress output.
+
+    Examples
+    --------
+    >>> RegistrationTrainingOptions(epochs=40, label_weight=0).minutes is None
+    True
+    >>> RegistrationTrainingOptions(atlas_labels="atlas_seg.nii.gz")
+    Traceback (most recent call last):
+    ...
+    medseg.errors.ConfigError: --atlas-labels needs --atlas
+    """
+
+    atlas: str | Path | None = None
+    atlas_labels: str | Path | None = None
+    epochs: int | None = None
+    minutes: float | None = None
+    label_weight: float = 1.0
+    smoothness: float = 1.0
+    fold: int = 0
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.atlas_labels is not None and self.atlas is None:
+            raise ConfigError("--atlas-labels needs --atlas")
+        if self.epochs is not None and self.minutes is not None:
+            raise ConfigError("give either --epochs or --minutes, not both")
 
 
 @dataclass
@@ -68,87 +106,6 @@ class RegistrationTraining:
 
     config: LearnedConfig
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def plan_grid(images: list[Image]) -> tuple[tuple[float, float, float], tuple[int, int, int]]:
-    """The network's grid: the median voxel size along each world axis, and a shape (a
-    multiple of the U-Net's stride) covering the largest image, coarsened to at most
-    `MAX_GRID_VOXELS` voxels."""
-    spacings = np.array([np.linalg.norm(im.affine[:3, :3], axis=1) for im in images])
-    spacing = np.median(spacings, axis=0)
-    extents = []
-    for image in images:
-        corners = np.array(np.meshgrid(*[[0, n - 1] for n in image.spatial_shape])).reshape(3, -1)
-        world = image.affine[:3, :3] @ corners
-        extents.append(world.max(axis=1) - world.min(axis=1))
-    extent = np.max(extents, axis=0) + spacing
-    scale = max(1.0, (np.prod(extent / spacing) / MAX_GRID_VOXELS) ** (1 / 3))
-    while True:
-        shape = [
-            GRID_MULTIPLE * math.ceil(e / (s * scale) / GRID_MULTIPLE)
-            for e, s in zip(extent, spacing)
-        ]
-        if np.prod(shape) <= MAX_GRID_VOXELS:
-            break
-        scale *= 1.05
-    return tuple(float(s * scale) for s in spacing), tuple(int(n) for n in shape)  # type: ignore[return-value]
-
-
-def stack_cases(
-    items: list[tuple[str, Image, np.ndarray | None]],
-    spacing: tuple[float, ...],
-    shape: tuple[int, ...],
-) -> CaseStack:
-    """Resample images (and labels) onto grids of ``spacing`` and ``shape`` centred on each."""
-    images, labels = [], []
-    for _, image, label in items:
-        grid = centred_grid(image_centre(image), spacing, shape)
-        images.append(network_input(image, grid, shape, Transform()))
-        if label is not None:
-            source = Image(label[None], image.affine)
-            target = Image(np.zeros((1, *shape), np.uint8), grid)
-            labels.append(warp_labels(source, target, Transform(), "nearest").array[0])
-    stacked_labels = None
-    if labels and len(labels) == len(items):
-        stacked_labels = torch.from_numpy(np.stack(labels).astype(np.int32))[:, None]
-    return CaseStack(
-        [case_id for case_id, _, _ in items],
-        torch.from_numpy(np.stack(images))[:, None],
-        stacked_labels,
-    )
-
-
-def _read_cases(
-    dataset: DatasetFolder, ids: list[str], quiet: bool
-) -> list[tuple[str, Image, np.ndarray | None]]:
-    items = []
-    with make_progress(quiet) as progress:
-        task = progress.add_task("reading cases", total=len(ids))
-        for case_id in ids:
-            case = dataset.case(case_id)
-            image = read_case_image(case)
-            label = None
-            if case.label_path is not None:
-                label = read_label(case.label_path, image, dataset.spec.label_values)
-            items.append((case_id, Image(image.array[:1], image.affine), label))
-            progress.advance(task)
-    return items
-
-
-def _learning_rate(base: float, fraction: float) -> float:
-    return base * (1 - min(fraction, 0.999)) ** 0.9
-
-
-def _pairs(
-    n_fixed: int, n_moving: int, count: int, rng: np.random.Generator, atlas: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random (fixed, moving) indices: two different cases, or the atlas and a case."""
-    fixed = np.zeros(count, int) if atlas else rng.integers(0, n_fixed, count)
-    moving = rng.integers(0, n_moving, count)
-    if not atlas and n_moving > 1:  # never a case with itself
-        same = moving == fixed
-        moving[same] = (moving[same] + rng.integers(1, n_moving, same.sum())) % n_moving
-    return fixed, moving
 
 
 def _step_loss(
@@ -183,13 +140,12 @@ def _dice(reference: torch.Tensor, labels: torch.Tensor, values: list[int]) -> l
     return scores
 
 
-def _validate(
-    network: torch.nn.Module, data: _Data, spacing: tuple[float, ...], device: torch.device
-) -> dict[str, float]:
+def _validate(network: torch.nn.Module, data: PairData, device: torch.device) -> dict[str, float]:
     """Mean local NCC, Dice (when labelled) before and after, and folding on the validation
     pairs."""
     network.eval()
     before, after, folding, sim_before, sim_after = [], [], [], [], []
+    spacing = data.spacing
     grid = np.diag([*spacing, 1.0])
     with torch.no_grad():
         for i, j in data.val_pairs:
@@ -218,179 +174,144 @@ def _validate(
     return row
 
 
-def _write_log(run_dir: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[-1]))
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(run_dir / LOG_FILE, buffer.getvalue())
-
-
 @dataclass
-class _Data:
-    """The stacks training draws pairs from and the validation pairs."""
+class _Steps:
+    """The optimisation: network, optimiser and the pairs drawn, within the budget."""
 
-    fixed: CaseStack  # the training cases, or the atlas
-    moving: CaseStack
-    val_fixed: CaseStack  # the validation cases, or the atlas
-    val_moving: CaseStack
-    val_pairs: list[tuple[int, int]]
-    values: list[int]  # foreground labels scored and used by the Dice term; [] without labels
-    atlas: bool
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: PairData
+    options: RegistrationTrainingOptions
+    label_weight: float  # 0 without labels
+    budget: Budget
+    device: torch.device
+    rng: np.random.Generator
+    done: int = 0
 
+    def epoch(self, epoch: int, stop: StopRequest) -> float:
+        """`STEPS_PER_EPOCH` steps, fewer if the budget runs out; returns their mean loss."""
+        losses: list[float] = []
+        with make_progress(self.options.quiet) as progress:
+            task = progress.add_task(f"epoch {epoch}", total=STEPS_PER_EPOCH)
+            for _ in range(STEPS_PER_EPOCH):
+                losses.append(self.step())
+                progress.update(task, advance=1, status=f"loss {np.mean(losses):.4f}")
+                stop.check()
+                if self.budget.spent(self.done):
+                    break
+        return float(np.mean(losses))
 
-def _prepare(
-    dataset_dir: str | Path,
-    fold: int,
-    atlas: str | Path | None,
-    atlas_labels: str | Path | None,
-    quiet: bool,
-) -> tuple[_Data, tuple[float, float, float], tuple[int, int, int]]:
-    dataset = open_dataset(dataset_dir)
-    train_ids, val_ids = train_val_split([c.case_id for c in dataset.training], fold)
-    if atlas is None and len(val_ids) < 2:
-        raise ConfigError(f"{dataset_dir}: too few cases for validation pairs in fold {fold}")
-    train_items = _read_cases(dataset, train_ids, quiet)
-    val_items = _read_cases(dataset, val_ids, quiet)
-    spacing, shape = plan_grid([image for _, image, _ in train_items])
-    moving = stack_cases(train_items, spacing, shape)
-    val_moving = stack_cases(val_items, spacing, shape)
-    if atlas is None:
-        fixed, val_fixed = moving, val_moving
-        n = len(val_ids)
-        val_pairs = [(k, (k + 1) % n) for k in range(min(VALIDATION_PAIRS, n))]
-    else:
-        atlas_image = read_image(atlas)
-        atlas_label = None
-        if atlas_labels is not None:
-            atlas_label = read_label(Path(atlas_labels), atlas_image, dataset.spec.label_values)
-        single = Image(atlas_image.array[:1], atlas_image.affine)
-        fixed = val_fixed = stack_cases([("atlas", single, atlas_label)], spacing, shape)
-        val_pairs = [(0, j) for j in range(min(VALIDATION_PAIRS, len(val_ids)))]
-    values = []
-    if fixed.labels is not None and moving.labels is not None:
-        values = sorted(int(v) for v in dataset.spec.label_values if int(v) != 0)
-    data = _Data(fixed, moving, val_fixed, val_moving, val_pairs, values, atlas is not None)
-    return data, spacing, shape
-
-
-def _labels(stack: CaseStack, index: np.ndarray, device: torch.device) -> torch.Tensor | None:
-    return None if stack.labels is None else stack.labels[index].to(device)
+    def step(self) -> float:
+        """One Adam step on a batch of random pairs; returns the loss."""
+        fraction = self.budget.fraction_done(self.done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = poly_learning_rate(self.options.learning_rate, fraction)
+        data, device = self.data, self.device
+        f, m = data.draw_pairs(self.options.batch_size, self.rng)
+        loss = _step_loss(
+            self.network,
+            data.fixed.images[f].to(device),
+            data.moving.images[m].to(device),
+            data.fixed.labels_at(f, device),
+            data.moving.labels_at(m, device),
+            data.values,
+            self.options.smoothness,
+            self.label_weight,
+        )
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.done += 1
+        return float(loss.detach())
 
 
 def train_registration(
     dataset_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    atlas: str | Path | None = None,
-    atlas_labels: str | Path | None = None,
-    epochs: int | None = None,
-    minutes: float | None = None,
-    label_weight: float = 1.0,
-    smoothness: float = 1.0,
-    fold: int = 0,
-    batch_size: int = 2,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    device: torch.device | None = None,
-    quiet: bool = False,
+    run_dir: str | Path,
+    options: RegistrationTrainingOptions | None = None,
 ) -> RegistrationTraining:
     """Train a registration network on the fold's training cases and keep the weights of the
-    epoch with the best validation Dice (or local NCC without labels) in ``out_dir``.
+    epoch with the best validation Dice (or local NCC without labels) in ``run_dir``.
 
-    Pairs are two different training cases, or, with ``atlas``, the atlas (fixed) and a case
-    (moving). The loss is local NCC + ``smoothness`` x the velocity's squared gradient +
-    ``label_weight`` x (1 - soft Dice of the warped labels) when labels exist. Stops after
-    ``epochs`` epochs of `STEPS_PER_EPOCH` steps or after ``minutes`` (default 20 minutes)."""
-    device = device or torch.device("cpu")
-    run_dir = Path(out_dir)
+    Pairs are two different training cases, or, with ``options.atlas``, the atlas (fixed) and
+    a case (moving). The loss is local NCC + ``smoothness`` x the velocity's squared gradient
+    + ``label_weight`` x (1 - soft Dice of the warped labels) when labels exist. After every
+    epoch ``model.safetensors`` (when the epoch is the best), ``registration.json`` and
+    ``log.csv`` are rewritten. Ctrl-C is taken at the next step boundary: the files of the
+    last finished epoch stay as they are and the interrupt is re-raised.
+
+    Examples
+    --------
+    >>> options = RegistrationTrainingOptions(minutes=10)
+    >>> result = train_registration("Dataset004_Hippocampus", "runs/reg", options)  # doctest: +SKIP
+    """
+    options = options or RegistrationTrainingOptions()
+    device = resolve_device(options.device)
+    run_dir = Path(run_dir)
     if (run_dir / CONFIG_FILE).exists():
         raise RunFolderError(
             located(run_dir, "already holds a registration model; choose another --out")
         )
-    if epochs is None and minutes is None:
-        minutes = 20.0
-    data, spacing, shape = _prepare(dataset_dir, fold, atlas, atlas_labels, quiet)
-    weight = label_weight if data.values else 0.0
-    config = LearnedConfig(
-        grid_shape=shape,
-        spacing=spacing,
-        features=REGISTRATION_FEATURES,
-        smoothness=smoothness,
-        label_weight=weight,
-        labels=data.values,
-        dataset=str(Path(dataset_dir).resolve()),
-        atlas=str(Path(atlas).resolve()) if atlas else None,
-        fold=fold,
+    data = prepare_pairs(
+        dataset_dir, options.fold, options.atlas, options.atlas_labels, options.quiet
     )
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    config = _learned_config(dataset_dir, options, data)
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
     network = registration_unet(3, REGISTRATION_FEATURES).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     run_dir.mkdir(parents=True, exist_ok=True)
+    minutes = options.minutes
+    if options.epochs is None and minutes is None:
+        minutes = DEFAULT_MINUTES
+    budget = Budget(options.epochs, minutes, STEPS_PER_EPOCH)
+    steps = _Steps(network, optimizer, data, options, config.label_weight, budget, device, rng)
     history: list[dict[str, float]] = []
     best = -math.inf
-    steps = 0
-    start = time.perf_counter()
-    budget = None if minutes is None else minutes * 60
-    total_steps = None if epochs is None else epochs * STEPS_PER_EPOCH
-
-    def finished() -> bool:
-        return bool(
-            (budget and time.perf_counter() - start >= budget)
-            or (total_steps and steps >= total_steps)
-        )
-
-    while not finished():
-        losses = []
-        with make_progress(quiet) as progress:
-            task = progress.add_task(f"epoch {len(history) + 1}", total=STEPS_PER_EPOCH)
-            for _ in range(STEPS_PER_EPOCH):
-                elapsed = time.perf_counter() - start
-                fraction = elapsed / budget if budget else steps / total_steps  # type: ignore[operator]
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(learning_rate, fraction)
-                f, m = _pairs(
-                    len(data.fixed.ids), len(data.moving.ids), batch_size, rng, data.atlas
-                )
-                loss = _step_loss(
-                    network,
-                    data.fixed.images[f].to(device),
-                    data.moving.images[m].to(device),
-                    _labels(data.fixed, f, device),
-                    _labels(data.moving, m, device),
-                    data.values,
-                    smoothness,
-                    weight,
-                )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                steps += 1
-                progress.update(task, advance=1, status=f"loss {np.mean(losses):.4f}")
-                if finished():
-                    break
-        row = {
-            "epoch": len(history) + 1,
-            "steps": steps,
-            "seconds": round(time.perf_counter() - start, 1),
-            "learning_rate": optimizer.param_groups[0]["lr"],
-            "loss": float(np.mean(losses)),
-        }
-        row.update(_validate(network, data, spacing, device))
-        history.append(row)
-        score = row.get("dice_after", row["lncc_after"])
-        if score > best:
-            best = score
-            save_weights(network, run_dir / MODEL_FILE)
-            config.training = {"best_epoch": row["epoch"], "best_validation": dict(row)}
-        config.training.update({"epochs": row["epoch"], "steps": steps, "seconds": row["seconds"]})
-        config.write(run_dir)
-        _write_log(run_dir, history)
-        log_line(_epoch_line(row), quiet)
+    with deferred_interrupt() as stop:
+        while not budget.spent(steps.done):
+            epoch = len(history) + 1
+            loss = steps.epoch(epoch, stop)
+            row = {
+                "epoch": epoch,
+                "steps": steps.done,
+                "seconds": round(budget.elapsed(), 1),
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                "loss": loss,
+            }
+            row.update(_validate(network, data, device))
+            history.append(row)
+            score = row.get("dice_after", row["lncc_after"])
+            if score > best:
+                best = score
+                save_weights(network, run_dir / MODEL_FILE)
+                config.training = {"best_epoch": epoch, "best_validation": dict(row)}
+            config.training.update(
+                {"epochs": epoch, "steps": steps.done, "seconds": row["seconds"]}
+            )
+            config.write(run_dir)
+            write_log_rows(run_dir, history)
+            log_line(_epoch_line(row), options.quiet)
+            stop.check()
     return RegistrationTraining(config, history)
+
+
+def _learned_config(
+    dataset_dir: str | Path, options: RegistrationTrainingOptions, data: PairData
+) -> LearnedConfig:
+    """What the model folder records: the grid, the loss weights and where the pairs came
+    from (the Dice term's weight is 0 without labels)."""
+    return LearnedConfig(
+        grid_shape=data.shape,
+        spacing=data.spacing,
+        features=REGISTRATION_FEATURES,
+        smoothness=options.smoothness,
+        label_weight=options.label_weight if data.values else 0.0,
+        labels=data.values,
+        dataset=str(Path(dataset_dir).resolve()),
+        atlas=str(Path(options.atlas).resolve()) if options.atlas else None,
+        fold=options.fold,
+    )
 
 
 def _epoch_line(row: dict[str, float]) -> str:
