@@ -15,6 +15,7 @@ from medseg.register.affine_algebra import (
     invert_affine,
     parameters_from_affine,
 )
+from medseg.register.files import RegistrationOptions, atlas_segment_files, register_files
 from medseg.register.itk_files import (
     RAS_TO_LPS,
     TransformFileError,
@@ -44,12 +45,14 @@ __all__ = [
     "RAS_TO_LPS",
     "AffineParameters",
     "Registration",
+    "RegistrationOptions",
     "RegistrationError",
     "RegistrationTraining",
     "RegistrationTrainingOptions",
     "Transform",
     "TransformFileError",
     "affine_from_parameters",
+    "atlas_segment_files",
     "check_inputs",
     "compose_affines",
     "folding_percent",
@@ -58,6 +61,7 @@ __all__ = [
     "parameters_from_affine",
     "read_affine_text",
     "read_displacement",
+    "register_files",
     "register_images",
     "train_registration",
     "warp_image",
