@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class MedsegError(Exception):
     """Base class of all user-facing errors."""
@@ -47,3 +49,23 @@ class InputProblems(MedsegError):
 def located(path: str | Path, problem: str) -> str:
     """Return a one-line message ``"{path}: {problem}"`` (whitespace in ``problem`` collapsed)."""
     return f"{path}: {' '.join(str(problem).split())}"
+
+
+def first_invalid_field(exc: ValidationError, whole: str) -> str:
+    """The first problem pydantic found in a settings document, as ``field.path: message``
+    (``whole`` names the document when the problem is not in one field).
+
+    Examples
+    --------
+    >>> from pydantic import BaseModel
+    >>> class Settings(BaseModel):
+    ...     size: int
+    >>> try:
+    ...     Settings.model_validate({"size": "big"})
+    ... except ValidationError as exc:
+    ...     print(first_invalid_field(exc, "settings"))
+    size: Input should be a valid integer, unable to parse string as an integer
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or whole
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from medseg.errors import DatasetError, located
+from medseg.errors import DatasetError, first_invalid_field, located
 from medseg.io import read_json_file
 
 
@@ -96,7 +96,4 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "dataset.json"
-        message = first["msg"].removeprefix("Value error, ")
-        raise DatasetError(located(path, f"{where}: {message}")) from None
+        raise DatasetError(located(path, first_invalid_field(exc, "dataset.json"))) from None

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from medseg.errors import RunFolderError, located
+from medseg.errors import RunFolderError, first_invalid_field, located
 from medseg.io import read_json_file, write_text_atomic
 from medseg.postprocess.operations import (
     closing,
@@ -224,11 +224,8 @@ def load_postprocessing(run_dir: str | Path) -> Postprocessing | None:
     try:
         choice = Postprocessing.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "file"
-        raise RunFolderError(
-            located(path, f"invalid post-processing: {where}: {first['msg']}")
-        ) from None
+        problem = first_invalid_field(exc, "file")
+        raise RunFolderError(located(path, f"invalid post-processing: {problem}")) from None
     if choice.version > POSTPROCESSING_VERSION:
         raise RunFolderError(
             located(path, f"version {choice.version} is newer than this medseg reads")

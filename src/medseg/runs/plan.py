@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from torch import nn
 
 from medseg.augment import AugmentationSettings
-from medseg.errors import ConfigError, RunFolderError, located
+from medseg.errors import ConfigError, RunFolderError, first_invalid_field, located
 from medseg.io import read_json_file, write_text_atomic
 from medseg.nn import build_network
 from medseg.preprocess import Preprocessing
@@ -133,11 +133,8 @@ class Plan(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "config"
-            raise RunFolderError(
-                located(path, f"invalid run configuration: {where}: {first['msg']}")
-            ) from None
+            problem = first_invalid_field(exc, "config")
+            raise RunFolderError(located(path, f"invalid run configuration: {problem}")) from None
 
 
 def apply_overrides(plan: Plan, settings: dict[str, object]) -> Plan:
@@ -168,9 +165,8 @@ def apply_overrides(plan: Plan, settings: dict[str, object]) -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"--set: invalid plan setting {where}: {first['msg']}") from None
+        problem = first_invalid_field(exc, "plan")
+        raise ConfigError(f"--set: invalid plan setting {problem}") from None
 
 
 #: The initial learning rate of each optimiser when the plan does not set one.

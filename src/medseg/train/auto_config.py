@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import ValidationError
 
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, first_invalid_field
 from medseg.nn import stage_layout
 from medseg.runs import DEFAULT_LEARNING_RATE, Plan
 
@@ -119,4 +119,5 @@ def auto_config(
     try:
         return Plan.model_validate(settings)
     except ValidationError as exc:
-        raise ConfigError(f"invalid training settings: {exc.errors()[0]['msg']}") from None
+        problem = first_invalid_field(exc, "plan")
+        raise ConfigError(f"invalid training settings: {problem}") from None
