@@ -112,6 +112,55 @@ def test_label_of_a_function_of_the_image_stays_aligned(case: str) -> None:
         assert out_label.sum() > 0.05 * out_label.numel()  # the check saw foreground
 
 
+SPATIAL = ["rotation", "scaling", "translation", "elastic", "mirror"]
+
+#: Each spatial transform alone, always applied, at nnU-Net's ranges (elastic: a clear one).
+ALONE = {
+    "rotation": {"probability": 1.0},
+    "scaling": {"probability": 1.0},
+    "translation": {"probability": 1.0},
+    "elastic": {"probability": 1.0, "magnitude": [2, 5], "spacing": 12},
+    "mirror": {"probability": 1.0},
+}
+
+GEOMETRIES = {
+    "2d": dict(dim=2, size=(96, 90), out=(64, 60), spacing=None),
+    "3d": dict(dim=3, size=(52, 52, 44), out=(36, 36, 30), spacing=None),
+    "3d anisotropic": dict(dim=3, size=(52, 52, 16), out=(36, 36, 12), spacing=(1.0, 1.0, 4.0)),
+}
+
+
+def alone(name: str) -> AugmentationSettings:
+    """Every transform off but ``name``, which is always applied."""
+    data = AugmentationSettings().model_dump()
+    for other in SPATIAL + INTENSITY:
+        data[other]["probability"] = 0.0
+    data[name].update(ALONE[name])
+    return AugmentationSettings.model_validate(data)
+
+
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+@pytest.mark.parametrize("transform", SPATIAL)
+def test_each_spatial_transform_alone_keeps_the_label_aligned(transform, geometry) -> None:
+    """label = image > 0 before; after one transform, ``image > 0`` still matches the label
+    away from edges (exactly, for mirroring), the image moved (the transform did something)
+    and foreground was seen; in 2D, 3D and anisotropic 3D."""
+    g = GEOMETRIES[geometry]
+    augment = Augmenter(alone(transform), dim=g["dim"], seed=5, spacing=g["spacing"])
+    image = spheres(4, g["size"], seed=11)
+    label = (image[:, 0] > 0).long()
+    out, out_label = augment(image, label, g["out"])
+    if transform == "mirror":
+        assert torch.equal(out[:, 0] > 0, out_label > 0)
+    else:
+        assert misaligned_far_from_edges(out, out_label, radius=2) == 0
+        assert float(((out[:, 0] > 0) != (out_label > 0)).double().mean()) < 0.025
+    start = [(i - o) // 2 for i, o in zip(g["size"], g["out"])]
+    centre = image[(slice(None), slice(None), *[slice(a, a + o) for a, o in zip(start, g["out"])])]
+    assert not torch.equal(out, centre)
+    assert out_label.sum() > 0.05 * out_label.numel()
+
+
 def test_separable_path_matches_grid_sample_3d() -> None:
     """The two-pass 3D resampling and one trilinear grid_sample agree closely (both are
     linear interpolations); labels agree on all but voxels at edges."""
