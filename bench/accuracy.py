@@ -1,29 +1,37 @@
 """Benchmark: accuracy per CPU-minute — medseg's default recipe against a plain MONAI baseline.
 
-Both train on the same training cases of the same fold (medseg's case-wise split, seed 12345)
-for the same wall-clock minutes, one after the other in one process, and both are scored on
-the same validation cases by the same code (`medseg.metrics.score_case`, on each case's own
-grid against its own label file).
+Both train on the same cases for the same wall-clock minutes, one after the other in one
+process, and both are scored on the same held-out cases by the same code
+(`medseg.metrics.score_case`, on each case's own grid against its own label file).
+
+Two set-ups:
+- ``--fold K`` (default 0): the dataset's fold K (medseg's case-wise split, seed 12345); both
+  train on its training cases and are scored on its validation cases.
+- ``--train-cases N --test-cases M``: N + M cases drawn at random (``--subset-seed``) from the
+  dataset; both learn from the N and are scored on the M others, as a new user with N
+  labelled cases would be. medseg trains as ``medseg train`` does by default (``--medseg-fold
+  all``: one model on every case, no validation hold-out) or on one fold of the N
+  (``--medseg-fold 0``), and predicts the M like ``medseg predict``.
 
 - medseg: ``train_run(dataset, out, TrainOptions(minutes=M))`` with every default (plan timed
-  on this CPU, preprocessing, deep supervision, poly decay, and the recipe the planner picks for the
-  budget: AdamW without augmentation below 10,000 steps); its final validation
-  is the prediction `medseg predict` would make. Planning and preprocessing run before the
-  clock starts for training and are reported separately.
+  on this CPU, preprocessing, and the recipe the planner picks for the budget and the number
+  of cases). Planning and preprocessing run before the clock starts for training and are
+  reported separately.
 - MONAI baseline: ``monai.networks.nets.UNet`` (16-32-64-128-256 channels, 2 residual units),
   ``DiceCELoss``, Adam (1e-3), patches by ``RandCropByPosNegLabeld`` (1:1 foreground /
   background), light augmentation (random flips, intensity scaling and shift), per-image
   z-score of the non-zero voxels, medseg's patch size rounded up to a multiple of 16 (MONAI's
-  UNet needs it); predicted with
-  ``sliding_window_inference`` (50 % overlap, Gaussian) at the end.
+  UNet needs it); predicted with ``sliding_window_inference`` (50 % overlap, Gaussian).
 
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
+       python bench/accuracy.py --train-cases 40 --test-cases 40 --minutes 5 10 30
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,54 +39,84 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_Hippocampus"
-
-
-def run_medseg(dataset: Path, out: Path, minutes: float, fold: int) -> dict[str, object]:
-    from medseg.train import Plan, TrainOptions, train_run
-
-    finished = finished_run(out, fold)
-    if finished is not None:
-        return finished
-    start = time.perf_counter()
-    result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
-    total = time.perf_counter() - start
-    assert result.validation is not None
-    plan = Plan.load(out)
-    return {
-        "dice": _dice_by_label(result.validation.summary),
-        "training_seconds": result.seconds,
-        "total_seconds": total,
-        "steps": result.history[-1].iterations,
-        "patch_size": plan.patch_size,
-    }
-
-
-def finished_run(out: Path, fold: int) -> dict[str, object] | None:
-    """The numbers of a run folder this script finished before (``--out`` kept), so that a
-    crash in a later step does not cost the training again."""
-    from medseg.train import Plan
-
-    summary = out / f"fold_{fold}" / "validation" / "summary.json"
-    manifest = out / "manifest.json"
-    if not summary.is_file() or not manifest.is_file():
-        return None
-    record = json.loads(manifest.read_text())["folds"][str(fold)]
-    print(f"reusing the finished run in {out}")
-    return {
-        "dice": _dice_by_label(json.loads(summary.read_text())),
-        "training_seconds": record["seconds"],
-        "total_seconds": None,
-        "steps": record["iterations"],
-        "patch_size": Plan.load(out).patch_size,
-    }
+DATA = Path(os.environ.get("MEDSEG_TEST_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+DEFAULT = DATA / "Dataset004_Hippocampus"
 
 
 def _dice_by_label(summary: dict) -> dict[str, float]:
     return {name: stats["mean_dice"] for name, stats in summary["labels"].items()}
 
 
-def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -> dict[str, object]:
+def split_cases(dataset: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The training and the held-out case identifiers of the chosen set-up."""
+    from medseg.datasets import kfold_splits, open_dataset
+
+    ids = sorted(c.case_id for c in open_dataset(dataset).training)
+    if args.train_cases is None:
+        return kfold_splits(ids, 5)[args.fold]
+    order = np.random.default_rng(args.subset_seed).permutation(len(ids))
+    chosen = [ids[i] for i in order[: args.train_cases + args.test_cases]]
+    return sorted(chosen[: args.train_cases]), sorted(chosen[args.train_cases :])
+
+
+def write_subset(dataset: Path, folder: Path, train_ids: list[str], test_ids: list[str]) -> Path:
+    """A dataset folder (symlinks) with ``train_ids`` as training cases and ``test_ids`` in
+    imagesTs/labelsTs."""
+    from medseg.datasets import open_dataset
+
+    source = open_dataset(dataset)
+    cases = {c.case_id: c for c in source.training}
+    ending = source.spec.file_ending
+    for part, ids in (("Tr", train_ids), ("Ts", test_ids)):
+        (folder / f"images{part}").mkdir(parents=True, exist_ok=True)
+        (folder / f"labels{part}").mkdir(exist_ok=True)
+        for case_id in ids:
+            for image in cases[case_id].image_paths:
+                link = folder / f"images{part}" / image.name
+                if not link.exists():
+                    link.symlink_to(image.resolve())
+            link = folder / f"labels{part}" / f"{case_id}{ending}"
+            if not link.exists():
+                link.symlink_to(cases[case_id].label_path.resolve())
+    spec = json.loads((dataset / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps({**spec, "numTraining": len(train_ids)}))
+    return folder
+
+
+def run_medseg(
+    dataset: Path, out: Path, minutes: float, fold: int | str, test_dir: Path | None
+) -> dict[str, object]:
+    """Train with medseg's defaults; score the fold's validation cases, or with ``test_dir``
+    (a dataset folder whose imagesTs/labelsTs hold the held-out cases) predict and score
+    those."""
+    from medseg.infer import predict_paths
+    from medseg.metrics import evaluate_folders
+    from medseg.train import Plan, TrainOptions, train_run
+
+    start = time.perf_counter()
+    result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
+    total = time.perf_counter() - start
+    if test_dir is None:
+        assert result.validation is not None
+        summary = result.validation.summary
+    else:
+        predictions = out / "test_predictions"
+        predict_paths(out, [test_dir / "imagesTs"], predictions, quiet=True)
+        summary = evaluate_folders(predictions, test_dir / "labelsTs", quiet=True).summary
+    plan = Plan.load(out)
+    return {
+        "dice": _dice_by_label(summary),
+        "training_seconds": result.seconds,
+        "total_seconds": total,
+        "steps": result.history[-1].iterations,
+        "patch_size": plan.patch_size,
+        "recipe": next(d.reason for d in plan.decisions if d.setting == "recipe"),
+    }
+
+
+def run_monai(
+    dataset: Path, minutes: float, train_ids: list[str], test_ids: list[str], patch: list[int]
+) -> dict[str, object]:
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -94,28 +132,23 @@ def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -
         SpatialPadd,
     )
 
-    from medseg.datasets import kfold_splits, open_dataset
+    from medseg.datasets import open_dataset
     from medseg.io import read_image
     from medseg.metrics import score_case, summarise
 
     spec = open_dataset(dataset)
     cases = {c.case_id: c for c in spec.training}
-    train_ids, val_ids = kfold_splits(sorted(cases), 5)[fold]
     labels = spec.spec.label_values
+    dims = len(patch)
+    keys = ["image", "label"]
     load = Compose(
-        [
-            LoadImaged(keys=["image", "label"]),
-            EnsureChannelFirstd(keys=["image", "label"]),
-            NormalizeIntensityd(keys="image", nonzero=True),
-        ]
-    )
+        [LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys),
+         NormalizeIntensityd(keys="image", nonzero=True)]
+    )  # fmt: skip
     load_image = Compose(
-        [
-            LoadImaged(keys="image"),
-            EnsureChannelFirstd(keys="image"),
-            NormalizeIntensityd(keys="image", nonzero=True),
-        ]
-    )
+        [LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"),
+         NormalizeIntensityd(keys="image", nonzero=True)]
+    )  # fmt: skip
     start = time.perf_counter()
     train_data = [
         load({"image": str(cases[i].image_paths[0]), "label": str(cases[i].label_path)})
@@ -123,21 +156,18 @@ def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -
     ]
     augment = Compose(
         [
-            SpatialPadd(keys=["image", "label"], spatial_size=patch_size),
+            SpatialPadd(keys=keys, spatial_size=patch),
             RandCropByPosNegLabeld(
-                keys=["image", "label"], label_key="label", spatial_size=patch_size,
-                pos=1, neg=1, num_samples=2,
+                keys=keys, label_key="label", spatial_size=patch, pos=1, neg=1, num_samples=2,
             ),
-            RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
-            RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1),
-            RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=2),
+            *[RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)],
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
             RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         ]
     )  # fmt: skip
     torch.manual_seed(0)
     augment.set_random_state(0)
-    network = UNet(3, 1, len(labels), (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2)
+    network = UNet(dims, 1, len(labels), (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(network.parameters(), 1e-3)
     rng = np.random.default_rng(0)
@@ -157,11 +187,11 @@ def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -
     rows = []
     names = {v: n for n, v in spec.spec.labels.items()}
     with torch.no_grad():
-        for case_id in val_ids:
+        for case_id in test_ids:
             data = load_image({"image": str(cases[case_id].image_paths[0])})
             image = torch.as_tensor(data["image"])[None].float()
             logits = sliding_window_inference(
-                image, patch_size, 4, network, overlap=0.5, mode="gaussian"
+                image, patch, 4, network, overlap=0.5, mode="gaussian"
             )
             prediction = logits.argmax(1)[0].numpy().astype(np.uint8)
             reference = read_image(cases[case_id].label_path)
@@ -169,7 +199,7 @@ def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -
                 case_id, reference.array[0], prediction, labels[1:], names, reference.spacing
             )
             rows += scores.metrics
-    summary = summarise(rows, labels[1:], names, len(val_ids))
+    summary = summarise(rows, labels[1:], names, len(test_ids))
     return {
         "dice": _dice_by_label(summary),
         "training_seconds": training_seconds,
@@ -178,37 +208,65 @@ def run_monai(dataset: Path, minutes: float, fold: int, patch_size: list[int]) -
     }
 
 
+def _print(minutes: float, result: dict) -> None:
+    ours, peer = result["medseg"], result["monai"]
+    names = list(ours["dice"])
+    print(f"\n{minutes:g} CPU-minutes of training")
+    print(f"{'':8}" + "".join(f"{n:>12}" for n in names) + f"{'mean':>9}{'steps':>8}")
+    for side in ("medseg", "monai"):
+        dice = result[side]["dice"]
+        mean = float(np.mean(list(dice.values())))
+        print(
+            f"{side:8}" + "".join(f"{dice[n]:12.4f}" for n in names)
+            + f"{mean:9.4f}{result[side]['steps']:8d}"
+        )  # fmt: skip
+    gain = np.mean(list(ours["dice"].values())) - np.mean(list(peer["dice"].values()))
+    print(f"patch: medseg {ours['patch_size']}, MONAI {peer['patch_size']}")
+    print(f"medseg recipe: {ours['recipe']}")
+    print(f"medseg - MONAI, mean Dice: {gain:+.4f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT)
     parser.add_argument("--minutes", type=float, nargs="+", default=[5.0])
     parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--train-cases", type=int, help="learn from N random cases")
+    parser.add_argument("--test-cases", type=int, default=40, help="score M other cases")
+    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--medseg-fold", default="all", help="with --train-cases: all or K")
+    parser.add_argument("--skip-monai", action="store_true", help="medseg only")
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="medseg_accuracy_"))
-    print(f"dataset {args.dataset.name}, fold {args.fold}, torch threads {torch.get_num_threads()}")
+    train_ids, test_ids = split_cases(args.dataset, args)
+    subset = fold = None
+    if args.train_cases is None:
+        dataset, fold = args.dataset, args.fold
+        where = f"fold {args.fold}"
+    else:
+        subset = write_subset(args.dataset, out / "dataset", train_ids, test_ids)
+        dataset, fold = (
+            subset,
+            args.medseg_fold if args.medseg_fold == "all" else int(args.medseg_fold),
+        )
+        where = f"{len(train_ids)} training cases, {len(test_ids)} test cases, medseg fold {fold}"
+    print(f"dataset {args.dataset.name}, {where}, torch threads {torch.get_num_threads()}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     results = []
     for minutes in args.minutes:
-        ours = run_medseg(args.dataset, out / f"medseg_{minutes:g}min", minutes, args.fold)
+        ours = run_medseg(dataset, out / f"medseg_{minutes:g}min", minutes, fold, subset)
         # MONAI's UNet (4 strides of 2) needs sizes divisible by 16: medseg's patch rounded up
         patch = [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
-        peer = run_monai(args.dataset, minutes, args.fold, patch)
+        if args.skip_monai:
+            peer = {"dice": dict.fromkeys(ours["dice"], float("nan")), "steps": 0}
+        else:
+            peer = run_monai(args.dataset, minutes, train_ids, test_ids, patch)
         peer["patch_size"] = patch
         results.append({"minutes": minutes, "medseg": ours, "monai": peer})
-        names = list(ours["dice"])
-        print(f"\n{minutes:g} CPU-minutes of training")
-        print(f"{'':8}" + "".join(f"{n:>12}" for n in names) + f"{'mean':>9}{'steps':>8}")
-        for side in ("medseg", "monai"):
-            dice = results[-1][side]["dice"]
-            mean = float(np.mean(list(dice.values())))
-            print(
-                f"{side:8}" + "".join(f"{dice[n]:12.4f}" for n in names)
-                + f"{mean:9.4f}{results[-1][side]['steps']:8d}"
-            )  # fmt: skip
-        gain = np.mean(list(ours["dice"].values())) - np.mean(list(peer["dice"].values()))
-        print(f"patch: medseg {ours['patch_size']}, MONAI {peer['patch_size']}")
-        print(f"medseg - MONAI, mean Dice: {gain:+.4f}")
-    (out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
+        _print(minutes, results[-1])
+        (out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"\nresults in {out / 'accuracy.json'}")
 
 

@@ -22,8 +22,9 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=2, dim=dim, shape=shape)
     run = tmp_path / "run"
     code, out, err = run_cli(
-        ["--quiet", "train", data, "--out", run, "--epochs", "1", "--iterations-per-epoch", "3"]
-    )
+        ["--quiet", "train", data, "--out", run, "--fold", "0", "--epochs", "1",
+         "--iterations-per-epoch", "3"]
+    )  # fmt: skip
     assert code == 0, err
     assert "best smoothed validation Dice" in out
     assert (run / "plan.json").is_file() and (run / "fold_0" / "log.csv").is_file()
@@ -86,6 +87,27 @@ def test_demo_command_prints_table_and_paths(run_cli, tmp_path: Path, monkeypatc
         assert word in out
 
 
+def test_train_without_fold_learns_from_every_case(run_cli, tmp_path: Path):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 40))
+    run = tmp_path / "run"
+    code, out, err = run_cli(
+        ["--quiet", "train", data, "--out", run, "--epochs", "1", "--iterations-per-epoch", "2"]
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in run.glob("fold_*")) == ["fold_all"]
+    assert "validation" not in out and "fold_all" in out
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["folds"]) == {"all"}
+    code, out, err = run_cli(["--quiet", "train", data, "--out", tmp_path / "r2", "--fold", "all",
+                              "--epochs", "1", "--iterations-per-epoch", "2"])  # fmt: skip
+    assert code == 0 and "--cross-validation" in err
+    preds = tmp_path / "preds"
+    code, _, err = run_cli(["--quiet", "predict", run, data / "imagesTs", "--out", preds,
+                            "--fold", "all"])  # fmt: skip
+    assert code == 0, err
+    assert [p.name for p in preds.iterdir()] == ["phantom_005.png"]
+
+
 def test_sigint_during_training_leaves_a_usable_run(tmp_path: Path):
     """A real Ctrl-C (SIGINT) to a training process: exit 130, weights intact, no temp files."""
     import signal
@@ -97,7 +119,8 @@ def test_sigint_during_training_leaves_a_usable_run(tmp_path: Path):
 
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 40))
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "medseg", "--quiet", "train", str(data), "--out", str(run)]
+    command = [sys.executable, "-m", "medseg", "--quiet", "train", str(data), "--out", str(run),
+               "--fold", "0"]  # fmt: skip
     process = subprocess.Popen(
         [*command, "--epochs", "10000", "--iterations-per-epoch", "2"],
         stdout=subprocess.PIPE,

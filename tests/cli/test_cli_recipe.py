@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_cross_validation_postprocess_and_ensemble_prediction(run_cli, tmp_path: Path):
     data = write_phantom_dataset(tmp_path / "ds", n_train=5, n_test=1, dim=2, shape=(40, 40))
     run = tmp_path / "run"
-    train = ["--quiet", "train", data, "--out", run, "--fold", "all", "--epochs", "1"]
+    train = ["--quiet", "train", data, "--out", run, "--cross-validation", "--epochs", "1"]
     code, out, err = run_cli([*train, "--iterations-per-epoch", "2"])
     assert code == 0, err
     assert "Cross-validation" in out

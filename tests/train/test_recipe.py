@@ -212,3 +212,16 @@ def test_freeze_encoder_counts_parameters():
     assert all(not p.requires_grad for p in net.encoder.parameters())
     assert all(p.requires_grad for p in net.head.parameters())
     assert np.isfinite(count)
+
+
+def test_fold_all_trains_on_every_case_without_validation(tiny_phantom, tmp_path):
+    run = tmp_path / "run"
+    result = train_run(tiny_phantom, run, TrainOptions(epochs=2, **FAST), fold="all")
+    assert result.validation is None and result.best_epoch == 2
+    fold = run / "fold_all"
+    # without validation cases the model is the last epoch's
+    assert _identical(_weights(run, BEST_WEIGHTS, "all"), _weights(run, LATEST_WEIGHTS, "all"))
+    assert not (fold / "validation").exists()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["folds"]["all"]["epochs"] == 2
+    assert len(json.loads((run / "splits.json").read_text())) == 5

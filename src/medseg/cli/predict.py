@@ -61,11 +61,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fold",
-        type=int,
+        type=arguments.fold,
         action="append",
         dest="folds",
         metavar="K",
-        help="use only this fold (repeat for several; default: every trained fold)",
+        help="use only this fold, a number or all (repeat for several; default: every "
+        "trained fold)",
     )
     parser.add_argument(
         "--no-postprocess",

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from medseg.cli import arguments
 from medseg.cli.output import console, print_summary
+
+NOTE_FOLD_ALL = (
+    "medseg: note: --fold all trains one model on every case, as in nnU-Net (it used to mean "
+    "cross-validation, which is now --cross-validation)"
+)
 
 EXAMPLES = """\
   medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10
@@ -16,12 +22,14 @@ EXAMPLES = """\
   medseg train Dataset004_Hippocampus --out runs/hippo --plan plan.json
   medseg train Dataset004_Hippocampus --out runs/hippo --minutes 10 \\
       --set batch_size=4 --set preprocessing.target_spacing=[1.5,1.5,1.5]
-  medseg train Dataset004_Hippocampus --out runs/hippo --fold all --minutes 6
+  medseg train Dataset004_Hippocampus --out runs/hippo --cross-validation --minutes 6
   medseg train Dataset004_Hippocampus --out runs/hippo --resume --epochs 60
   medseg train MyData --out runs/mine --init-from runs/hippo --freeze-encoder
   medseg train Dataset004_Hippocampus --out runs/h --set augmentation.enabled=false
 
-without --plan, the run folder's plan.json is made from the dataset's fingerprint,
+without --fold, one model learns from every labelled case; --fold K holds fold K out
+for validation (best epoch by validation Dice). Without --plan, the run folder's
+plan.json is made from the dataset's fingerprint,
 fitted to this device and the --minutes budget (see medseg plan --help); budgets are
 per fold. The recipe follows the budget: below 10,000 steps AdamW without
 augmentation, above it nnU-Net's SGD + Nesterov with its augmentation (deep
@@ -57,12 +65,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument(
         "--minutes", type=arguments.positive_float, help="wall-clock training budget"
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--fold",
         type=arguments.fold,
-        default=0,
         metavar="{0..4,all}",
-        help="validation fold, or all for k-fold cross-validation (default: 0)",
+        help="train fold K (its cases held out for validation), or all: one model on every "
+        "case, without validation (the default)",
+    )
+    which.add_argument(
+        "--cross-validation",
+        action="store_true",
+        help="train every fold of the plan in turn and score all their validation predictions "
+        "together (what medseg postprocess --auto needs)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_run_options(parser)
@@ -152,18 +167,23 @@ def run(args: argparse.Namespace) -> int:
         fine_tune_lr=args.fine_tune_lr,
         deterministic=args.deterministic,
     )
-    folds = None if args.fold == "all" else [args.fold]
+    if args.fold == "all":
+        print(NOTE_FOLD_ALL, file=sys.stderr)
+    folds = None if args.cross_validation else [args.fold if args.fold is not None else "all"]
     for result in train_folds(args.dataset, args.out, options, folds):
         if result.validation is not None:
             heading = f"{result.fold_dir.name} validation (50% overlap, best weights): "
             print_summary(result.validation.summary, heading)
-        console.print(
-            f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s; best smoothed "
-            f"validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; "
-            f"weights in {result.fold_dir}"
-        )
-    if cross_validation_complete(args.out):
+        line = f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s"
+        if result.validation is not None:
+            line += (
+                f"; best smoothed validation Dice {result.best_val_dice:.4f} at epoch "
+                f"{result.best_epoch}"
+            )
+        console.print(f"{line}; weights in {result.fold_dir}")
+    if args.cross_validation and cross_validation_complete(args.out):
         summary = json.loads((args.out / "cross_validation" / "summary.json").read_text())
         print_summary(summary, "Cross-validation (every case, by the fold that held it out): ")
-    console.print(f"validation predictions and scores in {args.out}/fold_*/validation")
+    if args.cross_validation or args.fold not in (None, "all"):
+        console.print(f"validation predictions and scores in {args.out}/fold_*/validation")
     return 0

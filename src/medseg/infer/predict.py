@@ -42,7 +42,7 @@ class TrainedModel:
 
 
 def load_trained_model(
-    run_dir: str | Path, device: str = "auto", folds: Sequence[int] | None = None
+    run_dir: str | Path, device: str = "auto", folds: Sequence[int | str] | None = None
 ) -> TrainedModel:
     """Load every fold of a run folder, or the ``folds`` listed (best weights, else latest).
 
@@ -247,7 +247,7 @@ def predict_paths(
     tta: bool = False,
     save_probabilities: str | None = None,
     postprocess: bool = True,
-    folds: Sequence[int] | None = None,
+    folds: Sequence[int | str] | None = None,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 

@@ -61,7 +61,7 @@ def record_fold(
     device: torch.device,
     seed: int,
     deterministic: bool,
-    fold: int,
+    fold: int | str,
     details: dict[str, Any],
 ) -> None:
     """Add (or replace) fold ``fold``'s entry and refresh the run-wide fields."""

@@ -11,7 +11,7 @@ from medseg.datasets import DatasetFolder, open_dataset
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.runs import Plan
 from medseg.train.options import TrainOptions
-from medseg.train.run import train_run
+from medseg.train.run import Fold, train_run
 from medseg.train.trainer import TrainResult
 
 
@@ -19,7 +19,7 @@ def train_folds(
     dataset_dir: str | Path,
     run_dir: str | Path,
     options: TrainOptions | None = None,
-    folds: Sequence[int] | None = None,
+    folds: Sequence[Fold] | None = None,
 ) -> list[TrainResult]:
     """Train several folds (default: every fold of the plan, 5 unless the plan says
     otherwise) one after the other with `train_run`; once every fold of the plan has its

@@ -29,6 +29,10 @@ from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import Trainer, TrainResult
 from medseg.train.transfer import find_weights
 
+#: The fold that trains on every case (nnU-Net's ``all``).
+ALL_CASES = "all"
+Fold = int | str
+
 
 def _class_lookup(label_values: list[int]) -> np.ndarray:
     """A table from label value to network class index (0 .. K-1)."""
@@ -113,7 +117,7 @@ def load_preprocessed(
 
 
 def _prepare(
-    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: int
+    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: Fold
 ) -> tuple[Plan, list[TrainingCase]]:
     """The run's plan (with a default budget if it has none) and its preprocessed training
     cases; checks that fold ``fold`` exists."""
@@ -123,8 +127,8 @@ def _prepare(
     spec = dataset.spec
     if spec.label_values != plan.label_values or spec.num_channels != plan.in_channels:
         raise ConfigError(located(dataset.root, "the plan was made for other labels or channels"))
-    if not 0 <= fold < plan.n_folds:
-        raise ConfigError(f"--fold {fold}: expected 0 to {plan.n_folds - 1}")
+    if fold != ALL_CASES and not 0 <= fold < plan.n_folds:  # type: ignore[operator]
+        raise ConfigError(f"--fold {fold}: expected 0 to {plan.n_folds - 1} or all")
     if options.deterministic and plan.epochs is None:  # the run folder's plan has minutes
         raise ConfigError(NEEDS_EPOCHS)
     if plan.preprocessing is None:
@@ -140,7 +144,7 @@ def _prepare(
 
 
 def _prepare_run_folder(
-    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: int
+    dataset: DatasetFolder, run_dir: Path, options: TrainOptions, fold: Fold
 ) -> tuple[Plan, list[TrainingCase]]:
     """`_prepare` in ``run_dir``, created if needed; a run that never starts leaves nothing."""
     created = not run_dir.exists()
@@ -171,9 +175,10 @@ def train_run(
     dataset_dir: str | Path,
     run_dir: str | Path,
     options: TrainOptions | None = None,
-    fold: int = 0,
+    fold: Fold = 0,
 ) -> TrainResult:
-    """Train fold ``fold`` of a dataset into ``run_dir``.
+    """Train fold ``fold`` of a dataset into ``run_dir``; fold ``"all"`` trains on every
+    case, without validation (the last epoch's weights are the model).
 
     The first fold trained in a run folder fixes its plan (``plan.json``: from
     ``options.plan_file``, else planned from the dataset's fingerprint for this device and the
@@ -201,7 +206,10 @@ def train_run(
     dataset = open_dataset(dataset_dir)
     plan, cases = _prepare_run_folder(dataset, run_dir, options, fold)
     torch.use_deterministic_algorithms(options.deterministic)
-    train_ids, val_ids = _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases])[fold]
+    folds = _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases])
+    train_ids, val_ids = [c.case_id for c in cases], []
+    if fold != ALL_CASES:
+        train_ids, val_ids = folds[fold]  # type: ignore[index]
     by_id = {c.case_id: c for c in cases}
     trainer = Trainer(
         plan,
@@ -220,7 +228,8 @@ def train_run(
     elif trainer.transfer is not None:
         log_line(trainer.transfer.summary(), options.quiet)
     result = trainer.fit()
-    result.validation = trainer.predict_validation(fold_dir / "validation")
+    if val_ids:
+        result.validation = trainer.predict_validation(fold_dir / "validation")
     record_fold(
         run_dir,
         dataset=dataset.root,

@@ -274,7 +274,7 @@ class Trainer:
         meta = {"epoch": str(record.epoch), "val_dice_mean": f"{record.val_dice_mean:.6f}"}
         save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, meta)
         score = -1.0 if math.isnan(record.val_dice_smoothed) else record.val_dice_smoothed
-        if score > self.best_score:
+        if score > self.best_score or not self.val_cases:  # without validation: the latest
             self.best_score, self.best_epoch = score, record.epoch
             save_weights(self.network, self.fold_dir / BEST_WEIGHTS, meta)
         write_logs(self.history, self.config.label_names[1:], self.fold_dir)
