@@ -8,8 +8,11 @@ recipe. Each arm is scored on the fold's validation cases by `medseg predict`'s 
 validation, best weights). A fixed step count makes the result independent of the machine's
 speed and load; the arms run one after the other in this process.
 
+With ``--train-cases N``, every arm learns from N random cases (all of them, no hold-out) and
+is scored on ``--test-cases`` others (the set-up of bench/accuracy.py).
+
 Usage: python bench/augment_ablation.py [--dataset DIR] [--steps 1000] [--seeds 0]
-       [--arms none all mirror ...] [--out DIR]
+       [--arms none all mirror ...] [--out DIR] [--train-cases N [--test-cases M]]
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ ARMS: dict[str, dict[str, float | None]] = {
     "blur": {"blur": None},
     "low_resolution": {"low_resolution": None},
     "brightness+contrast": {"brightness": None, "contrast": None},
+    # what the MONAI baseline does, in nnU-Net's transforms: mirroring and intensity jitter
+    "light": {"mirror": None, "brightness": None, "contrast": None, "gamma": None, "noise": None},
 }
 
 
@@ -59,7 +64,13 @@ def arm_settings(arm: str) -> dict[str, object]:
     return settings
 
 
-def run_arm(dataset: Path, out: Path, arm: str, steps: int, seed: int) -> dict[str, object]:
+def run_arm(
+    dataset: Path, out: Path, arm: str, steps: int, seed: int, fold: int | str = 0
+) -> dict[str, object]:
+    """Train one arm; score the fold's validation cases, or for fold ``all`` (a dataset
+    written by `accuracy.write_subset`) predict and score its imagesTs/labelsTs."""
+    from medseg.infer import predict_paths
+    from medseg.metrics import evaluate_folders
     from medseg.train import TrainOptions, train_run
 
     options = TrainOptions(
@@ -71,18 +82,22 @@ def run_arm(dataset: Path, out: Path, arm: str, steps: int, seed: int) -> dict[s
         settings=arm_settings(arm),
     )
     start = time.perf_counter()
-    result = train_run(dataset, out / f"{arm}_seed{seed}", options)
-    assert result.validation is not None
+    run = out / f"{arm}_seed{seed}"
+    result = train_run(dataset, run, options, fold=fold)
+    if result.validation is not None:
+        summary = result.validation.summary
+    else:
+        predict_paths(run, [dataset / "imagesTs"], run / "test_predictions", quiet=True)
+        summary = evaluate_folders(run / "test_predictions", dataset / "labelsTs").summary
     labels = {
-        name: round(row["metrics"]["dice"]["mean"], 4)
-        for name, row in result.validation.summary["labels"].items()
+        name: round(row["metrics"]["dice"]["mean"], 4) for name, row in summary["labels"].items()
     }
     return {
         "arm": arm,
         "seed": seed,
         "steps": result.history[-1].iterations,
         "dice": labels,
-        "mean_dice": round(result.validation.summary["mean_dice"], 4),
+        "mean_dice": round(summary["mean_dice"], 4),
         "best_smoothed_val_dice": round(result.best_val_dice, 4),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -95,12 +110,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--out", type=Path, default=Path("/tmp/medseg_augment_ablation"))
+    parser.add_argument("--train-cases", type=int, help="learn from N random cases (all of them)")
+    parser.add_argument("--test-cases", type=int, default=40, help="and score M others")
     args = parser.parse_args()
+    dataset, fold = args.dataset, 0
+    if args.train_cases is not None:
+        from accuracy import split_cases, write_subset
+
+        args.fold, args.subset_seed = 0, 0
+        train_ids, test_ids = split_cases(args.dataset, args)
+        dataset = write_subset(args.dataset, args.out / "dataset", train_ids, test_ids)
+        fold = "all"
+        print(f"{len(train_ids)} training cases (every one), {len(test_ids)} test cases")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     rows = []
     for seed in args.seeds:
         for arm in args.arms:
-            row = run_arm(args.dataset, args.out, arm, args.steps, seed)
+            row = run_arm(dataset, args.out, arm, args.steps, seed, fold)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
