@@ -25,7 +25,9 @@ def _medseg(*args):
 def test_sigkill_then_resume_gives_a_complete_run(tmp_path, extra_wait):
     data = write_phantom_dataset(tmp_path / "ds", n_train=6, n_test=1, dim=2, shape=(40, 40))
     run = tmp_path / "run"
-    train = _medseg("train", data, "--out", run, "--epochs", 5, "--iterations-per-epoch", 4)
+    train = _medseg(
+        "train", data, "--out", run, "--fold", 0, "--epochs", 5, "--iterations-per-epoch", 4
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(train, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = run / "fold_0" / STATE_FILE

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from nibabel import orientations
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from scipy import ndimage
 
+from medseg.bounding_box import bounding_box
 from medseg.datasets import Case, DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError
 from medseg.io import read_json_file, write_text_atomic
@@ -48,6 +50,9 @@ class CaseFingerprint(BaseModel):
     foreground: list[IntensityStats | None]  # per channel; None without foreground
     class_voxels: dict[str, int]  # label value -> voxels
     class_volume_ml: dict[str, float]  # label value -> millilitres (mm^2 / 1000 in 2D)
+    # label value -> centre of mass per canonical axis, as a fraction of the box around all
+    # foreground (0 at its start, 1 at its end): where labels lie relative to one another
+    class_centroids: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class ChannelFingerprint(BaseModel):
@@ -99,6 +104,27 @@ def _stats(values: np.ndarray) -> IntensityStats | None:
     )
 
 
+def _class_centroids(label: np.ndarray) -> dict[str, list[float]]:
+    """Each label's centre of mass, per axis as a fraction of the foreground's box.
+
+    Examples
+    --------
+    >>> label = np.zeros((4, 10), np.uint8); label[1:3, 0:3] = 1; label[1:3, 6:10] = 2
+    >>> _class_centroids(label)
+    {'1': [0.5, 0.111], '2': [0.5, 0.833]}
+    """
+    box = bounding_box(label > 0)
+    if box is None:
+        return {}
+    values = [int(v) for v in np.unique(label[box]) if v > 0]
+    centres = ndimage.center_of_mass(np.ones(label[box].shape), label[box], values)
+    extent = np.asarray([max(b.stop - b.start - 1, 1) for b in box], float)
+    return {
+        str(v): [round(float(c), 3) for c in np.asarray(centre) / extent]
+        for v, centre in zip(values, centres)
+    }
+
+
 def _case(
     case: Case, dataset: DatasetFolder
 ) -> tuple[CaseFingerprint, list[np.ndarray], list[tuple]]:
@@ -121,6 +147,7 @@ def _case(
         ranges.append((float(channel.min()), float(channel.max()), integral))
     counts = np.bincount(label.ravel())
     fingerprint = CaseFingerprint(
+        class_centroids=_class_centroids(label),
         case_id=case.case_id,
         shape=list(array.shape[1:]),
         spacing=[float(s) for s in spacing],

@@ -25,6 +25,7 @@ from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
 from medseg.progress import log_line
 from medseg.runs import Decision, Plan, apply_overrides
 from medseg.train.auto_config import auto_config, choose_patch_size
+from medseg.train.mirroring import mirror_decision
 
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
@@ -363,6 +364,12 @@ def make_plan(
         device_type=device.type,
         **overrides,
     )
+    axes, mirror = mirror_decision(fingerprint, plan.slice_axis)
+    augmentation = plan.augmentation.model_copy(
+        update={"mirror": plan.augmentation.mirror.model_copy(update={"axes": axes})}
+    )
+    plan = plan.model_copy(update={"augmentation": augmentation})
+    decisions.append(mirror)
     if budget_minutes is not None and not overrides.get("patch_size"):
         plan, affordable, timed = _timed_network(
             plan, shape, spacing, device, budget_minutes, memory_gb, quiet, overrides
