@@ -25,6 +25,7 @@ Two set-ups:
 
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
        python bench/accuracy.py --train-cases 40 --test-cases 40 --minutes 5 10 30
+       python bench/accuracy.py --dataset DIR --own-test-set     (imagesTs/labelsTs scored)
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def _dice_by_label(summary: dict) -> dict[str, float]:
     return {name: stats["mean_dice"] for name, stats in summary["labels"].items()}
 
 
+def _empty_cases(summary: dict) -> dict[str, str]:
+    """Per label: of the cases whose reference lacks it, how many got a prediction of it."""
+    found = {}
+    for name, stats in summary["labels"].items():
+        wrong, empty = stats["empty_reference"], stats["empty_reference"] + stats["empty_both"]
+        if empty:
+            found[name] = f"{wrong}/{empty}"
+    return found
+
+
 def split_cases(dataset: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The training and the held-out case identifiers of the chosen set-up."""
     from medseg.datasets import kfold_splits, open_dataset
@@ -57,6 +68,27 @@ def split_cases(dataset: Path, args: argparse.Namespace) -> tuple[list[str], lis
     order = np.random.default_rng(args.subset_seed).permutation(len(ids))
     chosen = [ids[i] for i in order[: args.train_cases + args.test_cases]]
     return sorted(chosen[: args.train_cases]), sorted(chosen[args.train_cases :])
+
+
+def _test_files(dataset: Path, ids: list[str]) -> list[tuple[str, Path, Path]]:
+    from medseg.datasets import open_dataset
+
+    cases = {c.case_id: c for c in open_dataset(dataset).training}
+    return [(i, cases[i].image_paths[0], cases[i].label_path) for i in ids]
+
+
+def _own_test_set(dataset: Path) -> tuple[list[str], list[tuple[str, Path, Path]]]:
+    """Every training case, and the (case, image, label) files of imagesTs/labelsTs."""
+    from medseg.datasets import open_dataset
+
+    spec = open_dataset(dataset)
+    ending = spec.spec.file_ending
+    tests = [
+        (label.name.removesuffix(ending), dataset / "imagesTs" / label.name.replace(
+            ending, f"_0000{ending}"), label)
+        for label in sorted((dataset / "labelsTs").glob(f"*{ending}"))
+    ]  # fmt: skip
+    return sorted(c.case_id for c in spec.training), tests
 
 
 def write_subset(dataset: Path, folder: Path, train_ids: list[str], test_ids: list[str]) -> Path:
@@ -106,6 +138,7 @@ def run_medseg(
     plan = Plan.load(out)
     return {
         "dice": _dice_by_label(summary),
+        "false_positive_empty_cases": _empty_cases(summary),
         "training_seconds": result.seconds,
         "total_seconds": total,
         "steps": result.history[-1].iterations,
@@ -115,8 +148,13 @@ def run_medseg(
 
 
 def run_monai(
-    dataset: Path, minutes: float, train_ids: list[str], test_ids: list[str], patch: list[int]
+    dataset: Path,
+    minutes: float,
+    train_ids: list[str],
+    tests: list[tuple[str, Path, Path]],
+    patch: list[int],
 ) -> dict[str, object]:
+    """Train the baseline on ``train_ids`` and score it on ``tests`` (case, image, label)."""
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -187,21 +225,22 @@ def run_monai(
     rows = []
     names = {v: n for n, v in spec.spec.labels.items()}
     with torch.no_grad():
-        for case_id in test_ids:
-            data = load_image({"image": str(cases[case_id].image_paths[0])})
+        for case_id, image_path, label_path in tests:
+            data = load_image({"image": str(image_path)})
             image = torch.as_tensor(data["image"])[None].float()
             logits = sliding_window_inference(
                 image, patch, 4, network, overlap=0.5, mode="gaussian"
             )
             prediction = logits.argmax(1)[0].numpy().astype(np.uint8)
-            reference = read_image(cases[case_id].label_path)
+            reference = read_image(label_path)
             scores = score_case(
                 case_id, reference.array[0], prediction, labels[1:], names, reference.spacing
             )
             rows += scores.metrics
-    summary = summarise(rows, labels[1:], names, len(test_ids))
+    summary = summarise(rows, labels[1:], names, len(tests))
     return {
         "dice": _dice_by_label(summary),
+        "false_positive_empty_cases": _empty_cases(summary),
         "training_seconds": training_seconds,
         "total_seconds": time.perf_counter() - start,
         "steps": steps,
@@ -222,6 +261,11 @@ def _print(minutes: float, result: dict) -> None:
         )  # fmt: skip
     gain = np.mean(list(ours["dice"].values())) - np.mean(list(peer["dice"].values()))
     print(f"patch: medseg {ours['patch_size']}, MONAI {peer['patch_size']}")
+    if ours["false_positive_empty_cases"]:
+        print(
+            f"empty references predicted non-empty: medseg {ours['false_positive_empty_cases']}"
+            f", MONAI {peer.get('false_positive_empty_cases')}"
+        )
     print(f"medseg recipe: {ours['recipe']}")
     print(f"medseg - MONAI, mean Dice: {gain:+.4f}", flush=True)
 
@@ -235,13 +279,23 @@ def main() -> None:
     parser.add_argument("--test-cases", type=int, default=40, help="score M other cases")
     parser.add_argument("--subset-seed", type=int, default=0)
     parser.add_argument("--medseg-fold", default="all", help="with --train-cases: all or K")
+    parser.add_argument(
+        "--own-test-set",
+        action="store_true",
+        help="learn from every training case, score the dataset's imagesTs/labelsTs",
+    )
     parser.add_argument("--skip-monai", action="store_true", help="medseg only")
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="medseg_accuracy_"))
     train_ids, test_ids = split_cases(args.dataset, args)
     subset = fold = None
-    if args.train_cases is None:
+    tests = _test_files(args.dataset, test_ids)
+    if args.own_test_set:
+        dataset, fold, subset = args.dataset, "all", args.dataset
+        train_ids, tests = _own_test_set(args.dataset)
+        where = f"every training case ({len(train_ids)}), its imagesTs ({len(tests)})"
+    elif args.train_cases is None:
         dataset, fold = args.dataset, args.fold
         where = f"fold {args.fold}"
     else:
@@ -261,7 +315,7 @@ def main() -> None:
         if args.skip_monai:
             peer = {"dice": dict.fromkeys(ours["dice"], float("nan")), "steps": 0}
         else:
-            peer = run_monai(args.dataset, minutes, train_ids, test_ids, patch)
+            peer = run_monai(args.dataset, minutes, train_ids, tests, patch)
         peer["patch_size"] = patch
         results.append({"minutes": minutes, "medseg": ours, "monai": peer})
         _print(minutes, results[-1])
