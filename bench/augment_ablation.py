@@ -65,7 +65,13 @@ def arm_settings(arm: str) -> dict[str, object]:
 
 
 def run_arm(
-    dataset: Path, out: Path, arm: str, steps: int, seed: int, fold: int | str = 0
+    dataset: Path,
+    out: Path,
+    arm: str,
+    steps: int,
+    seed: int,
+    fold: int | str = 0,
+    patch_size: list[int] | None = None,
 ) -> dict[str, object]:
     """Train one arm; score the fold's validation cases, or for fold ``all`` (a dataset
     written by `accuracy.write_subset`) predict and score its imagesTs/labelsTs."""
@@ -79,6 +85,7 @@ def run_arm(
         seed=seed,
         quiet=True,
         optimizer="adamw",
+        patch_size=patch_size,
         settings=arm_settings(arm),
     )
     start = time.perf_counter()
@@ -110,6 +117,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--out", type=Path, default=Path("/tmp/medseg_augment_ablation"))
+    parser.add_argument("--patch-size", type=int, nargs="+", help="instead of the plan's")
     parser.add_argument("--train-cases", type=int, help="learn from N random cases (all of them)")
     parser.add_argument("--test-cases", type=int, default=40, help="and score M others")
     args = parser.parse_args()
@@ -126,7 +134,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for arm in args.arms:
-            row = run_arm(dataset, args.out, arm, args.steps, seed, fold)
+            row = run_arm(dataset, args.out, arm, args.steps, seed, fold, args.patch_size)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

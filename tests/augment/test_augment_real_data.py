@@ -75,3 +75,31 @@ def test_augmented_real_patches_keep_their_labels(request, fixture, count, patch
 
 def _centre(size, out) -> list[slice]:
     return [slice((s - o) // 2, (s - o) // 2 + o) for s, o in zip(size, out)]
+
+
+def _only(name: str) -> AugmentationSettings:
+    data = AugmentationSettings().model_dump()
+    for other in [*INTENSITY, "rotation", "scaling", "elastic", "mirror"]:
+        data[other]["probability"] = 1.0 if other == name else 0.0
+    return AugmentationSettings.model_validate(data)
+
+
+@pytest.mark.parametrize("name", INTENSITY)
+def test_each_intensity_transform_keeps_real_patches_in_range(hippocampus_dir, name) -> None:
+    """On z-scored real MRI patches, each intensity transform alone (on every sample) leaves
+    the values finite, their spread within nnU-Net's ranges (a factor 0.5-2 of the input's
+    standard deviation, the mean within one of them) and the label untouched."""
+    cases, spacing = _cases_with_label_channels(hippocampus_dir, 4)
+    cases = [TrainingCase(c.case_id, c.image[:1], c.target) for c in cases]
+    patch = (40, 56, 40)
+    sampler = PatchSampler(cases, patch, np.random.default_rng(1))
+    batch, target = sampler.sample(4)
+    augment = Augmenter(_only(name), dim=3, seed=0, spacing=spacing)
+    out, out_label = augment(batch, target, output_size=patch)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out_label, target)
+    assert not torch.equal(out, batch)
+    for before, after in zip(batch, out):
+        ratio = float(after.std() / before.std())
+        assert 0.5 < ratio < 2.0, (name, ratio)
+        assert abs(float(after.mean() - before.mean())) < float(before.std())

@@ -127,31 +127,32 @@ def test_logs_curves_and_manifest(tiny_phantom, tmp_path):
 
 
 def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
-    # a short training gets the short recipe: AdamW, no augmentation (planner decision)
+    # a short training gets AdamW, with augmentation on (planner decision)
     short = tmp_path / "short"
     train_run(tiny_phantom, short, TrainOptions(epochs=1, **FAST))
     plan = Plan.load(short)
     assert plan.optimizer == "adamw" and plan.learning_rate == pytest.approx(3e-3)
-    assert plan.augmentation.enabled is False and plan.deep_supervision is True
+    assert plan.augmentation.enabled is True and plan.deep_supervision is True
     assert any(d.setting == "recipe" and "3 planned steps" in d.reason for d in plan.decisions)
     assert any(k.startswith("aux_heads") for k in _weights(short))
     # flags and --set win over the planner
     run = tmp_path / "run"
-    settings = {"augmentation.enabled": True, "deep_supervision": False}
+    settings = {"augmentation.enabled": False, "deep_supervision": False}
     train_run(tiny_phantom, run, TrainOptions(epochs=1, optimizer="sgd", settings=settings, **FAST))
     plan = Plan.load(run)
     assert plan.optimizer == "sgd" and plan.learning_rate == pytest.approx(1e-2)
-    assert plan.augmentation.enabled is True and plan.deep_supervision is False
+    assert plan.augmentation.enabled is False and plan.deep_supervision is False
     assert not any(k.startswith("aux_heads") for k in _weights(run))
 
 
 def test_long_trainings_get_nnunets_recipe():
-    from medseg.train.planner import FULL_RECIPE_STEPS, recipe_for_steps
+    from medseg.train.recipe import FULL_RECIPE_STEPS, recipe_for_steps
 
     long, decision = recipe_for_steps(FULL_RECIPE_STEPS)
     assert long == {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
     assert "nnU-Net" in decision.reason
-    assert recipe_for_steps(FULL_RECIPE_STEPS - 1)[0]["optimizer"] == "adamw"
+    short = recipe_for_steps(FULL_RECIPE_STEPS - 1)[0]
+    assert short["optimizer"] == "adamw" and short["augmentation"] == {"enabled": True}
 
 
 def test_every_fold_and_the_cross_validation_summary(tiny_phantom, tmp_path):

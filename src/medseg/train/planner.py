@@ -23,9 +23,10 @@ from medseg.nn import DeepSupervisionLoss, DiceCELoss, build_network
 from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
 from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
 from medseg.progress import log_line
-from medseg.runs import Decision, Plan, apply_overrides
+from medseg.runs import Decision, Plan
 from medseg.train.auto_config import auto_config, choose_patch_size
 from medseg.train.mirroring import mirror_decision
+from medseg.train.recipe import with_recipe
 
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
@@ -34,13 +35,6 @@ MIN_ITERATIONS = 750
 TRAINING_SHARE = 0.85
 #: Seconds spent timing each candidate (after one warm-up step).
 TIMING_SECONDS = 1.0
-
-#: nnU-Net's recipe (SGD with momentum 0.99, heavy augmentation) is made for ~250,000 steps on
-#: a GPU. Below this many planned steps medseg trains with AdamW and without augmentation:
-#: measured on Hippocampus at 800 steps (bench/RESULTS.md, docs/train.md), the full recipe
-#: scored 0.73-0.78 Dice where the short one scored 0.88. Where between 800 and 250,000 the
-#: full recipe starts to pay is not measured yet; 10,000 (the 100-epoch default) is a guess.
-FULL_RECIPE_STEPS = 10_000
 
 # Candidate patch sizes (voxels) from large to small, and widths (first-stage features).
 _PATCH_VOXELS = {3: [128**3, 96**3, 80**3, 64**3, 64 * 64 * 32, 48**3, 32**3],
@@ -141,7 +135,8 @@ def seconds_per_iteration(
 ) -> float:
     """Time of one training step of a candidate, measured as training runs it: the default
     augmentation of a batch, then forward (with deep supervision for the U-Net), backward and
-    an SGD step."""
+    an SGD step. The median of the steps timed, so that a moment of load elsewhere on the
+    machine does not decide the network."""
     dim = len(candidate.patch_size)
     network = build_network(
         model, in_channels, num_classes, dim, candidate.features, candidate.strides,
@@ -167,11 +162,12 @@ def seconds_per_iteration(
             torch.cuda.synchronize(device)
 
     step()  # warm-up: allocation, kernel selection
-    steps, start = 0, time.perf_counter()
-    while steps < 2 or time.perf_counter() - start < seconds:
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < seconds:
+        start = time.perf_counter()
         step()
-        steps += 1
-    return (time.perf_counter() - start) / steps
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def activation_gigabytes(candidate: Candidate) -> float:
@@ -214,31 +210,6 @@ def choose_candidate(
     if chosen is None:
         raise ConfigError(f"no network configuration fits in {memory_gb} GB of memory")
     return chosen[0], chosen[1], notes
-
-
-def recipe_for_steps(steps: int) -> tuple[dict[str, object], Decision]:
-    """The optimiser and augmentation for a training of ``steps`` steps, and why.
-
-    Examples
-    --------
-    >>> recipe_for_steps(800)[0]
-    {'optimizer': 'adamw', 'learning_rate': 0.003, 'augmentation': {'enabled': False}}
-    >>> recipe_for_steps(25_000)[0]["optimizer"]
-    'sgd'
-    """
-    if steps >= FULL_RECIPE_STEPS:
-        update = {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
-        reason = (
-            f"{steps} planned steps (at least {FULL_RECIPE_STEPS}): nnU-Net's recipe, SGD with "
-            "Nesterov momentum and its full augmentation"
-        )
-    else:
-        update = {"optimizer": "adamw", "learning_rate": 3e-3, "augmentation": {"enabled": False}}
-        reason = (
-            f"{steps} planned steps (under {FULL_RECIPE_STEPS}): AdamW and no augmentation, "
-            "which converge faster in short trainings (measured: docs/train.md)"
-        )
-    return update, Decision(setting="recipe", value=update, reason=reason)
 
 
 def _data_decisions(
@@ -317,18 +288,6 @@ def _timed_network(
     )
 
 
-def _with_recipe(plan: Plan, steps: int, overrides: dict[str, object]) -> tuple[Plan, Decision]:
-    """``plan`` with the recipe for ``steps`` steps, where the user did not choose."""
-    recipe, decision = recipe_for_steps(steps)
-    if overrides.get("optimizer") is not None:
-        recipe.pop("optimizer"), recipe.pop("learning_rate")
-    if overrides.get("learning_rate") is not None:
-        recipe.pop("learning_rate", None)
-    plan = apply_overrides(plan, {k: v for k, v in recipe.items() if k != "augmentation"})
-    augmentation = plan.augmentation.model_copy(update=recipe["augmentation"])
-    return plan.model_copy(update={"augmentation": augmentation}), decision
-
-
 def make_plan(
     fingerprint: Fingerprint,
     spec: DatasetSpec,
@@ -346,7 +305,7 @@ def make_plan(
     candidates on ``device``; without, a default size for the device type is used. The
     recipe (optimiser, augmentation) follows the number of steps the budget affords, or
     ``planned_steps`` (default: 100 epochs of 100) without a time budget; see
-    `recipe_for_steps`."""
+    `medseg.train.recipe.recipe_for_steps`."""
     device = device or torch.device("cpu")
     prep, shape, decisions = _data_decisions(fingerprint)
     spacing = prep.target_spacing
@@ -384,7 +343,7 @@ def make_plan(
                 reason=f"default size for {device.type} (no time budget given to plan against)",
             )
         )
-    plan, decision = _with_recipe(plan, affordable, overrides)
+    plan, decision = with_recipe(plan, affordable, overrides)
     decisions.append(decision)
     return Plan.model_validate(
         {
