@@ -23,8 +23,9 @@ def recipe_for_steps(steps: int) -> tuple[dict[str, object], Decision]:
     'sgd'
     """
     augmentation = (
-        "nnU-Net's augmentation, which costs nothing at 160 cases and helps at 40 even in "
-        "1,000 steps once mirroring spares axes along which labels keep their order "
+        "nnU-Net's augmentation, which gained 0.011 Dice with 40 Hippocampus cases in 1,000 "
+        "steps and cost 0.004 (within seed noise) with 160, once mirroring spares axes along "
+        "which labels keep their order "
         "(docs/augment.md#what-each-transform-costs-or-gains)"
     )
     if steps >= FULL_RECIPE_STEPS:
