@@ -31,6 +31,7 @@ Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import tempfile
@@ -116,7 +117,12 @@ def write_subset(dataset: Path, folder: Path, train_ids: list[str], test_ids: li
 
 
 def run_medseg(
-    dataset: Path, out: Path, minutes: float, fold: int | str, test_dir: Path | None
+    dataset: Path,
+    out: Path,
+    minutes: float,
+    fold: int | str,
+    test_dir: Path | None,
+    reuse: bool = False,
 ) -> dict[str, object]:
     """Train with medseg's defaults; score the fold's validation cases, or with ``test_dir``
     (a dataset folder whose imagesTs/labelsTs hold the held-out cases) predict and score
@@ -126,7 +132,13 @@ def run_medseg(
     from medseg.train import Plan, TrainOptions, train_run
 
     start = time.perf_counter()
-    result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
+    log = out / f"fold_{fold}" / "log.csv"
+    if reuse and log.exists() and test_dir is not None:  # a finished run of this script
+        last = list(csv.DictReader(log.open()))[-1]
+        seconds, steps = float(last["seconds"]), int(last["iterations"])
+    else:
+        result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
+        seconds, steps = result.seconds, result.history[-1].iterations
     total = time.perf_counter() - start
     if test_dir is None:
         assert result.validation is not None
@@ -139,9 +151,9 @@ def run_medseg(
     return {
         "dice": _dice_by_label(summary),
         "false_positive_empty_cases": _empty_cases(summary),
-        "training_seconds": result.seconds,
+        "training_seconds": seconds,
         "total_seconds": total,
-        "steps": result.history[-1].iterations,
+        "steps": steps,
         "patch_size": plan.patch_size,
         "recipe": next(d.reason for d in plan.decisions if d.setting == "recipe"),
     }
@@ -155,6 +167,7 @@ def run_monai(
     patch: list[int],
 ) -> dict[str, object]:
     """Train the baseline on ``train_ids`` and score it on ``tests`` (case, image, label)."""
+    from monai.data import PILReader
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -179,12 +192,15 @@ def run_monai(
     labels = spec.spec.label_values
     dims = len(patch)
     keys = ["image", "label"]
+    # MONAI reads PNG as (width, height); medseg and the label files scored here are (rows,
+    # columns): without this the 2D predictions come out transposed
+    reader = PILReader(reverse_indexing=False) if spec.spec.file_ending == ".png" else None
     load = Compose(
-        [LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys),
+        [LoadImaged(keys=keys, reader=reader), EnsureChannelFirstd(keys=keys),
          NormalizeIntensityd(keys="image", nonzero=True)]
     )  # fmt: skip
     load_image = Compose(
-        [LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"),
+        [LoadImaged(keys="image", reader=reader), EnsureChannelFirstd(keys="image"),
          NormalizeIntensityd(keys="image", nonzero=True)]
     )  # fmt: skip
     start = time.perf_counter()
@@ -285,6 +301,11 @@ def main() -> None:
         help="learn from every training case, score the dataset's imagesTs/labelsTs",
     )
     parser.add_argument("--skip-monai", action="store_true", help="medseg only")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with test cases: predict with a finished medseg run in --out instead of training",
+    )
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="medseg_accuracy_"))
@@ -309,7 +330,9 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     results = []
     for minutes in args.minutes:
-        ours = run_medseg(dataset, out / f"medseg_{minutes:g}min", minutes, fold, subset)
+        ours = run_medseg(
+            dataset, out / f"medseg_{minutes:g}min", minutes, fold, subset, args.reuse
+        )
         # MONAI's UNet (4 strides of 2) needs sizes divisible by 16: medseg's patch rounded up
         patch = [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
         if args.skip_monai:

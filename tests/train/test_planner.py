@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medseg.datasets import open_dataset
@@ -42,7 +43,7 @@ def test_target_spacing_rule_for_anisotropic_data(phantom_fingerprint) -> None:
     assert "10th percentile" in reason
 
 
-def test_candidates_are_sorted_by_cost_and_the_largest_affordable_wins() -> None:
+def test_the_largest_affordable_patch_wins_then_the_widest_network_at_it() -> None:
     options = candidates((64, 64, 32), (1.0, 1.0, 1.0), 3, "cpu")
     costs = [c.cost for c in options]
     assert costs == sorted(costs) and len(options) >= 3
@@ -54,10 +55,24 @@ def test_candidates_are_sorted_by_cost_and_the_largest_affordable_wins() -> None
 
     budget = 60.0 * 10
     chosen, step, notes = choose_candidate(options, budget, measure, None)
-    affordable = [c for c in options if budget * 0.85 / measure(c) >= MIN_ITERATIONS]
-    assert chosen == affordable[-1]
+    fits = [c for c in options if budget * 0.85 / measure(c) >= MIN_ITERATIONS]
+    largest_patch = max(np.prod(c.patch_size) for c in fits)
+    at_patch = [c for c in fits if np.prod(c.patch_size) == largest_patch]
+    assert chosen == max(at_patch, key=lambda c: c.features[0])
     assert step == measure(chosen)
-    assert len(notes) == len(affordable) + 1  # timed until the first that does not fit
+    # a wider network at a smaller patch may cost more than a narrow one at a larger patch:
+    # the larger patch still wins, and a width that does not fit does not end the search
+    small, large = (16, 16, 16), (24, 24, 24)
+    grid = [
+        Candidate(list(patch), [[1, 1, 1]], [[3, 3, 3]], [width], 2)
+        for patch in (small, large) for width in (8, 16)
+    ]  # fmt: skip
+    seconds = {(small, 8): 0.1, (small, 16): 2.0, (large, 8): 0.3, (large, 16): 5.0}
+    chosen, _, notes = choose_candidate(
+        grid, 600.0, lambda c: seconds[(tuple(c.patch_size), c.features[0])], None
+    )
+    assert (chosen.patch_size, chosen.features) == ([24, 24, 24], [8])
+    assert len(notes) == 4
 
 
 def test_a_tiny_budget_still_gets_the_cheapest_candidate() -> None:
