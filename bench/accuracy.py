@@ -26,6 +26,7 @@ Two set-ups:
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
        python bench/accuracy.py --train-cases 40 --test-cases 40 --minutes 5 10 30
        python bench/accuracy.py --dataset DIR --own-test-set     (imagesTs/labelsTs scored)
+       ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
 """
 
 from __future__ import annotations

@@ -29,17 +29,14 @@ def recipe_for_steps(steps: int) -> tuple[dict[str, object], Decision]:
         "(docs/augment.md#what-each-transform-costs-or-gains)"
     )
     if steps >= FULL_RECIPE_STEPS:
-        update = {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
-        reason = (
-            f"{steps} planned steps (at least {FULL_RECIPE_STEPS}): nnU-Net's SGD with "
-            f"Nesterov momentum; {augmentation}"
-        )
+        update: dict[str, object] = {"optimizer": "sgd", "learning_rate": 1e-2}
+        reason = f"{steps} planned steps (at least {FULL_RECIPE_STEPS}): nnU-Net's SGD with "
+        reason += f"Nesterov momentum; {augmentation}"
     else:
-        update = {"optimizer": "adamw", "learning_rate": 3e-3, "augmentation": {"enabled": True}}
-        reason = (
-            f"{steps} planned steps (under {FULL_RECIPE_STEPS}): AdamW, which converges faster "
-            f"in short trainings (docs/train.md); {augmentation}"
-        )
+        update = {"optimizer": "adamw", "learning_rate": 3e-3}
+        reason = f"{steps} planned steps (under {FULL_RECIPE_STEPS}): AdamW, which converges "
+        reason += f"faster in short trainings (docs/train.md); {augmentation}"
+    update["augmentation"] = {"enabled": True}
     return update, Decision(setting="recipe", value=update, reason=reason)
 
 
