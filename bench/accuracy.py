@@ -21,12 +21,14 @@ Two set-ups:
   ``DiceCELoss``, Adam (1e-3), patches by ``RandCropByPosNegLabeld`` (1:1 foreground /
   background), light augmentation (random flips, intensity scaling and shift), per-image
   z-score of the non-zero voxels, medseg's patch size rounded up to a multiple of 16 (MONAI's
-  UNet needs it); predicted with ``sliding_window_inference`` (50 % overlap, Gaussian).
+  UNet needs it) or ``--monai-patch``; predicted with ``sliding_window_inference`` (50 %
+  overlap, Gaussian).
 
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
        python bench/accuracy.py --train-cases 40 --test-cases 40 --minutes 5 10 30
        python bench/accuracy.py --dataset DIR --own-test-set     (imagesTs/labelsTs scored)
        ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
+       ... --monai-patch 32 32 32   (the baseline's own patch instead of medseg's, rounded)
 """
 
 from __future__ import annotations
@@ -308,6 +310,12 @@ def main() -> None:
         help="with test cases: predict with a finished medseg run in --out instead of training",
     )
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
+    parser.add_argument(
+        "--monai-patch",
+        type=int,
+        nargs="+",
+        help="the baseline's patch (multiples of 16; default: medseg's, rounded up to 16)",
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="medseg_accuracy_"))
     train_ids, test_ids = split_cases(args.dataset, args)
@@ -335,7 +343,7 @@ def main() -> None:
             dataset, out / f"medseg_{minutes:g}min", minutes, fold, subset, args.reuse
         )
         # MONAI's UNet (4 strides of 2) needs sizes divisible by 16: medseg's patch rounded up
-        patch = [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
+        patch = args.monai_patch or [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
         if args.skip_monai:
             peer = {"dice": dict.fromkeys(ours["dice"], float("nan")), "steps": 0}
         else:

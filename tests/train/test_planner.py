@@ -13,6 +13,7 @@ from medseg.preprocess import compute_fingerprint
 from medseg.train import Plan, apply_overrides, make_plan
 from medseg.train.planner import (
     MIN_ITERATIONS,
+    WIDE_MIN_ITERATIONS,
     Candidate,
     candidates,
     choose_candidate,
@@ -43,7 +44,7 @@ def test_target_spacing_rule_for_anisotropic_data(phantom_fingerprint) -> None:
     assert "10th percentile" in reason
 
 
-def test_the_largest_affordable_patch_wins_then_the_widest_network_at_it() -> None:
+def test_the_largest_affordable_patch_wins_then_a_wider_network_only_for_long_trainings() -> None:
     options = candidates((64, 64, 32), (1.0, 1.0, 1.0), 3, "cpu")
     costs = [c.cost for c in options]
     assert costs == sorted(costs) and len(options) >= 3
@@ -55,24 +56,55 @@ def test_the_largest_affordable_patch_wins_then_the_widest_network_at_it() -> No
 
     budget = 60.0 * 10
     chosen, step, notes = choose_candidate(options, budget, measure, None)
-    fits = [c for c in options if budget * 0.85 / measure(c) >= MIN_ITERATIONS]
-    largest_patch = max(np.prod(c.patch_size) for c in fits)
-    at_patch = [c for c in fits if np.prod(c.patch_size) == largest_patch]
+    narrowest = min(c.features[0] for c in options)
+
+    def fits(c: Candidate) -> bool:
+        needed = MIN_ITERATIONS if c.features[0] == narrowest else WIDE_MIN_ITERATIONS
+        return budget * 0.85 / measure(c) >= needed
+
+    largest_patch = max(np.prod(c.patch_size) for c in options if fits(c))
+    at_patch = [c for c in options if fits(c) and np.prod(c.patch_size) == largest_patch]
     assert chosen == max(at_patch, key=lambda c: c.features[0])
     assert step == measure(chosen)
-    # a wider network at a smaller patch may cost more than a narrow one at a larger patch:
-    # the larger patch still wins, and a width that does not fit does not end the search
-    small, large = (16, 16, 16), (24, 24, 24)
+
+
+def _grid_choice(seconds: dict) -> tuple[Candidate, list[str]]:
+    """The choice among two patches x two widths timed at ``seconds`` per step."""
     grid = [
         Candidate(list(patch), [[1, 1, 1]], [[3, 3, 3]], [width], 2)
-        for patch in (small, large) for width in (8, 16)
+        for patch, width in seconds
     ]  # fmt: skip
-    seconds = {(small, 8): 0.1, (small, 16): 2.0, (large, 8): 0.3, (large, 16): 5.0}
     chosen, _, notes = choose_candidate(
         grid, 600.0, lambda c: seconds[(tuple(c.patch_size), c.features[0])], None
     )
+    return chosen, notes
+
+
+def test_width_is_bought_only_with_steps_to_spare() -> None:
+    small, large = (16, 16, 16), (24, 24, 24)
+    # 600 s x 0.85 budget: 0.01 s/step affords 51,000 steps, 0.3 s 1,700, 2 s 255
+    # a wide network at the small patch that does not fit does not end the search; the
+    # large patch wins with the narrow network, and its wide one (1,700 < 2 x 10,000) is
+    # never timed
+    chosen, notes = _grid_choice(
+        {(small, 8): 0.01, (small, 16): 2.0, (large, 8): 0.3, (large, 16): 0.5}
+    )
     assert (chosen.patch_size, chosen.features) == ([24, 24, 24], [8])
-    assert len(notes) == 4
+    assert len(notes) == 3
+    # 1,700 steps of the wide network at the large patch: more than MIN_ITERATIONS, fewer
+    # than WIDE_MIN_ITERATIONS -> still the narrow one
+    chosen, _ = _grid_choice({(large, 8): 0.01, (large, 16): 0.3})
+    assert chosen.features == [8]
+    # with steps to spare the wider network wins
+    chosen, _ = _grid_choice({(large, 8): 0.01, (large, 16): 0.04})
+    assert chosen.features == [16]
+
+
+def test_a_cpu_trains_batches_of_two_in_2d_as_in_3d() -> None:
+    # more steps beat larger batches at CPU budgets (docs/plan.md#width-against-steps)
+    assert {c.batch_size for c in candidates((144, 200), (1.0, 1.0), 2, "cpu")} == {2}
+    assert {c.batch_size for c in candidates((40, 56, 40), (1.0, 1.0, 1.0), 3, "cpu")} == {2}
+    assert {c.batch_size for c in candidates((144, 200), (1.0, 1.0), 2, "cuda")} == {12}
 
 
 def test_a_tiny_budget_still_gets_the_cheapest_candidate() -> None:

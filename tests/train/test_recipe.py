@@ -145,14 +145,32 @@ def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
     assert not any(k.startswith("aux_heads") for k in _weights(run))
 
 
-def test_long_trainings_get_nnunets_recipe():
+def test_long_trainings_get_nnunets_recipe_short_ones_keep_images_the_right_way_round():
+    from medseg.augment import AugmentationSettings
     from medseg.train.recipe import FULL_RECIPE_STEPS, recipe_for_steps
 
     long, decision = recipe_for_steps(FULL_RECIPE_STEPS)
     assert long == {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
     assert "nnU-Net" in decision.reason
-    short = recipe_for_steps(FULL_RECIPE_STEPS - 1)[0]
-    assert short["optimizer"] == "adamw" and short["augmentation"] == {"enabled": True}
+    short, decision = recipe_for_steps(FULL_RECIPE_STEPS - 1)
+    assert short["optimizer"] == "adamw" and "without mirroring" in decision.reason
+    nnunet = AugmentationSettings()
+    assert short["augmentation"]["mirror"]["probability"] == 0 < nnunet.mirror.probability
+    degrees = short["augmentation"]["rotation"]["in_plane_angle_degrees"]
+    assert max(degrees) < max(nnunet.rotation.in_plane_angle_degrees)
+
+
+def test_the_short_recipe_reaches_the_plan_and_set_overrides_it(tiny_phantom, tmp_path):
+    run = tmp_path / "short"
+    train_run(tiny_phantom, run, TrainOptions(epochs=1, **FAST))
+    plan = Plan.load(run)
+    assert plan.augmentation.mirror.probability == 0.0
+    assert plan.augmentation.rotation.in_plane_angle_degrees == (-30.0, 30.0)
+    # the plan validates what the recipe changed: it reads back equal from its JSON
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan
+    settings = {"augmentation.mirror.probability": 0.5}
+    train_run(tiny_phantom, tmp_path / "mine", TrainOptions(epochs=1, settings=settings, **FAST))
+    assert Plan.load(tmp_path / "mine").augmentation.mirror.probability == 0.5
 
 
 def test_every_fold_and_the_cross_validation_summary(tiny_phantom, tmp_path):

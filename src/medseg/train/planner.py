@@ -3,7 +3,8 @@
 The data decides the preprocessing (target spacing, normalisation per channel). The
 network is chosen by measurement: candidate configurations (patch size, width, batch) are
 timed for a moment on the training device; of those that can still train ``MIN_ITERATIONS``
-steps within the budget, the largest patch wins, and the widest network at that patch.
+steps within the budget, the largest patch wins, and at that patch the widest network that
+can still train ``WIDE_MIN_ITERATIONS``.
 Every decision and its reason goes into plan.json.
 """
 
@@ -31,6 +32,10 @@ from medseg.train.recipe import with_recipe
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
 MIN_ITERATIONS = 750
+#: A network wider than the narrowest candidate must afford this many: in every budget
+#: measured (600-3,000 steps) the narrow network's extra steps beat the wide one's width
+#: (docs/plan.md#width-against-steps), so on a CPU width is bought only for long trainings.
+WIDE_MIN_ITERATIONS = 10_000
 #: Share of the budget spent on optimisation steps (the rest: validation, start-up).
 TRAINING_SHARE = 0.85
 #: Seconds spent timing each candidate, at least TIMED_STEPS steps after WARM_UP_STEPS: with
@@ -116,7 +121,8 @@ def candidates(
     """Network configurations for patches of images of ``shape``, cheapest first."""
     gpu = device_type == "cuda"
     bases = [32] if gpu else [32, 16]
-    batch = 2 if dim == 3 else (12 if gpu else 8)
+    # batch 2 in 2D on a CPU too: more steps beat larger batches there (docs/plan.md)
+    batch = 12 if gpu and dim == 2 else 2
     found: dict[tuple, Candidate] = {}
     for voxels in _PATCH_VOXELS[dim]:
         patch, strides, kernels = choose_patch_size(shape, spacing, voxels)
@@ -195,10 +201,12 @@ def choose_candidate(
     quiet: bool = True,
 ) -> tuple[Candidate, float, list[str]]:
     """The candidate with the largest patch, and at that patch the widest network, that fits
-    in memory and affords MIN_ITERATIONS steps in the budget; the cheapest one if none does.
-    Timed by patch size, then width; a width that does not fit ends that patch, a narrowest
-    network that does not fit ends the search. Returns it, its seconds per step, and a line
-    per candidate timed."""
+    in memory and affords its steps in the budget (MIN_ITERATIONS for the narrowest width,
+    WIDE_MIN_ITERATIONS for any wider); the cheapest one if none does. Timed by patch size,
+    then width; a width that does not fit ends that patch (so does a narrowest network that
+    cannot afford twice WIDE_MIN_ITERATIONS: a wider one costs at least twice as much per
+    step), a narrowest network that does not fit ends the search. Returns the choice, its
+    seconds per step, and a line per candidate timed."""
     notes: list[str] = []
     chosen: tuple[Candidate, float] | None = None
     narrowest = min(c.features[0] for c in options)
@@ -213,11 +221,13 @@ def choose_candidate(
         affordable = int(budget_seconds * TRAINING_SHARE / step)
         notes.append(f"{candidate.describe()}: {step:.3f} s/step, {affordable} steps")
         log_line(f"planning: {notes[-1]}", quiet)
-        if affordable >= MIN_ITERATIONS or chosen is None:
+        is_narrowest = candidate.features[0] == narrowest
+        needed = MIN_ITERATIONS if is_narrowest else WIDE_MIN_ITERATIONS
+        if affordable >= needed or chosen is None:
             chosen = (candidate, step)
-        if affordable < MIN_ITERATIONS:
-            if candidate.features[0] == narrowest:
-                break
+        if affordable < needed and is_narrowest:
+            break
+        if affordable < (2 * WIDE_MIN_ITERATIONS if is_narrowest else needed):
             too_wide.append(candidate.patch_size)
     if chosen is None:
         raise ConfigError(f"no network configuration fits in {memory_gb} GB of memory")
@@ -286,9 +296,9 @@ def _timed_network(
     update.update({k: v for k, v in overrides.items() if k in update and v is not None})
     plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
     reason = (
-        f"the largest patch, then the widest network, that trains at least {MIN_ITERATIONS} "
-        f"steps in {budget_minutes:g} min on {device.type} ({affordable} at {step:.3f} s/step); "
-        "timed: " + "; ".join(notes)
+        f"the largest patch that trains at least {MIN_ITERATIONS} steps in {budget_minutes:g} "
+        f"min on {device.type}, then the widest network at it that trains {WIDE_MIN_ITERATIONS}"
+        f" ({affordable} at {step:.3f} s/step); timed: " + "; ".join(notes)
     )
     return (
         plan,
