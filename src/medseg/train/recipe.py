@@ -24,8 +24,8 @@ _SHORT_AUGMENTATION = (
     f"{_AUGMENTATION}, without mirroring and with 2D rotations within "
     f"{SHORT_IN_PLANE_DEGREES:g} degrees: medical images arrive the right way round, and "
     "learning every mirrored and upturned view too cost 0.035 Dice on Hippocampus (3D, 1,000 "
-    "steps) and 0.16 on a 2D slices set (1,800 steps), where the short recipe gained 0.016 "
-    "over no augmentation (docs/augment.md#short-trainings)"
+    "steps) and 0.16 on a 2D slices set (1,800 steps), where the short recipe scored 0.016 "
+    "above no augmentation (one seed; docs/augment.md#short-trainings)"
 )
 
 
