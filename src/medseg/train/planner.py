@@ -32,9 +32,10 @@ from medseg.train.recipe import with_recipe
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
 MIN_ITERATIONS = 750
-#: A network wider than the narrowest candidate must afford this many: in every budget
-#: measured (600-3,000 steps) the narrow network's extra steps beat the wide one's width
-#: (docs/plan.md#width-against-steps), so on a CPU width is bought only for long trainings.
+#: A network wider than the narrowest candidate must afford this many: at the budgets
+#: measured (600-1,800 steps, 2D and 3D) width gained nothing or lost to the narrow network's
+#: extra steps (docs/plan.md#width-against-steps), so on a CPU width is bought only for long
+#: trainings.
 WIDE_MIN_ITERATIONS = 10_000
 #: Share of the budget spent on optimisation steps (the rest: validation, start-up).
 TRAINING_SHARE = 0.85
