@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from medseg.runs import Decision, Plan, apply_overrides
 
 #: nnU-Net's SGD (momentum 0.99) is made for ~250,000 steps on a GPU; below this many planned
@@ -58,13 +56,19 @@ def recipe_for_steps(steps: int) -> tuple[dict[str, object], Decision]:
     return update, Decision(setting="recipe", value=update, reason=reason)
 
 
-def _updated(model: BaseModel, changes: dict[str, object]) -> BaseModel:
-    """``model`` with ``changes`` applied (nested dictionaries to nested models), validated."""
-    fields = {
-        name: _updated(getattr(model, name), value) if isinstance(value, dict) else value
-        for name, value in changes.items()
-    }
-    return type(model).model_validate({**dict(model), **fields})
+def _dotted(settings: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """Nested settings as the dotted names `apply_overrides` takes.
+
+    >>> _dotted({"optimizer": "sgd", "augmentation": {"mirror": {"probability": 0.0}}})
+    {'optimizer': 'sgd', 'augmentation.mirror.probability': 0.0}
+    """
+    flat: dict[str, object] = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def with_recipe(plan: Plan, steps: int, overrides: dict[str, object]) -> tuple[Plan, Decision]:
@@ -74,6 +78,4 @@ def with_recipe(plan: Plan, steps: int, overrides: dict[str, object]) -> tuple[P
         recipe.pop("optimizer"), recipe.pop("learning_rate")
     if overrides.get("learning_rate") is not None:
         recipe.pop("learning_rate", None)
-    plan = apply_overrides(plan, {k: v for k, v in recipe.items() if k != "augmentation"})
-    augmentation = _updated(plan.augmentation, recipe["augmentation"])  # type: ignore[arg-type]
-    return plan.model_copy(update={"augmentation": augmentation}), decision
+    return apply_overrides(plan, _dotted(recipe)), decision
