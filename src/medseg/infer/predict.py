@@ -101,19 +101,22 @@ def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
     return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
 
-def predict_probabilities(model: TrainedModel, image: Image, tta: bool = False) -> np.ndarray:
+def predict_probabilities(
+    model: TrainedModel, image: Image, tta: bool = False, *, source: str | Path = "image"
+) -> np.ndarray:
     """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
     (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`).
 
     The image goes through the plan's preprocessing (reorientation, crop, resampling,
-    normalisation); the probabilities come back through its inverse.
+    normalisation); the probabilities come back through its inverse. ``source`` names the
+    image in errors (a spacing far from the plan's, a resampled size over the voxel limit).
     """
     c = model.config
     geometry = None
     if c.preprocessing is None:
         array = zscore(image.array)
     else:
-        array, geometry = preprocess_image(image, c.preprocessing)
+        array, geometry = preprocess_image(image, c.preprocessing, source)
     tensor = torch.from_numpy(array).to(model.device)
     flips = mirror_axes(c) if tta else [()]
     total = None
@@ -136,11 +139,13 @@ def predict_labels(
     image: Image,
     tta: bool = False,
     postprocessing: Postprocessing | None = None,
+    *,
+    source: str | Path = "image",
 ) -> tuple[Image, np.ndarray]:
     """The label map of ``image`` (same shape and affine, label values from dataset.json)
     and the class probabilities ``(K, *spatial)`` it was taken from; ``postprocessing`` is
-    applied to the labels."""
-    probabilities = predict_probabilities(model, image, tta)
+    applied to the labels; ``source`` names the image in errors."""
+    probabilities = predict_probabilities(model, image, tta, source=source)
     labels = model.config.labels_from_classes(probabilities.argmax(0))
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
@@ -282,7 +287,7 @@ def predict_paths(
                 image = read_case_image(case)
                 target = out_dir / f"{case.case_id}{label_suffix(source)}"
             _check_fits_model(image, model.config, source)
-            labels, probabilities = predict_labels(model, image, tta, postprocessing)
+            labels, probabilities = predict_labels(model, image, tta, postprocessing, source=source)
             write_image(labels, target)
             if save_probabilities:
                 stem = out_dir / case.case_id

@@ -62,10 +62,12 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
     """Read the DICOM series in ``folder`` as a 3D image ``(C, X, Y, Z)`` with an RAS affine.
 
     Every file directly in the folder is tried; files that are not DICOM images (notes,
-    DICOMDIR, structure sets) are skipped. Voxel axis i runs along the DICOM row direction
-    (pixel columns), j along the column direction (pixel rows), k along the slices sorted by
-    position. Stored values become float32 through RescaleSlope/RescaleIntercept (CT in HU)
-    unless those are the identity, in which case the stored integer type is kept.
+    DICOMDIR, structure sets) are skipped, but a truncated image file (a ``.dcm`` file without
+    the DICM marker, an image without Rows/Columns) is refused rather than left out. Voxel
+    axis i runs along the DICOM row direction (pixel columns), j along the column direction
+    (pixel rows), k along the slices sorted by position. Stored values become float32 through
+    RescaleSlope/RescaleIntercept (CT in HU) unless those are the identity, in which case the
+    stored integer type is kept.
 
     Parameters
     ----------
@@ -88,10 +90,14 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         if not has_dicom_preamble(path):
+            if path.name.lower().endswith(".dcm"):
+                raise ImageReadError(located(path, "no DICM marker: truncated or not DICOM"))
             continue
         header = read_header(path)
         if "Rows" in header and "Columns" in header:
             groups.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
+        elif "Image Storage" in _sop_class(header):
+            raise ImageReadError(located(path, "an image file without Rows/Columns: truncated"))
     if not groups:
         raise ImageReadError(located(folder, "no DICOM image files in this folder"))
     chosen = groups[_choose_series(folder, groups, series)]
@@ -119,6 +125,12 @@ def read_dicom_file(path: str | Path) -> Image:
     if "Rows" not in header or "Columns" not in header:
         raise ImageReadError(located(path, "a DICOM file without an image (no Rows/Columns)"))
     return _assemble(path, file_frames(path, header))
+
+
+def _sop_class(header: Dataset) -> str:
+    """The SOP class's name ("CT Image Storage", "RT Structure Set Storage"), or ''."""
+    uid = header.get("SOPClassUID")
+    return str(getattr(uid, "name", "") or "")
 
 
 # --- choosing a series -------------------------------------------------------------------

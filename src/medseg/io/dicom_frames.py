@@ -17,6 +17,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medseg.errors import ImageReadError, located
+from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size
+
+#: The smallest an encapsulated (compressed) frame can be: an item tag and its length.
+ENCAPSULATED_FRAME_BYTES = 8
 
 #: pydicom reports a malformed file through many exception types.
 PYDICOM_ERRORS = (
@@ -91,6 +95,7 @@ def file_frames(path: Path, header: Dataset) -> list[Frame]:
     try:
         count = int(header.get("NumberOfFrames", 1) or 1)
         matrix = (int(header.Rows), int(header.Columns), int(header.get("SamplesPerPixel", 1)))
+        _check_declared(path, header, count, matrix)
         shared = _first_item(header, "SharedFunctionalGroupsSequence")
         per_frame = header.get("PerFrameFunctionalGroupsSequence")
         frames = []
@@ -123,10 +128,42 @@ def file_frames(path: Path, header: Dataset) -> list[Frame]:
                     ),
                     pixel_spacing=None if spacing is None else (spacing[0], spacing[1]),
                     slice_spacing=float(between or thickness or 0.0) or None,
-                    slope=_number(slope, 1.0),
-                    intercept=_number(intercept, 0.0),
+                    slope=_rescale(path, "RescaleSlope", slope, 1.0),
+                    intercept=_rescale(path, "RescaleIntercept", intercept, 0.0),
                 )
             )
         return frames
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise ImageReadError(located(path, f"malformed DICOM header ({exc})")) from None
+
+
+def _rescale(path: Path, keyword: str, value: Any, default: float) -> float:
+    """A rescale value that is finite (and for the slope non-zero), or `ImageReadError`."""
+    number = _number(value, default)
+    if not np.isfinite(number) or (keyword == "RescaleSlope" and number == 0.0):
+        raise ImageReadError(located(path, f"invalid {keyword} {value!r}"))
+    return number
+
+
+def _check_declared(path: Path, header: Dataset, count: int, matrix: tuple[int, int, int]) -> None:
+    """Refuse a frame count or matrix the voxel limit or the file's bytes cannot hold, before
+    a frame is listed or a pixel decoded."""
+    if count < 1 or min(matrix) < 1:
+        raise ImageReadError(
+            located(
+                path, f"invalid NumberOfFrames {count} or matrix {matrix} (rows, columns, samples)"
+            )
+        )
+    size = path.stat().st_size
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    shape = (count, *matrix)
+    if syntax is not None and syntax.is_compressed:
+        if count * ENCAPSULATED_FRAME_BYTES > size:
+            raise ImageReadError(
+                located(path, f"declares {count} frames but holds {size} bytes: corrupt")
+            )
+        check_declared_size(path, shape, 1, size, float("inf"))
+        return
+    itemsize = max(int(header.get("BitsAllocated", 8) or 8) // 8, 1)
+    expansion = DEFLATE_MAX_RATIO if syntax is not None and syntax.is_deflated else 1.0
+    check_declared_size(path, shape, itemsize, size, expansion)

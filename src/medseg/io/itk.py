@@ -13,6 +13,7 @@ half-written file.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -25,6 +26,12 @@ import SimpleITK as sitk
 from medseg.errors import ImageReadError, ImageWriteError, located
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
+from medseg.io.limits import (
+    DEFLATE_MAX_RATIO,
+    check_declared_size,
+    check_input_file,
+    check_named_file,
+)
 
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 DETACHED_HEADER_SUFFIXES = (".nhdr", ".mhd")
@@ -46,6 +53,17 @@ HEADER_NUMBERS = {
     "space directions": False,
 }
 HEADER_BYTES = 65536
+DATA_FILE_KEYS = ("data file", "datafile", "elementdatafile")
+# How many times its stored size a NRRD encoding can expand; bzip2 has no useful bound (the
+# voxel limit decides); text encodings (ascii, text) need a character per value at least.
+NRRD_EXPANSION = {
+    "raw": 1.0,
+    "gzip": DEFLATE_MAX_RATIO,
+    "gz": DEFLATE_MAX_RATIO,
+    "bzip2": math.inf,
+    "bz2": math.inf,
+    "hex": 0.5,
+}
 
 
 def read_itk(path: str | Path) -> Image:
@@ -57,10 +75,8 @@ def read_itk(path: str | Path) -> Image:
     >>> image.array.shape, image.spacing  # doctest: +SKIP
     ((1, 256, 256, 25), (0.94, 0.94, 6.0))
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(located(path, "file not found"))
-    _check_header(path)
+    path = check_input_file(path)
+    _check_declared(path, _check_header(path))
     try:
         itk_image = sitk.ReadImage(str(path))
         data = sitk.GetArrayFromImage(itk_image)
@@ -159,16 +175,20 @@ def _atomic_target(path: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_header(path: Path) -> None:
-    """Refuse what SimpleITK would quietly repair: a negative spacing (read as its absolute
-    value with a flipped direction) or a NaN offset in a MetaImage header (read as 0)."""
+def _check_header(path: Path) -> dict[str, str]:
+    """The header's fields (lower-case names), after refusing what SimpleITK would quietly
+    repair: a negative spacing (read as its absolute value with a flipped direction) or a NaN
+    offset in a MetaImage header (read as 0)."""
     with open(path, "rb") as stream:
         head = stream.read(HEADER_BYTES).decode("latin-1")
+    fields = {}
     for line in head.splitlines():
         if not line.strip():
             break  # the end of a NRRD header
         name, sep, value = line.partition(":" if head.startswith("NRRD") else "=")
         key = name.strip().lower()
+        if sep:
+            fields.setdefault(key, value.strip())
         if sep and key in HEADER_NUMBERS:
             tokens = value.replace("(", " ").replace(")", " ").replace(",", " ").split()
             try:
@@ -182,6 +202,41 @@ def _check_header(path: Path) -> None:
                 )
         if key == "elementdatafile":
             break  # the end of a MetaImage header
+    return fields
+
+
+def _data_file(path: Path, fields: dict[str, str]) -> Path:
+    """The file that holds the voxels: ``path`` itself, or the one its header names, which
+    must be a single regular file inside the header's folder (`check_named_file`)."""
+    name = next((fields[key] for key in DATA_FILE_KEYS if key in fields), "LOCAL")
+    if name.upper() == "LOCAL":
+        return path
+    if name.upper().startswith("LIST") or ("%" in name and len(name.split()) > 2):
+        raise ImageReadError(
+            located(path, "data split over several files (LIST or a pattern) is not supported")
+        )
+    return check_named_file(path, name)
+
+
+def _check_declared(path: Path, fields: dict[str, str]) -> None:
+    """Check the declared size against the voxel limit and the data file's bytes before
+    SimpleITK allocates it."""
+    data_file = _data_file(path, fields)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        pixel = sitk.Image([1, 1], reader.GetPixelID())
+        itemsize = sitk.GetArrayViewFromImage(pixel).itemsize
+    except RuntimeError as exc:
+        raise ImageReadError(located(path, f"not a readable image ({_first_line(exc)})")) from None
+    shape = (*reader.GetSize(), reader.GetNumberOfComponents())
+    if "compresseddata" in fields:
+        compressed = fields["compresseddata"].lower() == "true"
+        expansion = DEFLATE_MAX_RATIO if compressed else 1.0
+    else:
+        expansion = NRRD_EXPANSION.get(fields.get("encoding", "raw").lower(), float(itemsize))
+    check_declared_size(path, shape, itemsize, data_file.stat().st_size, expansion)
 
 
 def _first_line(exc: Exception) -> str:

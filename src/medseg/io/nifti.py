@@ -11,26 +11,33 @@ import numpy as np
 from medseg.errors import ImageReadError, ImageWriteError, located
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
+from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size, check_input_file
 
 
 def read_nifti(path: str | Path) -> Image:
     """Read a 2D, 3D or 4D NIfTI file; a 4th axis (MSD multi-modal files) becomes channels.
+
+    RGB24 and RGBA32 voxels become 3 or 4 channels; complex voxels, a singular affine and a
+    declared size beyond the voxel limit or the file (`medseg.io.limits`) are refused.
 
     Examples
     --------
     >>> img = read_nifti("case_0000.nii.gz")  # doctest: +SKIP
     >>> img.array.shape  # (C, X, Y, Z)  # doctest: +SKIP
     """
-    path = Path(path)
+    path = check_input_file(path)
     try:
         nii = nib.load(str(path))
+        _check_declared(path, nii)
         data = np.asanyarray(nii.dataobj)
         affine = np.asarray(nii.affine, dtype=np.float64)
-    except FileNotFoundError:
-        raise ImageReadError(located(path, "file not found")) from None
     except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
         raise ImageReadError(located(path, f"not a readable NIfTI file ({exc})")) from None
-    if data.ndim in (2, 3):
+    if data.dtype.names:  # RGB24 / RGBA32 (2D or 3D): one channel per component
+        if data.ndim not in (2, 3):
+            raise ImageReadError(located(path, f"unsupported {data.ndim}D colour NIfTI"))
+        array = np.stack([data[name] for name in data.dtype.names])
+    elif data.ndim in (2, 3):
         array = data[None]
     elif data.ndim == 4:
         array = np.moveaxis(data, -1, 0)
@@ -43,6 +50,8 @@ def read_nifti(path: str | Path) -> Image:
     spacing = np.linalg.norm(affine[:3, : array.ndim - 1], axis=0)
     if np.any(spacing <= 1e-9):
         raise ImageReadError(located(path, f"voxel spacing {spacing.tolist()} has a zero"))
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ImageReadError(located(path, "the affine is singular (its axes are not independent)"))
     return Image(np.ascontiguousarray(array), affine)
 
 
@@ -71,3 +80,21 @@ def write_nifti(image: Image, path: str | Path) -> None:
             nib.save(nii, str(tmp))
     except (nib.spatialimages.HeaderDataError, ValueError) as exc:
         raise ImageWriteError(located(path, f"cannot write NIfTI ({exc})")) from None
+
+
+def _check_declared(path: Path, nii: nib.spatialimages.SpatialImage) -> None:
+    """Refuse complex voxels and a declared size the voxel limit or the file cannot hold, from
+    the header alone (nibabel would allocate the declared array before finding out)."""
+    dtype = nii.header.get_data_dtype()
+    if dtype.kind == "c":
+        raise ImageReadError(
+            located(path, f"complex voxels ({dtype}) are not supported: store magnitude or parts")
+        )
+    if dtype.kind not in "biuf" and not dtype.names:
+        raise ImageReadError(located(path, f"unsupported voxel type {dtype}"))
+    size = path.stat().st_size
+    if path.name.lower().endswith(".gz"):
+        check_declared_size(path, nii.shape, dtype.itemsize, size, DEFLATE_MAX_RATIO)
+    else:
+        offset = int(getattr(nii.dataobj, "offset", 0))
+        check_declared_size(path, nii.shape, dtype.itemsize, max(size - offset, 0))

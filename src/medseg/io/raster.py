@@ -7,6 +7,7 @@ identity (1 mm pixels) unless the caller supplies one.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,12 @@ from PIL import UnidentifiedImageError
 from medseg.errors import ImageReadError, ImageWriteError, located
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image, spacing_affine
+from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size, check_input_file
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+# The format PIL must find in the bytes of a file with each suffix (its content decides, not
+# its name: JPEG bytes in a .png label map would be lossy labels).
+PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def _to_channels_first(data: np.ndarray, path: Path) -> np.ndarray:
@@ -41,10 +46,18 @@ def _tiff_stack(path: Path) -> np.ndarray:
         if not series:
             raise ValueError("no images in the file")
         first = series[0]
-        if len(series) > 1 and all(
-            s.shape == first.shape and s.dtype == first.dtype and s.axes == first.axes
-            for s in series
-        ):
+        for number, other in enumerate(series[1:], start=2):
+            if (other.shape, other.dtype, other.axes) != (first.shape, first.dtype, first.axes):
+                raise ImageReadError(
+                    located(
+                        path,
+                        f"page {number} is {other.shape} {other.dtype}, page 1 is {first.shape} "
+                        f"{first.dtype}: pages of a stack must agree",
+                    )
+                )
+        shape = (len(series), *first.shape)
+        check_declared_size(path, shape, first.dtype.itemsize, path.stat().st_size, math.inf)
+        if len(series) > 1:
             data, axes = np.stack([s.asarray() for s in series]), "Q" + first.axes
         else:
             data, axes = first.asarray(), first.axes
@@ -63,6 +76,26 @@ def _tiff_stack(path: Path) -> np.ndarray:
     return np.moveaxis(data, 1, -1) if len(spatial) == 3 else data
 
 
+def _pil_pixels(path: Path) -> np.ndarray:
+    """A PNG's or JPEG's pixels channel-first, after checking that the bytes are of the
+    suffix's format and that the declared size fits the voxel limit and the file."""
+    with PILImage.open(path) as pil:
+        expected = PIL_FORMATS.get(path.suffix.lower())
+        if expected and pil.format != expected:
+            raise ImageReadError(located(path, f"holds {pil.format} data, not {expected}"))
+        shape = (pil.width, pil.height, len(pil.getbands()))
+        # 1-bit PNGs pack 8 pixels in a byte before deflate
+        expansion = 8 * DEFLATE_MAX_RATIO if pil.format == "PNG" else math.inf
+        check_declared_size(path, shape, 1, path.stat().st_size, expansion)
+        pil.load()
+        if pil.mode in ("LA", "PA"):
+            pil = pil.convert("L")
+        elif pil.mode in ("RGBA", "CMYK", "YCbCr", "HSV"):
+            pil = pil.convert("RGB")
+        # Palette ('P') images keep their indices: label maps are often stored so.
+        return _to_channels_first(np.asarray(pil), path)
+
+
 def read_raster(path: str | Path) -> Image:
     """Read a PNG, TIFF or JPEG as a 2D image; RGB becomes 3 channels, alpha is dropped.
 
@@ -76,21 +109,12 @@ def read_raster(path: str | Path) -> Image:
     >>> read_raster(stack).array.shape
     (1, 6, 7, 5)
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(located(path, "file not found"))
+    path = check_input_file(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            data = _tiff_stack(path)
-        else:
-            with PILImage.open(path) as pil:
-                pil.load()
-                if pil.mode in ("LA", "PA"):
-                    pil = pil.convert("L")
-                elif pil.mode in ("RGBA", "CMYK", "YCbCr", "HSV"):
-                    pil = pil.convert("RGB")
-                # Palette ('P') images keep their indices: label maps are often stored so.
-                data = _to_channels_first(np.asarray(pil), path)
+        tiff = path.suffix.lower() in TIFF_SUFFIXES
+        data = _tiff_stack(path) if tiff else _pil_pixels(path)
+    except PILImage.DecompressionBombError as exc:
+        raise ImageReadError(located(path, f"refused as a decompression bomb ({exc})")) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(located(path, f"not a readable image ({exc})")) from None
     if data.dtype == bool:

@@ -67,7 +67,7 @@ def _settings(prep: Preprocessing, label_values: list[int]) -> dict[str, object]
 def _preprocess_case(case: Case, dataset: DatasetFolder, prep: Preprocessing, folder: Path) -> str:
     """Preprocess one case into ``folder`` (runs in a worker process)."""
     image, label = read_training_case(case, dataset.spec)
-    array, geometry = preprocess_image(image, prep)
+    array, geometry = preprocess_image(image, prep, case.image_paths[0])
     values = dataset.spec.label_values
     target = preprocess_label(label, geometry, prep, values)
     np.save(folder / f"{case.case_id}_image.npy", array)

@@ -8,12 +8,16 @@ reorientation, so that the label map has exactly the input's shape and affine.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from medseg.errors import ConfigError, located
 from medseg.io import Image
+from medseg.io.limits import MAX_VOXELS_VARIABLE, max_voxels
 from medseg.preprocess.filters import Equalization, denoise_gaussian, equalize
 from medseg.preprocess.geometry import (
     canonical_orientation,
@@ -30,13 +34,19 @@ from medseg.preprocess.geometry import (
 from medseg.preprocess.normalize import ChannelNormalization, normalize_channel
 
 PREPROCESSING_VERSION = 1
+#: A case whose spacing is this many times finer or coarser than the plan's target on an axis
+#: is refused: it is not the kind of image the model was planned for (or its header is wrong).
+MAX_RESAMPLING_FACTOR = 25.0
 
 
 class Preprocessing(BaseModel):
     """The preprocessing part of a plan: the same for training and inference."""
 
     version: int = PREPROCESSING_VERSION
-    target_spacing: list[float]  # canonical axis order
+    # canonical axis order
+    target_spacing: list[Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)]] = Field(
+        min_length=2, max_length=3
+    )
     normalization: list[ChannelNormalization]  # one per channel
     crop_to_nonzero: bool = True
     # resampled on its own, nearest neighbour (a strongly anisotropic axis), if any
@@ -69,7 +79,9 @@ def _spacing(affine: np.ndarray, ndim: int) -> list[float]:
     return [float(s) for s in np.linalg.norm(affine[:3, :ndim], axis=0)]
 
 
-def _geometry(image: Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, CaseGeometry]:
+def _geometry(
+    image: Image, prep: Preprocessing, source: str | Path
+) -> tuple[np.ndarray, np.ndarray, CaseGeometry]:
     """Reorient and crop; return the cropped array, its affine and the geometry record
     (its resampled shape and affine filled in)."""
     ornt = canonical_orientation(image.affine, image.ndim)
@@ -83,6 +95,7 @@ def _geometry(image: Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray
             f"the plan's target spacing is {len(prep.target_spacing)}D, the image {image.ndim}D"
         )
     shape = list(resampled_shape(cropped, spacing, prep.target_spacing))
+    _check_resampling(source, spacing, prep.target_spacing, image.channels * math.prod(shape))
     geometry = CaseGeometry(
         original_shape=list(image.spatial_shape),
         original_affine=image.affine.tolist(),
@@ -95,13 +108,45 @@ def _geometry(image: Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray
     return array, affine, geometry
 
 
-def preprocess_image(image: Image, prep: Preprocessing) -> tuple[np.ndarray, CaseGeometry]:
-    """The network input of an image (float32 ``(C, *shape)``) and its geometry record."""
+def _check_resampling(
+    source: str | Path, spacing: list[float], target: list[float], voxels: int
+) -> None:
+    """Refuse, before resampling, a case far from the plan's spacing or too large after it."""
+    rounded = [round(s, 4) for s in spacing]
+    factor = max(max(s / t, t / s) for s, t in zip(spacing, target))
+    if factor > MAX_RESAMPLING_FACTOR:
+        raise ConfigError(
+            located(
+                source,
+                f"spacing {rounded} mm is {factor:.0f} times the plan's target {target} mm "
+                f"on one axis (at most {MAX_RESAMPLING_FACTOR:.0f}): check the image's header, "
+                "or plan for such images (preprocessing.target_spacing)",
+            )
+        )
+    if voxels > max_voxels():
+        raise ConfigError(
+            located(
+                source,
+                f"resampling to the plan's target spacing {target} mm gives {voxels:.3g} "
+                f"voxels, more than the limit of {max_voxels():.3g}: crop the image, choose a "
+                f"coarser preprocessing.target_spacing or raise {MAX_VOXELS_VARIABLE}",
+            )
+        )
+
+
+def preprocess_image(
+    image: Image, prep: Preprocessing, source: str | Path = "image"
+) -> tuple[np.ndarray, CaseGeometry]:
+    """The network input of an image (float32 ``(C, *shape)``) and its geometry record.
+
+    ``source`` names the image in errors: a case too far from the plan's spacing, or too
+    large once resampled (`medseg.io.limits`), raises `ConfigError` before any resampling.
+    """
     if image.channels != len(prep.normalization):
         raise ValueError(
             f"{image.channels} channels, the plan normalises {len(prep.normalization)}"
         )
-    array, affine, geometry = _geometry(image, prep)
+    array, affine, geometry = _geometry(image, prep, source)
     spacing = _spacing(affine, image.ndim)
     channels = []
     for channel, how in zip(array, prep.normalization):

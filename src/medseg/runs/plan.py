@@ -5,7 +5,7 @@ both read it from here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -19,6 +19,17 @@ from medseg.preprocess import Preprocessing
 
 PLAN_VERSION = 3
 PLAN_FILE = "plan.json"
+
+# Bounds that keep a hand-edited or hostile plan from crashing or misleading a run: far
+# beyond any sensible setting, far below what would exhaust memory before a clear error.
+MAX_PATCH_VOXELS = 2**27  # 512^3
+MAX_LEVELS = 10
+Size = Annotated[int, Field(ge=1, le=4096)]
+Features = Annotated[int, Field(ge=1, le=2048)]
+Stride = Annotated[int, Field(ge=1, le=8)]
+Kernel = Annotated[int, Field(ge=1, le=9)]
+Spacing = Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)]
+LabelValue = Annotated[int, Field(ge=0, le=65535)]
 
 
 class Decision(BaseModel):
@@ -38,24 +49,24 @@ class Plan(BaseModel):
     # How every image is preprocessed (None: a per-image z-score on the file's own grid).
     preprocessing: Preprocessing | None = None
     # What the data looks like.
-    in_channels: int = Field(ge=1)
-    label_values: list[int]
+    in_channels: int = Field(ge=1, le=1024)
+    label_values: list[LabelValue] = Field(min_length=2)
     label_names: list[str]
     channel_names: list[str]
     file_ending: str
     data_dim: Literal[2, 3]
-    median_spacing: list[float]
-    median_shape: list[int]
+    median_spacing: list[Spacing]
+    median_shape: list[Annotated[int, Field(ge=1)]]
     # The network.
     model: Literal["unet", "fcn"] = "unet"
     dim: Literal[2, 3]
-    slice_axis: int | None = None  # for 2D networks on 3D data: the axis sliced along
-    features: list[int]
-    strides: list[list[int]]
-    kernel_sizes: list[list[int]]
-    patch_size: list[int]
+    slice_axis: Literal[0, 1, 2] | None = None  # 2D networks on 3D data: the axis sliced along
+    features: list[Features] = Field(min_length=1, max_length=MAX_LEVELS)
+    strides: list[list[Stride]]
+    kernel_sizes: list[list[Kernel]]
+    patch_size: list[Size]
     # The recipe (nnU-Net's by default: SGD + Nesterov, poly decay, deep supervision).
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=4096)
     optimizer: Literal["adamw", "sgd"] = "sgd"
     learning_rate: float = Field(gt=0)
     momentum: float = Field(default=0.99, ge=0, lt=1)  # SGD only
@@ -66,9 +77,9 @@ class Plan(BaseModel):
     selection_smoothing: float = Field(default=0.5, ge=0, lt=1)
     mixed_precision: bool = True  # CUDA only; CPU steps run in float32
     augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
-    epochs: int | None = Field(default=None, ge=1)
-    minutes: float | None = Field(default=None, gt=0)
-    iterations_per_epoch: int = Field(default=100, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=10**7)
+    minutes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    iterations_per_epoch: int = Field(default=100, ge=1, le=10**7)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0
@@ -92,6 +103,14 @@ class Plan(BaseModel):
             raise ValueError(f"patch_size {self.patch_size} is not {self.dim}D")
         if len(self.label_values) != len(self.label_names):
             raise ValueError("label_values and label_names differ in length")
+        if len(set(self.label_values)) != len(self.label_values) or self.label_values[0] != 0:
+            raise ValueError(f"label_values {self.label_values} must start at 0 and be unique")
+        if len(self.strides) != len(self.features) or len(self.kernel_sizes) != len(self.features):
+            raise ValueError("features, strides and kernel_sizes need one entry per level")
+        if any(len(v) != self.dim for v in (*self.strides, *self.kernel_sizes)):
+            raise ValueError(f"every stride and kernel size needs {self.dim} values")
+        if int(np.prod(self.patch_size)) > MAX_PATCH_VOXELS:
+            raise ValueError(f"patch_size {self.patch_size} exceeds {MAX_PATCH_VOXELS} voxels")
         if self.dim == 2 and self.data_dim == 3 and self.slice_axis is None:
             raise ValueError("a 2D network on 3D data needs slice_axis")
         return self
