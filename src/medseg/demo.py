@@ -11,6 +11,7 @@ import numpy as np
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.infer import predict_paths
 from medseg.io import read_image
+from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.progress import log_line
 from medseg.report import save_overlay, write_report
@@ -51,6 +52,7 @@ def run_demo(
     >>> result = run_demo("medseg_demo", dim=2)  # doctest: +SKIP
     >>> result.evaluation.summary["mean_dice"]  # doctest: +SKIP
     """
+    prepare_output_folder(out_dir)
     out_dir = Path(out_dir)
     options = options or TrainOptions()
     if options.epochs is None and options.minutes is None:

@@ -23,6 +23,11 @@ class ImageWriteError(MedsegError):
     """An image could not be written (unsupported format or data)."""
 
 
+class OutputError(MedsegError):
+    """An output place cannot be written: an existing file where a folder is wanted, no
+    permission, a full disk."""
+
+
 class DatasetError(MedsegError):
     """A dataset folder or its dataset.json is missing, malformed or inconsistent."""
 

@@ -5,6 +5,7 @@ Adding a command means adding its module to `COMMAND_MODULES`."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from medseg.cli import arguments, demo, evaluate, plan, postprocess, predict, re
 from medseg.errors import MedsegError
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+#: Failures of the machine, not of medseg: reported in one line naming the file, exit code 2.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan)
@@ -65,18 +68,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"medseg: error: {problem}", file=sys.stderr)
         print(f"medseg: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            return _internal_error(exc, args.debug)
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"medseg: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("medseg: interrupted; the latest checkpoint is kept", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(
-                f"medseg: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-                file=sys.stderr,
-            )
-        return EXIT_BUG
+        return _internal_error(exc, args.debug)
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    """Report a bug: the traceback with ``--debug``, else one line."""
+    if debug:
+        traceback.print_exc()
+    else:
+        print(
+            f"medseg: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

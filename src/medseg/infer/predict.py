@@ -23,6 +23,7 @@ from medseg.io import (
     read_dicom_series,
     write_image,
 )
+from medseg.io.outputs import prepare_output_folder
 from medseg.nn import predict_volume
 from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
@@ -264,6 +265,7 @@ def predict_paths(
     The run folder's ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied
     unless ``postprocess`` is false.
     """
+    prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):
         raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
     cases = find_input_cases(inputs)

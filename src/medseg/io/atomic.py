@@ -1,11 +1,21 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes: a reader never sees a half-written file.
+
+Temporary files and folders are hidden and carry the writer's process id
+(``.name.tmpPID.suffix``, ``.name.buildingPID``), so that `remove_stale_temporaries` can
+delete what a killed process left behind without touching a running writer's files.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Hidden temporaries of medseg's writers: the process id that made them is group 1.
+TEMPORARY_NAME = re.compile(r"^\..+\.(?:tmp|building)(\d+)")
 
 
 @contextlib.contextmanager
@@ -42,3 +52,44 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries (`TEMPORARY_NAME`) in ``folder`` whose writer is no longer
+    running, and return them; a missing folder has none.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".case.tmp999999999.nii.gz").write_bytes(b"")  # no such process
+    >>> [p.name for p in remove_stale_temporaries(folder)]
+    ['.case.tmp999999999.nii.gz']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        match = TEMPORARY_NAME.match(path.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (ours included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False  # gone, or an id no process can have
+    except PermissionError:
+        return True  # another user's process
+    return True

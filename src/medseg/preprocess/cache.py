@@ -28,6 +28,7 @@ import numpy as np
 
 from medseg.datasets import Case, DatasetFolder, read_training_case
 from medseg.io import write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries
 from medseg.parallel import map_in_processes
 from medseg.preprocess.pipeline import (
     CaseGeometry,
@@ -120,6 +121,7 @@ def preprocess_dataset(
     current; return the cached cases. ``jobs`` processes (by default one per core when the
     cases are slow enough to pay for starting them)."""
     folder = Path(folder)
+    remove_stale_temporaries(folder.parent)  # the staging folders of killed runs
     if not cache_is_current(folder, dataset, prep):
         staging = folder.with_name(f".{folder.name}.building{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)

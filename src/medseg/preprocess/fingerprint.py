@@ -20,6 +20,7 @@ from medseg.bounding_box import bounding_box
 from medseg.datasets import Case, DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError
 from medseg.io import read_json_file, write_text_atomic
+from medseg.io.outputs import check_output_file
 from medseg.parallel import map_in_processes
 from medseg.preprocess.geometry import canonical_orientation, nonzero_box, reorient
 
@@ -225,6 +226,7 @@ def fingerprint_dataset(
     --------
     >>> fingerprint_dataset("Dataset004_Hippocampus", "fingerprint.json")  # doctest: +SKIP
     """
+    check_output_file(out)
     fingerprint = compute_fingerprint(open_dataset(dataset_dir), jobs=jobs, quiet=quiet)
     fingerprint.save(out)
     return fingerprint

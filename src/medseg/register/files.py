@@ -10,6 +10,7 @@ from pathlib import Path
 from medseg.device import resolve_device
 from medseg.errors import ConfigError
 from medseg.io import Image, read_image, write_image
+from medseg.io.outputs import check_output_file, prepare_output_folder
 from medseg.register.atlas import AtlasResult, Fusion, atlas_segment
 from medseg.register.register import (
     Method,
@@ -73,6 +74,7 @@ def register_files(
     ... # doctest: +SKIP
     >>> result.metrics["similarity_after"]  # doctest: +SKIP
     """
+    prepare_output_folder(out_dir)
     options = options or RegistrationOptions()
     fixed, moving = read_image(fixed_path), read_image(moving_path)
     moving_labels = fixed_labels = None
@@ -123,6 +125,7 @@ def atlas_segment_files(
     >>> atlas_segment_files("t1.nii.gz", [("a1.nii.gz", "a1_seg.nii.gz")], "t1_seg.nii.gz")
     ... # doctest: +SKIP
     """
+    check_output_file(out_file)
     image = read_image(image_path)
     pairs = []
     for atlas_path, labels_path in atlases:

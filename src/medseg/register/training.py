@@ -18,6 +18,7 @@ import torch
 
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, RunFolderError, located
+from medseg.io.outputs import prepare_output_folder
 from medseg.loop import Budget, StopRequest, deferred_interrupt, poly_learning_rate, write_log_rows
 from medseg.nn import REGISTRATION_FEATURES, registration_unet, save_weights
 from medseg.progress import log_line, make_progress
@@ -245,6 +246,7 @@ def train_registration(
     >>> options = RegistrationTrainingOptions(minutes=10)
     >>> result = train_registration("Dataset004_Hippocampus", "runs/reg", options)  # doctest: +SKIP
     """
+    prepare_output_folder(run_dir)
     options = options or RegistrationTrainingOptions()
     device = resolve_device(options.device)
     run_dir = Path(run_dir)

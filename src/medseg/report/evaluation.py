@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, EvaluationSettings, evaluate_folders, write_evaluation
 from medseg.report.html import find_images_dir, write_report
 
@@ -34,6 +35,8 @@ def evaluate_and_report(
     ... # doctest: +SKIP
     >>> evaluation.summary["mean_dice"]  # doctest: +SKIP
     """
+    if out_dir is not None:
+        prepare_output_folder(out_dir)
     evaluation = evaluate_folders(
         pred_dir,
         ref_dir,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.datasets import DatasetFolder, open_dataset
+from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.runs import Plan
 from medseg.train.options import TrainOptions
@@ -30,6 +31,7 @@ def train_folds(
     >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", TrainOptions(minutes=5))
     ... # doctest: +SKIP
     """
+    prepare_output_folder(run_dir)
     options = options or TrainOptions()
     run_dir = Path(run_dir)
     first = 0 if folds is None else folds[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 from medseg.datasets import DatasetFolder, open_dataset
 from medseg.device import resolve_device
 from medseg.errors import ConfigError
+from medseg.io.outputs import check_output_file, prepare_output_folder
 from medseg.preprocess import CachedCase, compute_fingerprint, preprocess_dataset
 from medseg.runs import DEFAULT_LEARNING_RATE, Plan, apply_overrides
 from medseg.train.options import PlanOptions
@@ -35,6 +36,9 @@ def plan_dataset(
     >>> plan = plan_dataset("Dataset004_Hippocampus", PlanOptions(minutes=10))  # doctest: +SKIP
     >>> plan.patch_size, [d.setting for d in plan.decisions]  # doctest: +SKIP
     """
+    for target in (save_to, fingerprint_to):
+        if target is not None:
+            check_output_file(target)
     options = options or PlanOptions()
     if not isinstance(dataset, DatasetFolder):
         dataset = open_dataset(dataset)
@@ -89,6 +93,7 @@ def preprocess_with_plan(
     --------
     >>> preprocess_with_plan("Dataset004_Hippocampus", "plan.json", "cache")  # doctest: +SKIP
     """
+    prepare_output_folder(out_dir)
     plan = apply_overrides(Plan.read(plan_file), settings or {})
     if plan.preprocessing is None:
         raise ConfigError(f"{plan_file}: the plan has no preprocessing section")

@@ -54,9 +54,3 @@ def load_training_state(fold_dir: Path, device: torch.device | str = "cpu") -> d
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise RunFolderError(located(path, "not a medseg training state of this version"))
     return state
-
-
-def remove_stale_temporaries(fold_dir: Path) -> None:
-    """Delete temporary files a killed process left behind (``.name.tmpPID.suffix``)."""
-    for stale in fold_dir.glob(".*.tmp*"):
-        stale.unlink(missing_ok=True)

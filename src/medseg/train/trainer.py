@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medseg.augment import Augmenter, padded_patch_size
+from medseg.io.atomic import remove_stale_temporaries
 from medseg.loop import (
     Budget,
     EpochRecord,
@@ -36,7 +37,6 @@ from medseg.train import transfer
 from medseg.train.resume import (
     load_training_state,
     numpy_generator_state,
-    remove_stale_temporaries,
     restore_numpy_generator,
     save_training_state,
 )
