@@ -89,17 +89,12 @@ def phantom2d(tmp_path: Path) -> Path:
     )
 
 
-@pytest.fixture
-def untrained_run_dir(tmp_path: Path) -> Path:
-    """A run folder with a valid plan.json and freshly initialised (untrained) weights.
-
-    Nothing is trained: the network is built and its initial weights saved, which is all
-    `load_trained_model` needs to get past its own checks.
-    """
+def write_untrained_run(run_dir: Path) -> Path:
+    """Write a run folder with a valid plan.json (for 3D phantom cases, ``.nii.gz``) and
+    freshly initialised (untrained) weights for fold 0; return it."""
     from medseg.train import BEST_WEIGHTS, auto_config, network_for, save_weights
 
-    run_dir = tmp_path / "run_with_weights"
-    run_dir.mkdir()
+    run_dir.mkdir(parents=True)
     config = auto_config(
         shapes=[PHANTOM_SHAPE_3D],
         spacings=[(0.8, 0.8, 2.5)],
@@ -113,6 +108,22 @@ def untrained_run_dir(tmp_path: Path) -> Path:
     network = network_for(config)
     save_weights(network, run_dir / "fold_0" / BEST_WEIGHTS)
     return run_dir
+
+
+@pytest.fixture
+def untrained_run_dir(tmp_path: Path) -> Path:
+    """A run folder with a valid plan.json and freshly initialised (untrained) weights.
+
+    Nothing is trained: the network is built and its initial weights saved, which is all
+    `load_trained_model` needs to get past its own checks.
+    """
+    return write_untrained_run(tmp_path / "run_with_weights")
+
+
+@pytest.fixture(scope="session")
+def untrained_run_writer() -> Callable[[Path], Path]:
+    """`write_untrained_run`, for session-scoped fixtures."""
+    return write_untrained_run
 
 
 @pytest.fixture
