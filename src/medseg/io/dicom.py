@@ -20,6 +20,7 @@ from medseg.errors import ImageReadError, located
 from medseg.io.dicom_frames import PYDICOM_ERRORS, Frame, file_frames, read_header
 from medseg.io.dicom_geometry import regular_grid
 from medseg.io.image import Image
+from medseg.io.limits import check_input_file
 
 # How many files of a folder `is_dicom_folder` looks at.
 DICOM_PROBE_FILES = 8
@@ -33,6 +34,8 @@ def has_dicom_preamble(path: str | Path) -> bool:
     >>> has_dicom_preamble(__file__)
     False
     """
+    if not Path(path).is_file():  # never open a FIFO or device: it could block
+        return False
     try:
         with open(path, "rb") as stream:
             head = stream.read(132)
@@ -118,9 +121,7 @@ def read_dicom_file(path: str | Path) -> Image:
     >>> image.array.shape, image.array.dtype.name
     ((1, 128, 128, 1), 'float32')
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(located(path, "file not found"))
+    path = check_input_file(path)
     header = read_header(path)
     if "Rows" not in header or "Columns" not in header:
         raise ImageReadError(located(path, "a DICOM file without an image (no Rows/Columns)"))

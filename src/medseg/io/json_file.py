@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from medseg.errors import MedsegError, located
+from medseg.io.limits import check_input_file
+
+#: A settings file larger than this is refused before it is read.
+MAX_JSON_BYTES = 64 * 2**20
 
 
 @overload
@@ -45,7 +49,8 @@ def read_json_file(
     Raises
     ------
     MedsegError
-        ``error("{path}: file not found")``, ``"{path}: cannot be read (...)"``,
+        ``error("{path}: file not found")`` (or a FIFO, device, link loop, a file over
+        `MAX_JSON_BYTES`), ``"{path}: cannot be read (...)"``,
         ``"{path}: not valid JSON (...)"`` (also for text that is not UTF-8) or
         ``"{path}: expected a JSON object"``.
 
@@ -64,9 +69,9 @@ def read_json_file(
     medseg.errors.ConfigError: .../settings.json: not valid JSON (Expecting ',' delimiter: ...)
     """
     try:
+        if check_input_file(path, error).stat().st_size > MAX_JSON_BYTES:
+            raise error(located(path, f"larger than {MAX_JSON_BYTES // 2**20} MiB"))
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(located(path, "file not found")) from None
     except UnicodeDecodeError as exc:
         # reported as bad JSON, which must be UTF-8 (RFC 8259), with where the bad byte is
         raise error(located(path, f"not valid JSON ({exc})")) from None

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from medseg.errors import ImageReadError, located
+from medseg.errors import ImageReadError, MedsegError, located
 
 #: Voxels one image may hold, all channels counted: 1.07e9, 4 GiB as float32 (a 512 x 512
 #: CT of 4,000 slices). ``MEDSEG_MAX_VOXELS`` overrides it.
@@ -50,8 +50,8 @@ def max_voxels() -> int:
     return value
 
 
-def check_input_file(path: str | Path) -> Path:
-    """``path`` if it is a regular file (links followed); else `ImageReadError` naming it.
+def check_input_file(path: str | Path, error: type[MedsegError] = ImageReadError) -> Path:
+    """``path`` if it is a regular file (links followed); else ``error`` naming it.
 
     Examples
     --------
@@ -66,11 +66,11 @@ def check_input_file(path: str | Path) -> Path:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise ImageReadError(located(path, _stat_problem(path, exc))) from None
+        raise error(located(path, _stat_problem(path, exc))) from None
     if stat.S_ISDIR(mode):
-        raise ImageReadError(located(path, "a folder, expected a file"))
+        raise error(located(path, "a folder, expected a file"))
     if not stat.S_ISREG(mode):
-        raise ImageReadError(located(path, "not a regular file (a device, FIFO or socket)"))
+        raise error(located(path, "not a regular file (a device, FIFO or socket)"))
     return path
 
 

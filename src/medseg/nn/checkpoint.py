@@ -11,6 +11,7 @@ from torch import nn
 
 from medseg.errors import RunFolderError, located
 from medseg.io import atomic_path
+from medseg.io.limits import check_input_file
 
 
 def save_weights(
@@ -24,7 +25,7 @@ def save_weights(
 
 def load_weights(model: nn.Module, path: str | Path, device: torch.device | str = "cpu") -> None:
     """Load safetensors weights into ``model``; every tensor must match by name and shape."""
-    path = Path(path)
+    path = check_input_file(path, RunFolderError)
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as exc:

@@ -17,7 +17,6 @@ displacement vector by negating its x and y components.
 from __future__ import annotations
 
 import math
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -27,6 +26,8 @@ from medseg.errors import ImageReadError, ImageWriteError, MedsegError, located
 from medseg.io import write_image
 from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.io.image import Image
+from medseg.io.limits import check_input_file
+from medseg.io.nifti import read_nifti
 from medseg.register.transforms import Transform
 
 #: RAS <-> LPS (its own inverse).
@@ -41,6 +42,8 @@ MATRIX_TRANSFORMS = (
 NIFTI_INTENT_VECTOR = 1007
 # NIfTI's own displacement intent; its vectors are RAS by the standard (ITK converts them).
 NIFTI_INTENT_DISPVECT = 1006
+# An affine text transform is a few hundred bytes; anything this large is not one.
+MAX_TRANSFORM_TEXT_BYTES = 2**20
 
 
 class TransformFileError(MedsegError):
@@ -104,9 +107,11 @@ def read_affine_text(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
+        if check_input_file(path).stat().st_size > MAX_TRANSFORM_TEXT_BYTES:
+            raise TransformFileError(located(path, "too large for a text transform file"))
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TransformFileError(located(path, "file not found")) from None
+    except ImageReadError as exc:
+        raise TransformFileError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TransformFileError(located(path, f"not a readable text file ({exc})")) from None
     fields: dict[str, list[str]] = {}
@@ -214,23 +219,14 @@ def read_displacement(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     >>> field[:, 0, 0, 0].tolist(), affine.shape
     ([1.0, 1.0, 1.0], (4, 4))
     """
-    path = Path(path)
-    try:
-        nii = nib.load(str(path))
-        data = np.asarray(nii.dataobj, dtype=np.float32)
-        affine = np.asarray(nii.affine, dtype=np.float64)
-        intent = int(nii.header["intent_code"])
-    except FileNotFoundError:
-        raise ImageReadError(located(path, "file not found")) from None
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
-        raise ImageReadError(located(path, f"not a readable NIfTI file ({exc})")) from None
-    if data.ndim == 5 and data.shape[3] == 1:
-        data = data[:, :, :, 0, :]
-    if data.ndim != 4 or data.shape[3] != 3:
+    image = read_nifti(path)
+    if image.ndim != 3 or image.channels != 3:
+        shape = (*image.spatial_shape, image.channels)
         raise ImageReadError(
-            located(path, f"shape {data.shape} is not a 3D displacement field (X, Y, Z, 1, 3)")
+            located(path, f"shape {shape} is not a 3D displacement field (X, Y, Z, 1, 3)")
         )
-    field = np.moveaxis(data, -1, 0)
+    intent = int(nib.load(str(path)).header["intent_code"])
+    field, affine = image.array.astype(np.float32), image.affine
     if intent != NIFTI_INTENT_DISPVECT:
         field[:2] *= -1.0  # LPS -> RAS
     return np.ascontiguousarray(field), affine
