@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from medseg.errors import ImageWriteError
 from medseg.io import Image, atomic_path, write_image, write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries
 
 
 class Boom(RuntimeError):
@@ -90,3 +92,23 @@ def test_failed_image_write_keeps_the_previous_image(tmp_path: Path) -> None:
         write_image(Image(np.full((1, 4, 4), 0.5, np.float32), np.eye(4)), target)
     assert target.read_bytes() == before
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_temporaries_of_dead_processes_are_removed_and_a_running_writers_kept(
+    tmp_path: Path,
+) -> None:
+    dead = 2**22 + 12345  # above Linux's largest process id: no process has it
+    (tmp_path / f".case.tmp{dead}.nii.gz").write_bytes(b"")
+    (tmp_path / f".cache.building{dead}").mkdir()
+    (tmp_path / f".cache.building{dead}" / "a_image.npy").write_bytes(b"x")
+    (tmp_path / f".mine.tmp{os.getpid()}.nii.gz").write_bytes(b"")
+    (tmp_path / ".notes.txt").write_text("a user's hidden file")
+    (tmp_path / "case.nii.gz").write_bytes(b"a result")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == [f".cache.building{dead}", f".case.tmp{dead}.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".mine.tmp" + str(os.getpid()) + ".nii.gz",
+        ".notes.txt",
+        "case.nii.gz",
+    ]
+    assert remove_stale_temporaries(tmp_path / "absent") == []

@@ -119,6 +119,8 @@ def setting(value: str) -> tuple[str, object]:
         parsed = json.loads(raw)
     except json.JSONDecodeError:
         parsed = raw
+    except (RecursionError, ValueError) as exc:  # nested too deep, a number too long
+        raise argparse.ArgumentTypeError(f"{key}: not a usable value ({exc})") from None
     return key, parsed
 
 

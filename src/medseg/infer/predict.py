@@ -23,6 +23,7 @@ from medseg.io import (
     read_dicom_series,
     write_image,
 )
+from medseg.io.limits import check_input_file
 from medseg.io.outputs import prepare_output_folder
 from medseg.nn import predict_volume
 from medseg.nn.checkpoint import load_weights
@@ -217,12 +218,11 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
             if not found:
                 raise ImageReadError(located(item, "folder holds no supported image files"))
             files += found
-        elif item.is_file():
-            if image_suffix(item) is None:
-                raise ImageReadError(located(item, "unsupported file type"))
-            files.append(item)
+        elif image_suffix(item) is None:
+            check_input_file(item)  # names a missing file, a link loop, a FIFO as such
+            raise ImageReadError(located(item, "unsupported file type"))
         else:
-            raise ImageReadError(located(item, "no such file or folder"))
+            files.append(check_input_file(item))
     if not files and not series_cases:
         raise ImageReadError("no input images given")
     return series_cases + (group_image_files(files) if files else [])

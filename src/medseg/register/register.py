@@ -70,10 +70,27 @@ def check_inputs(
         if float(data.max()) == float(data.min()):
             raise RegistrationError(located(name, "is empty (one constant value)"))
     for name, (label, image) in (labels or {}).items():
+        _check_label_map(name, label)
         if not same_grid(label, image):
             raise RegistrationError(
                 located(name, "label map's grid (shape or affine) differs from its image's")
             )
+
+
+def _check_label_map(name: str, label: Image) -> None:
+    """One channel of whole, non-negative numbers (float files holding them are accepted)."""
+    data = label.array
+    if label.channels != 1:
+        raise RegistrationError(located(name, f"a label map has one channel, not {label.channels}"))
+    whole = np.issubdtype(data.dtype, np.integer) or (
+        np.isfinite(data).all() and bool((data == np.round(data)).all())
+    )
+    if not whole:
+        raise RegistrationError(
+            located(name, "holds values that are not whole numbers: not labels")
+        )
+    if data.size and float(data.min()) < 0:
+        raise RegistrationError(located(name, "holds negative values: not a label map"))
 
 
 def _factors(image: Image, levels_mm: tuple[float, ...]) -> tuple[int, ...]:
