@@ -123,7 +123,7 @@ def _(d: Path, base: Base) -> tuple[list[str], str]:
 
 @case("weights-of-another-network")
 def _(d: Path, base: Base) -> tuple[list[str], str]:
-    run = copy_run(d, base, lambda plan: set_path(plan, "features", [8, 16, 32]))
+    run = copy_run(d, base, lambda plan: plan.update(features=[2 * f for f in plan["features"]]))
     return predict(d, base, base.image, run=run), _weights(run).name
 
 
@@ -187,7 +187,7 @@ DATASET_SPOILS = {
     "dataset-json-label-value-70000": _set_labels({"background": 0, "a": 70000}),
     "dataset-json-no-background": _set_labels({"a": 1, "b": 2}),
     "dataset-json-file-ending-of-a-path": _json_edit(
-        lambda spec: spec.update(file_ending="/../../x.nii.gz")
+        lambda spec: spec.update(file_ending=".nii.gz/../../../x.nii.gz")
     ),
     "dataset-label-file-missing": _remove("labelsTr/*.nii.gz"),
     "dataset-label-of-floats": _replace_label(np.full(SHAPE, 0.5, np.float32)),

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medseg.errors import DatasetError, first_invalid_field, located
 from medseg.io import read_json_file
 
+#: Label maps are stored as 8- or 16-bit integers.
+MAX_LABEL_VALUE = 65535
+
 
 class DatasetSpec(BaseModel):
     """What ``dataset.json`` declares.
@@ -62,6 +65,8 @@ class DatasetSpec(BaseModel):
             raise ValueError("labels must include background = 0")
         if len(set(values)) != len(values):
             raise ValueError("two labels share a value")
+        if values[-1] > MAX_LABEL_VALUE:
+            raise ValueError(f"label values must be <= {MAX_LABEL_VALUE}, got {values[-1]}")
         return value
 
     @field_validator("file_ending")
@@ -69,6 +74,8 @@ class DatasetSpec(BaseModel):
     def _ending_has_dot(cls, value: str) -> str:
         if not value.startswith("."):
             raise ValueError(f"file_ending must start with '.', got '{value}'")
+        if any(c in value for c in "/\\\0") or len(value) > 16:
+            raise ValueError(f"file_ending must be a file suffix, got {value!r}")
         return value
 
     @property

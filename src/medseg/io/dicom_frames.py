@@ -164,6 +164,8 @@ def _check_declared(path: Path, header: Dataset, count: int, matrix: tuple[int, 
             )
         check_declared_size(path, shape, 1, size, float("inf"))
         return
-    itemsize = max(int(header.get("BitsAllocated", 8) or 8) // 8, 1)
+    bits = int(header.get("BitsAllocated", 8) or 8)
     expansion = DEFLATE_MAX_RATIO if syntax is not None and syntax.is_deflated else 1.0
-    check_declared_size(path, shape, itemsize, size, expansion)
+    if bits < 8:  # 1-bit frames (segmentations) pack 8 pixels into a byte
+        expansion *= 8 / bits
+    check_declared_size(path, shape, max(bits // 8, 1), size, expansion)
