@@ -88,13 +88,12 @@ def test_killed_predict_leaves_loadable_files_and_reruns(material, tmp_path, del
     assert _temporaries(out) == []
 
 
-@pytest.mark.parametrize("delay", DELAYS)
+@pytest.mark.parametrize("delay", (0.0, 0.03, 0.08))  # its files come in a quick burst
 def test_killed_evaluate_leaves_nothing_half_written_and_reruns(material, tmp_path, delay) -> None:
     out = tmp_path / "scores"
     labels = material["labels"]
     command = _medseg("evaluate", labels, labels, "--out", out, "--jobs", 1)
-    started = time.monotonic()
-    _kill_when(command, lambda: time.monotonic() - started > 2.0, delay)
+    _kill_when(command, lambda: out.is_dir() and any(out.iterdir()), delay)
     for name in ("summary.json", "metrics.csv"):
         if (out / name).exists():  # written whole or not at all
             text = (out / name).read_text()

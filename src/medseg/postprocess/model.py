@@ -60,8 +60,10 @@ class Operation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: OperationName
-    min_volume_mm3: float | None = Field(default=None, gt=0)  # remove_small (mm² in 2D)
-    radius: int | None = Field(default=None, ge=1)  # opening, closing, smooth (voxels)
+    min_volume_mm3: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False
+    )  # remove_small (mm² in 2D)
+    radius: int | None = Field(default=None, ge=1, le=32)  # opening, closing, smooth (voxels)
 
     @model_validator(mode="after")
     def _parameters_match(self) -> Operation:

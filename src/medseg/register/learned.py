@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medseg.errors import RunFolderError, located
 from medseg.io import Image, read_json_file, write_text_atomic
@@ -35,17 +36,22 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "registration.json"
 
 
+# Bounds that keep a hand-edited registration.json from allocating without limit.
+GridSize = Annotated[int, Field(ge=1, le=1024)]
+Millimetres = Annotated[float, Field(gt=0, le=1e3, allow_inf_nan=False)]
+
+
 class LearnedConfig(BaseModel):
     """What a learned registration model needs at inference, and how it was trained."""
 
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
-    grid_shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    features: tuple[int, ...]
-    smoothness: float
-    label_weight: float
+    grid_shape: tuple[GridSize, GridSize, GridSize]
+    spacing: tuple[Millimetres, Millimetres, Millimetres]
+    features: tuple[Annotated[int, Field(ge=1, le=1024)], ...] = Field(min_length=1, max_length=8)
+    smoothness: float = Field(ge=0, allow_inf_nan=False)
+    label_weight: float = Field(ge=0, allow_inf_nan=False)
     labels: list[int] = []
     dataset: str | None = None
     atlas: str | None = None
