@@ -262,3 +262,29 @@ def test_zero_spacing_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="spacing .* has a zero") as info:
         read_image(path)
     assert str(path) in str(info.value)
+
+
+def test_rgb24_voxels_become_three_channels(tmp_path: Path) -> None:
+    rgb = np.zeros((4, 5, 6), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["G"][1, 2, 3] = 200
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii.gz")
+    image = read_nifti(tmp_path / "rgb.nii.gz")
+    assert image.array.shape == (3, 4, 5, 6)
+    assert image.array[1, 1, 2, 3] == 200 and image.array.sum() == 200
+
+
+def test_complex_voxels_and_lying_headers_are_refused_before_reading(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.complex64), np.eye(4)), tmp_path / "c.nii")
+    with pytest.raises(ImageReadError, match="c.nii: complex voxels"):
+        read_nifti(tmp_path / "c.nii")
+    header = nib.Nifti1Header()
+    header.set_data_shape((2000, 2000, 2000))
+    header.set_data_dtype(np.float32)
+    (tmp_path / "huge.nii").write_bytes(header.binaryblock + bytes(4))
+    with pytest.raises(ImageReadError, match="huge.nii: declares 2000 x 2000 x 2000 voxels"):
+        read_nifti(tmp_path / "huge.nii")
+    header.set_data_shape((64, 64, 64))
+    header["vox_offset"] = 352
+    (tmp_path / "short.nii").write_bytes(header.binaryblock + bytes(1004))
+    with pytest.raises(ImageReadError, match="short.nii: .* but holds 1000: truncated"):
+        read_nifti(tmp_path / "short.nii")

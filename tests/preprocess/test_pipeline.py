@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy.spatial.transform import Rotation
 
+from medseg.errors import ConfigError
 from medseg.io import Image, read_image
 from medseg.preprocess import (
     ChannelNormalization,
@@ -108,3 +110,21 @@ def test_filters_run_in_the_pipeline() -> None:
     b, _ = preprocess_image(image, smooth)
     assert a.shape == b.shape and not np.allclose(a, b)
     assert np.isfinite(b).all()
+
+
+def test_a_case_far_from_the_plans_spacing_or_too_large_is_refused_before_resampling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = Image(np.ones((1, 8, 8, 8), np.float32), np.diag([40.0, 40.0, 40.0, 1.0]))
+    plan = Preprocessing(target_spacing=[1.0, 1.0, 1.0], normalization=ZSCORE)
+    with pytest.raises(ConfigError, match=r"coarse.nii.gz: spacing \[40.0, 40.0, 40.0\] mm is 40"):
+        preprocess_image(image, plan, "coarse.nii.gz")
+    near = Image(np.ones((1, 8, 8, 8), np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    assert preprocess_image(near, plan)[0].shape == (1, 32, 32, 32)
+    monkeypatch.setenv("MEDSEG_MAX_VOXELS", "1000")
+    with pytest.raises(
+        ConfigError, match="gives 3.28e\\+04 voxels, more than the limit of 1e\\+03"
+    ):
+        preprocess_image(near, plan, "near.nii.gz")
+    with pytest.raises(ValidationError, match="greater than 0"):
+        Preprocessing(target_spacing=[0.0, 1.0, 1.0], normalization=ZSCORE)

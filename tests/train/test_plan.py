@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from medseg.errors import ConfigError
 from medseg.train import Plan, auto_config
@@ -70,3 +71,25 @@ def test_class_indices_map_to_label_values_in_the_smallest_dtype():
     large = small.model_copy(update={"label_values": [0, 7, 300]})
     mapped = large.labels_from_classes(np.array([0, 1, 2]))
     assert mapped.dtype == np.uint16 and mapped.tolist() == [0, 7, 300]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("label_values", [0, -1, 2], "greater than or equal to 0"),
+        ("label_values", [0, 1, 1], "must start at 0 and be unique"),
+        ("label_values", [1, 0, 2], "must start at 0 and be unique"),
+        ("patch_size", [0, 0, 0], "greater than or equal to 1"),
+        ("patch_size", [4096, 4096, 4096], "exceeds 134217728 voxels"),
+        ("features", [100_000, 200_000], "less than or equal to 2048"),
+        ("batch_size", 0, "greater than or equal to 1"),
+        ("median_spacing", [0.0, 1.0, 1.0], "greater than 0"),
+        ("strides", [[1, 1]], "one entry per level"),
+    ],
+)
+def test_a_plan_out_of_bounds_is_refused_with_its_field(field, value, problem):
+    plan = auto_config(shapes=[(36, 50, 35)] * 3, spacings=[(1, 1, 1)] * 3, epochs=1, **COMMON)
+    data = plan.model_dump()
+    data[field] = value
+    with pytest.raises(ValidationError, match=problem):
+        Plan.model_validate(data)
