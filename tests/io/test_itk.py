@@ -314,4 +314,4 @@ def test_missing_file_and_missing_data_file(tmp_path: Path) -> None:
     _assert_read_error(tmp_path / "absent.nrrd", "file not found")
     write_image(Image(np.zeros((1, 2, 3, 4), np.int16), np.eye(4)), tmp_path / "h.mhd")
     (tmp_path / "h.zraw").unlink()
-    _assert_read_error(tmp_path / "h.mhd", "not a readable image")
+    _assert_read_error(tmp_path / "h.mhd", "the data file it names is missing: .h.zraw.")

@@ -163,7 +163,7 @@ def _remove(pattern: str) -> object:
     def spoil(dataset: Path) -> str:
         victim = sorted(dataset.glob(pattern))[0]
         victim.unlink()
-        return victim.name
+        return victim.name.removesuffix(".nii.gz")  # the case: named by its image or label
 
     return spoil
 
@@ -189,7 +189,7 @@ DATASET_SPOILS = {
     "dataset-json-file-ending-of-a-path": _json_edit(
         lambda spec: spec.update(file_ending=".nii.gz/../../../x.nii.gz")
     ),
-    "dataset-label-file-missing": _remove("labelsTr/*.nii.gz"),
+    "dataset-label-file-missing": _remove("labelsTr/phantom_000.nii.gz"),
     "dataset-label-of-floats": _replace_label(np.full(SHAPE, 0.5, np.float32)),
     "dataset-label-value-not-declared": _replace_label(np.full(SHAPE, 7, np.uint8)),
     "dataset-label-of-another-shape": _replace_label(np.zeros((5, 5, 5), np.uint8)),
@@ -235,7 +235,8 @@ def _plan_file_case(name: str, field: str, value: object) -> None:
         set_path(plan, field, value)
         path = d / "myplan.json"
         path.write_text(json.dumps(plan))
-        return ["preprocess", str(base.dataset), str(path), "--out", str(d / "out")], "myplan.json"
+        argv = ["preprocess", str(base.dataset), "--plan", str(path), "--out", str(d / "out")]
+        return argv, "myplan.json"
 
 
 _plan_file_case("plan-file-negative-target-spacing", "preprocessing.target_spacing", [-1, 1, 1])
@@ -248,7 +249,7 @@ def _(d: Path, base: Base) -> tuple[list[str], str]:
     set_path(plan, "preprocessing.target_spacing", [0.01] * 3)
     path = d / "fine.json"
     path.write_text(json.dumps(plan))
-    argv = ["preprocess", str(base.dataset), str(path), "--out", str(d / "out")]
+    argv = ["preprocess", str(base.dataset), "--plan", str(path), "--out", str(d / "out")]
     return argv, "_0000.nii.gz"
 
 

@@ -39,11 +39,11 @@ class Base:
 
     @property
     def image(self) -> Path:
-        return next((self.dataset / "imagesTr").glob("*.nii.gz"))
+        return sorted((self.dataset / "imagesTr").glob("*.nii.gz"))[0]
 
     @property
     def label(self) -> Path:
-        return next((self.dataset / "labelsTr").glob("*.nii.gz"))
+        return sorted((self.dataset / "labelsTr").glob("*.nii.gz"))[0]
 
 
 Maker = Callable[[Path, Base], tuple[list[str], str]]

@@ -276,8 +276,7 @@ def predict_paths(
             "predicted (they would lower its accuracy)"
         )
     postprocessing = load_postprocessing(model.run_dir) if postprocess else None
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # created by the first write: a refused input leaves nothing
     written = []
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):

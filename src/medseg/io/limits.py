@@ -141,8 +141,8 @@ than the limit of 1.07e+09 (set MEDSEG_MAX_VOXELS to raise it)
     medseg.errors.ImageReadError: x.nii: declares 64 x 64 x 64 voxels of 4 bytes (1048576 \
 bytes) but holds 1000: truncated or corrupt
     """
-    if any(int(n) < 0 for n in shape):
-        raise ImageReadError(located(path, f"declares a negative size {tuple(shape)}"))
+    if any(int(n) < 1 for n in shape):
+        raise ImageReadError(located(path, f"declares an empty or negative size {tuple(shape)}"))
     voxels = math.prod(int(n) for n in shape)
     described = " x ".join(str(int(n)) for n in shape)
     limit = max_voxels()
