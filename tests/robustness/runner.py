@@ -84,7 +84,12 @@ def run_case(argv: list[str], folder: Path) -> dict:
 
 def main() -> None:
     cases = json.loads(Path(sys.argv[1]).read_text())
-    import medseg.cli  # noqa: F401 - imported once, before the forks
+    # imported once, before the forks: the commands import these lazily
+    import medseg.cli  # noqa: F401
+    import medseg.infer  # noqa: F401
+    import medseg.register  # noqa: F401
+    import medseg.report  # noqa: F401
+    import medseg.train  # noqa: F401
 
     results = {name: run_case(c["argv"], Path(c["folder"])) for name, c in cases.items()}
     Path(sys.argv[2]).write_text(json.dumps(results, indent=1))

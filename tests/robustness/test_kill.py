@@ -109,7 +109,14 @@ def test_killed_evaluate_leaves_nothing_half_written_and_reruns(material, tmp_pa
 def test_killed_preprocess_leaves_no_half_cache_and_reruns(material, tmp_path, delay) -> None:
     out = tmp_path / "cache"
     command = _medseg(
-        "preprocess", material["dataset"], material["run"] / "plan.json", "--out", out, "--jobs", 1
+        "preprocess",
+        material["dataset"],
+        "--plan",
+        material["run"] / "plan.json",
+        "--out",
+        out,
+        "--jobs",
+        1,
     )
     _kill_when(command, lambda: any(tmp_path.glob(".cache.building*/*.npy")), delay)
     assert not out.exists(), "the cache appeared before it was complete"
