@@ -35,7 +35,7 @@ def test_empty_input_folder(tmp_path: Path) -> None:
 
 
 def test_missing_input(tmp_path: Path) -> None:
-    with pytest.raises(ImageReadError, match="no such file") as info:
+    with pytest.raises(ImageReadError, match="absent.nii.gz: file not found") as info:
         find_input_cases([tmp_path / "absent.nii.gz"])
     assert str(tmp_path / "absent.nii.gz") in str(info.value)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from medseg.errors import ImageWriteError
+from medseg.errors import ImageWriteError, OutputError
 from medseg.io import Image, atomic_path, write_image, write_text_atomic
 from medseg.io.atomic import remove_stale_temporaries
 
@@ -112,3 +113,15 @@ def test_temporaries_of_dead_processes_are_removed_and_a_running_writers_kept(
         "case.nii.gz",
     ]
     assert remove_stale_temporaries(tmp_path / "absent") == []
+
+
+def test_a_full_disk_during_a_write_names_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "labels.nii.gz"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with (
+        pytest.raises(OutputError, match="labels.nii.gz: No space left on device"),
+        atomic_path(target) as tmp,
+    ):
+        tmp.write_bytes(b"half")
+        raise full
+    assert list(tmp_path.iterdir()) == []

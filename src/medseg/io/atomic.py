@@ -8,11 +8,18 @@ delete what a killed process left behind without touching a running writer's fil
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from medseg.errors import OutputError, located
+
+#: Write failures that are the machine's (full disk, quota, read-only, permission), reported
+#: as `OutputError` naming the target file.
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 #: Hidden temporaries of medseg's writers: the process id that made them is group 1.
 TEMPORARY_NAME = re.compile(r"^\..+\.(?:tmp|building)(\d+)")
@@ -43,6 +50,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in WRITE_FAILURES:  # the machine's problem: say which file it hit
+            raise OutputError(located(path, exc.strerror or str(exc))) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
