@@ -6,7 +6,6 @@ per-frame functional groups, the shared ones, or the top-level attributes, in th
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,10 @@ from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size
 #: The smallest an encapsulated (compressed) frame can be: an item tag and its length.
 ENCAPSULATED_FRAME_BYTES = 8
 
-#: pydicom reports a malformed file through many exception types.
-PYDICOM_ERRORS = (
-    InvalidDicomError,
-    OSError,
-    EOFError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    NotImplementedError,
-    RuntimeError,
-    struct.error,
-)
+#: pydicom reports a malformed file through every kind of exception (fuzzing found
+#: BytesLengthException, struct.error, TypeError, RecursionError ...): each call into it on
+#: untrusted bytes turns any of them into a one-line `ImageReadError`.
+PYDICOM_ERRORS = (Exception,)
 
 
 @dataclass(frozen=True)

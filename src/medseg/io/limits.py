@@ -65,6 +65,8 @@ def check_input_file(path: str | Path, error: type[MedsegError] = ImageReadError
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
+    except ValueError:  # a NUL byte in the name
+        raise error(located(repr(str(path)), "not a valid file name")) from None
     except OSError as exc:
         raise error(located(path, _stat_problem(path, exc))) from None
     if stat.S_ISDIR(mode):
@@ -103,6 +105,8 @@ folder: '/etc/passwd'
     outside = located(header, f"the header names a data file outside its own folder: {name!r}")
     if named.is_absolute():
         raise ImageReadError(outside)
+    if "\0" in name:
+        raise ImageReadError(located(header, f"the data file name is not valid: {name!r}"))
     try:
         target = (folder / named).resolve()
     except (OSError, RuntimeError):

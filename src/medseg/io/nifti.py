@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from medseg.errors import ImageReadError, ImageWriteError, located
+from medseg.errors import ImageReadError, ImageWriteError, MedsegError, located
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
 from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size, check_input_file
@@ -31,7 +30,9 @@ def read_nifti(path: str | Path) -> Image:
         _check_declared(path, nii)
         data = np.asanyarray(nii.dataobj)
         affine = np.asarray(nii.affine, dtype=np.float64)
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
+    except MedsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - nibabel reports bad bytes in many ways
         raise ImageReadError(located(path, f"not a readable NIfTI file ({exc})")) from None
     if data.dtype.names:  # RGB24 / RGBA32 (2D or 3D): one channel per component
         if data.ndim not in (2, 3):

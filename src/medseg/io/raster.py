@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
-from medseg.errors import ImageReadError, ImageWriteError, located
+from medseg.errors import ImageReadError, ImageWriteError, MedsegError, located
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image, spacing_affine
 from medseg.io.limits import DEFLATE_MAX_RATIO, check_declared_size, check_input_file
@@ -113,9 +112,11 @@ def read_raster(path: str | Path) -> Image:
     try:
         tiff = path.suffix.lower() in TIFF_SUFFIXES
         data = _tiff_stack(path) if tiff else _pil_pixels(path)
+    except MedsegError:
+        raise
     except PILImage.DecompressionBombError as exc:
         raise ImageReadError(located(path, f"refused as a decompression bomb ({exc})")) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Pillow and tifffile report bad bytes in many ways
         raise ImageReadError(located(path, f"not a readable image ({exc})")) from None
     if data.dtype == bool:
         data = data.astype(np.uint8)
