@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
 import zlib
 from pathlib import Path
 
@@ -359,6 +360,18 @@ def _(d: Path, base: Base) -> tuple[list[str], str]:
         for rows in (16, 16, 12):
             tif.write(np.zeros((rows, 16), np.uint8))
     return predict(d, base, path), "stack.tif"
+
+
+@case("tiff-pages-in-a-loop")
+def _(d: Path, base: Base) -> tuple[list[str], str]:
+    path = d / "loop.tif"
+    tifffile.imwrite(path, np.zeros((4, 4), np.uint8))  # classic little-endian TIFF
+    data = bytearray(path.read_bytes())
+    first = struct.unpack("<I", data[4:8])[0]
+    following = first + 2 + 12 * struct.unpack("<H", data[first : first + 2])[0]
+    data[following : following + 4] = struct.pack("<I", first)  # the page is its own next
+    path.write_bytes(bytes(data))
+    return predict(d, base, path), "loop.tif"
 
 
 @case("tiff-random-bytes")

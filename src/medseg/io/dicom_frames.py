@@ -52,7 +52,10 @@ class Frame:
 def read_header(path: Path) -> Dataset:
     """A DICOM file's attributes without its pixel data; `ImageReadError` if it is not one."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        for _ in header.iterall():  # pydicom parses values lazily: meet their errors here
+            pass
+        return header
     except InvalidDicomError:
         raise ImageReadError(located(path, "not a DICOM file (no DICM marker)")) from None
     except PYDICOM_ERRORS as exc:

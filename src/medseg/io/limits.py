@@ -109,16 +109,24 @@ folder: '/etc/passwd'
         raise ImageReadError(located(header, f"the data file name is not valid: {name!r}"))
     try:
         target = (folder / named).resolve()
-    except (OSError, RuntimeError):
-        loop = located(header, f"the data file it names is a link loop: {name!r}")
-        raise ImageReadError(loop) from None
-    if not target.is_relative_to(folder):
-        raise ImageReadError(outside)
-    if not target.exists():
-        raise ImageReadError(located(header, f"the data file it names is missing: {name!r}"))
-    if not stat.S_ISREG(os.stat(target).st_mode):
+        if not target.is_relative_to(folder):
+            raise ImageReadError(outside)
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        missing = located(header, f"the data file it names is missing: {name!r}")
+        raise ImageReadError(missing) from None
+    except (OSError, RuntimeError) as exc:  # a link loop, a name too long ...
+        problem = f"the data file it names cannot be used ({_reason(exc)}): {name!r}"
+        raise ImageReadError(located(header, problem)) from None
+    if not stat.S_ISREG(mode):
         raise ImageReadError(located(header, f"the data file it names is not a file: {name!r}"))
     return target
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "a symbolic-link loop"
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def check_declared_size(

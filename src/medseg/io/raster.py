@@ -8,6 +8,7 @@ identity (1 mm pixels) unless the caller supplies one.
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 # The format PIL must find in the bytes of a file with each suffix (its content decides, not
 # its name: JPEG bytes in a .png label map would be lossy labels).
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+#: Pages a TIFF may chain before it is refused (a 3D stack has one per slice).
+MAX_TIFF_PAGES = 100_000
+#: Classic TIFF (42) and BigTIFF (43): the tag-count format, bytes per tag, offset format.
+TIFF_LAYOUTS = {42: ("H", 12, "I"), 43: ("Q", 20, "Q")}
 
 
 def _to_channels_first(data: np.ndarray, path: Path) -> np.ndarray:
@@ -40,6 +45,7 @@ def _tiff_stack(path: Path) -> np.ndarray:
     page axis: Q, I, Z, C, T ...). Pages written one by one form one series each; they are
     stacked when they agree in shape and type.
     """
+    _check_page_chain(path)
     with tifffile.TiffFile(path) as tif:
         series = tif.series
         if not series:
@@ -73,6 +79,42 @@ def _tiff_stack(path: Path) -> np.ndarray:
     data = data[..., :3] if axes.endswith("S") else data[..., None]  # RGB(A) -> RGB
     data = np.moveaxis(data, -1, 0)  # (C, [pages,] rows, columns)
     return np.moveaxis(data, 1, -1) if len(spatial) == 3 else data
+
+
+def _check_page_chain(path: Path) -> None:
+    """Walk a TIFF's chain of pages (image file directories) before tifffile does, and refuse
+    one that loops or runs past `MAX_TIFF_PAGES`: tifffile can spin on a circular chain (found
+    by bench/fuzz.py). Anything else malformed is left for tifffile to report."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        head = stream.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 16:
+            return
+        version = struct.unpack(order + "H", head[2:4])[0]
+        if version not in TIFF_LAYOUTS:
+            return
+        count_format, tag_bytes, offset_format = TIFF_LAYOUTS[version]
+        first = head[4:8] if version == 42 else head[8:16]
+        offset = struct.unpack(order + offset_format, first)[0]
+        seen: set[int] = set()
+        while 0 < offset < size:
+            if offset in seen:
+                raise ImageReadError(located(path, "its pages form a loop: a corrupt TIFF"))
+            if len(seen) >= MAX_TIFF_PAGES:
+                raise ImageReadError(located(path, f"more than {MAX_TIFF_PAGES} pages"))
+            seen.add(offset)
+            stream.seek(offset)
+            count = stream.read(struct.calcsize(count_format))
+            if len(count) < struct.calcsize(count_format):
+                return
+            stream.seek(
+                offset + len(count) + tag_bytes * struct.unpack(order + count_format, count)[0]
+            )
+            following = stream.read(struct.calcsize(offset_format))
+            if len(following) < struct.calcsize(offset_format):
+                return
+            offset = struct.unpack(order + offset_format, following)[0]
 
 
 def _pil_pixels(path: Path) -> np.ndarray:
