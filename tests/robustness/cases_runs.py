@@ -311,3 +311,21 @@ def _(d: Path, base: Base) -> tuple[list[str], str]:
 def _(d: Path, base: Base) -> tuple[list[str], str]:
     (d / "plans").mkdir()
     return ["plan", str(base.dataset), "--out", str(d / "plans")], "plans"
+
+
+# --- the remaining commands --------------------------------------------------------------
+
+
+@case("postprocess-run-with-a-garbage-plan")
+def _(d: Path, base: Base) -> tuple[list[str], str]:
+    run = copy_run(d, base)
+    (run / "plan.json").write_bytes(np.random.default_rng(1).bytes(256))
+    return ["postprocess", "--auto", str(run), "--dataset", str(base.dataset)], "plan.json"
+
+
+@case("train-registration-dataset-json-nested-deep")
+def _(d: Path, base: Base) -> tuple[list[str], str]:
+    dataset = copy_dataset(d, base)
+    (dataset / "dataset.json").write_text(deep_json())
+    argv = ["train-registration", str(dataset), "--out", str(d / "out"), "--epochs", "1"]
+    return argv, "dataset.json"
