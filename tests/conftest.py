@@ -89,10 +89,14 @@ def phantom2d(tmp_path: Path) -> Path:
     )
 
 
-def write_untrained_run(run_dir: Path) -> Path:
+def write_untrained_run(run_dir: Path, target_spacing: Sequence[float] | None = None) -> Path:
     """Write a run folder with a valid plan.json (for 3D phantom cases, ``.nii.gz``) and
-    freshly initialised (untrained) weights for fold 0; return it."""
+    freshly initialised (untrained) weights for fold 0; return it. With ``target_spacing``
+    the plan resamples to it (z-score normalisation), else it predicts on each image's grid."""
+    from medseg.preprocess import ChannelNormalization, Preprocessing
     from medseg.train import BEST_WEIGHTS, auto_config, network_for, save_weights
+
+    ZSCORE = ChannelNormalization(scheme="zscore")
 
     run_dir.mkdir(parents=True)
     config = auto_config(
@@ -104,6 +108,9 @@ def write_untrained_run(run_dir: Path) -> Path:
         channel_names=["CT"],
         file_ending=".nii.gz",
     )
+    if target_spacing is not None:
+        preprocessing = {"target_spacing": list(target_spacing), "normalization": [ZSCORE]}
+        config = config.model_copy(update={"preprocessing": Preprocessing(**preprocessing)})
     config.save(run_dir)
     network = network_for(config)
     save_weights(network, run_dir / "fold_0" / BEST_WEIGHTS)
@@ -121,7 +128,7 @@ def untrained_run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def untrained_run_writer() -> Callable[[Path], Path]:
+def untrained_run_writer() -> Callable[..., Path]:
     """`write_untrained_run`, for session-scoped fixtures."""
     return write_untrained_run
 

@@ -26,23 +26,16 @@ from medseg.datasets.phantom import write_phantom_dataset
 RUNNER = Path(__file__).with_name("runner.py")
 
 
-def _base(root: Path, write_run: Callable[[Path], Path]) -> Base:
+def _base(root: Path, write_run: Callable[..., Path]) -> Base:
     dataset = write_phantom_dataset(
         root / "Dataset900_Phantom3D", n_train=3, n_test=1, dim=3, shape=(24, 24, 8)
     )
-    run = write_run(root / "run")
-    plan = json.loads((run / "plan.json").read_text())
-    plan["preprocessing"] = {
-        "target_spacing": [0.8, 0.8, 2.5],
-        "normalization": [{"scheme": "zscore"}],
-    }
-    (run / "plan.json").write_text(json.dumps(plan))
-    return Base(dataset, run)
+    return Base(dataset, write_run(root / "run", target_spacing=(0.8, 0.8, 2.5)))
 
 
 @pytest.fixture(scope="session")
 def corpus_results(
-    tmp_path_factory: pytest.TempPathFactory, untrained_run_writer: Callable[[Path], Path]
+    tmp_path_factory: pytest.TempPathFactory, untrained_run_writer: Callable[..., Path]
 ) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("corpus")
     base = _base(root / "base", untrained_run_writer)

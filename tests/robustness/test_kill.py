@@ -59,13 +59,7 @@ def material(tmp_path_factory: pytest.TempPathFactory, untrained_run_writer) -> 
     dataset = write_phantom_dataset(
         root / "Dataset900_Phantom3D", n_train=30, n_test=0, dim=3, shape=(48, 48, 16)
     )
-    run = untrained_run_writer(root / "run")
-    plan = json.loads((run / "plan.json").read_text())
-    plan["preprocessing"] = {
-        "target_spacing": [0.4, 0.4, 1.25],
-        "normalization": [{"scheme": "zscore"}],
-    }
-    (run / "plan.json").write_text(json.dumps(plan))
+    run = untrained_run_writer(root / "run", target_spacing=(0.4, 0.4, 1.25))
     return {
         "dataset": dataset,
         "run": run,
