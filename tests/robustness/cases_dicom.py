@@ -59,22 +59,22 @@ def _(d: Path, base: Base) -> tuple[list[str], str]:
     return predict(d, base, folder), path.name
 
 
-@case("dicom-nan-rescale-slope")
-def _(d: Path, base: Base) -> tuple[list[str], str]:
-    folder, path = series_with(d, lambda ds: setattr(ds, "RescaleSlope", "NaN"))
-    return predict(d, base, folder), path.name
+RESCALE_EDITS = {
+    "dicom-nan-rescale-slope": ("RescaleSlope", "NaN"),
+    "dicom-zero-rescale-slope": ("RescaleSlope", "0"),
+    "dicom-infinite-rescale-intercept": ("RescaleIntercept", "inf"),
+}
 
 
-@case("dicom-zero-rescale-slope")
-def _(d: Path, base: Base) -> tuple[list[str], str]:
-    folder, path = series_with(d, lambda ds: setattr(ds, "RescaleSlope", "0"))
-    return predict(d, base, folder), path.name
+def _rescale_case(name: str, keyword: str, value: str) -> None:
+    @case(name)
+    def _(d: Path, base: Base) -> tuple[list[str], str]:
+        folder, path = series_with(d, lambda ds: setattr(ds, keyword, value))
+        return predict(d, base, folder), path.name
 
 
-@case("dicom-infinite-rescale-intercept")
-def _(d: Path, base: Base) -> tuple[list[str], str]:
-    folder, path = series_with(d, lambda ds: setattr(ds, "RescaleIntercept", "inf"))
-    return predict(d, base, folder), path.name
+for _name, (_keyword, _value) in RESCALE_EDITS.items():
+    _rescale_case(_name, _keyword, _value)
 
 
 @case("dicom-slice-with-truncated-pixels")

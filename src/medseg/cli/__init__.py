@@ -5,7 +5,6 @@ Adding a command means adding its module to `COMMAND_MODULES`."""
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import traceback
 from collections.abc import Sequence
@@ -13,10 +12,9 @@ from collections.abc import Sequence
 from medseg import __version__
 from medseg.cli import arguments, demo, evaluate, plan, postprocess, predict, register, train
 from medseg.errors import MedsegError
+from medseg.io.atomic import WRITE_FAILURES
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
-#: Failures of the machine, not of medseg: reported in one line naming the file, exit code 2.
-ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan)
@@ -69,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medseg: error: {exc}", file=sys.stderr)
         return EXIT_USER
     except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+        if exc.errno not in WRITE_FAILURES:  # the machine's failures, not medseg's
             return _internal_error(exc, args.debug)
         if args.debug:
             traceback.print_exc()

@@ -95,8 +95,9 @@ def _check_page_chain(path: Path) -> None:
         if version not in TIFF_LAYOUTS:
             return
         count_format, tag_bytes, offset_format = TIFF_LAYOUTS[version]
-        first = head[4:8] if version == 42 else head[8:16]
-        offset = struct.unpack(order + offset_format, first)[0]
+        count_field = struct.Struct(order + count_format)
+        offset_field = struct.Struct(order + offset_format)
+        offset = offset_field.unpack(head[4:8] if version == 42 else head[8:16])[0]
         seen: set[int] = set()
         while 0 < offset < size:
             if offset in seen:
@@ -105,16 +106,14 @@ def _check_page_chain(path: Path) -> None:
                 raise ImageReadError(located(path, f"more than {MAX_TIFF_PAGES} pages"))
             seen.add(offset)
             stream.seek(offset)
-            count = stream.read(struct.calcsize(count_format))
-            if len(count) < struct.calcsize(count_format):
+            count = stream.read(count_field.size)
+            if len(count) < count_field.size:
                 return
-            stream.seek(
-                offset + len(count) + tag_bytes * struct.unpack(order + count_format, count)[0]
-            )
-            following = stream.read(struct.calcsize(offset_format))
-            if len(following) < struct.calcsize(offset_format):
+            stream.seek(offset + count_field.size + tag_bytes * count_field.unpack(count)[0])
+            following = stream.read(offset_field.size)
+            if len(following) < offset_field.size:
                 return
-            offset = struct.unpack(order + offset_format, following)[0]
+            offset = offset_field.unpack(following)[0]
 
 
 def _pil_pixels(path: Path) -> np.ndarray:
