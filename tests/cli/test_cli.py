@@ -412,6 +412,21 @@ def test_fingerprint_plan_preprocess_commands(run_cli, phantom3d: Path, tmp_path
     assert len(list(cache.glob("*_image.npy"))) == 3
 
 
+def test_plan_times_a_batch_set_by_hand_against_the_budget(
+    run_cli, phantom3d: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    code, out, err = run_cli(
+        ["--quiet", "plan", phantom3d, "--out", plan, "--budget-minutes", "0.2",
+         "--set", "batch_size=3"]
+    )  # fmt: skip
+    assert code == 0, err
+    saved = json.loads(plan.read_text())
+    network = next(d for d in saved["decisions"] if d["setting"] == "network")
+    assert saved["batch_size"] == 3 and "batch 3" in network["value"]
+    assert network["reason"].startswith("batch_size set") and "(as set)" in network["reason"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -131,6 +131,26 @@ def test_plan_with_a_budget_times_real_candidates(phantom_fingerprint) -> None:
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
 
 
+def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) -> None:
+    # a patch or width given with a budget used to skip the timing: the recipe then assumed
+    # 10,000 steps (SGD) and plan.json named the planner's network instead of the user's
+    dataset, fp = phantom_fingerprint
+    levels = len(make_plan(fp, dataset.spec).strides)  # the phantom is one patch at any size
+    widths = [8 * 2**i for i in range(levels)]
+    for given in ({"patch_size": [16, 16, 8]}, {"features": widths}):
+        plan = make_plan(fp, dataset.spec, budget_minutes=0.2, **given)
+        network = next(d for d in plan.decisions if d.setting == "network")
+        iterations = next(d.value for d in plan.decisions if d.setting == "iterations")
+        field, value = next(iter(given.items()))
+        assert getattr(plan, field) == value
+        assert f"{field} set" in network.reason and "(as set)" in network.reason
+        assert plan.seconds_per_iteration is not None
+        assert iterations == int(0.2 * 60 * 0.85 / plan.seconds_per_iteration)
+        assert plan.optimizer == "adamw"  # a 12-second budget affords far under 10,000 steps
+        if field == "features":
+            assert network.value.endswith(f"features 8-{widths[-1]}")
+
+
 def test_plan_without_budget_uses_the_default_size(phantom_fingerprint) -> None:
     dataset, fp = phantom_fingerprint
     plan = make_plan(fp, dataset.spec)

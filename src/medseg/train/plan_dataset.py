@@ -12,7 +12,7 @@ from medseg.io.outputs import check_output_file, prepare_output_folder
 from medseg.preprocess import CachedCase, compute_fingerprint, preprocess_dataset
 from medseg.runs import DEFAULT_LEARNING_RATE, Plan, apply_overrides
 from medseg.train.options import PlanOptions
-from medseg.train.planner import make_plan
+from medseg.train.planner import NETWORK_FIELDS, make_plan
 
 #: The budget of a training that is given none, and of a plan made without one.
 DEFAULT_EPOCHS = 100
@@ -45,7 +45,8 @@ def plan_dataset(
     fingerprint = compute_fingerprint(dataset, jobs=jobs, quiet=options.quiet)
     if fingerprint_to is not None:
         fingerprint.save(fingerprint_to)
-    overrides = options.overrides
+    overrides = options.overrides  # the network given by hand is timed, not chosen
+    overrides.update({k: v for k, v in options.settings.items() if k in NETWORK_FIELDS})
     per_epoch = int(overrides.get("iterations_per_epoch") or 100)  # type: ignore[call-overload]
     plan = make_plan(
         fingerprint,

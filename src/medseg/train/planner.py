@@ -52,6 +52,10 @@ _PATCH_VOXELS = {3: [128**3, 96**3, 80**3, 64**3, 64 * 64 * 32, 48**3, 32**3],
 _FEATURE_CAP = {3: 320, 2: 512}
 
 
+#: The plan fields that make up a network configuration (`Candidate`).
+NETWORK_FIELDS = ("patch_size", "strides", "kernel_sizes", "features", "batch_size")
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One network configuration the planner may choose."""
@@ -262,6 +266,11 @@ def _data_decisions(
     return prep, shape, decisions
 
 
+def _given_candidate(plan: Plan) -> Candidate:
+    """The network configuration a plan holds."""
+    return Candidate(**{k: getattr(plan, k) for k in NETWORK_FIELDS})
+
+
 def _timed_network(
     plan: Plan,
     shape: list[int],
@@ -285,27 +294,37 @@ def _timed_network(
             spacing=net_spacing,
         )  # fmt: skip
 
-    chosen, step, notes = choose_candidate(options, budget_minutes * 60, measure, memory_gb, quiet)
+    given = {k: v for k, v in overrides.items() if k in NETWORK_FIELDS and v is not None}
+    if "patch_size" in given:  # the user's network: only its step time is measured
+        chosen, step, notes = _given_candidate(plan), 0.0, []
+    else:
+        chosen, step, notes = choose_candidate(
+            options, budget_minutes * 60, measure, memory_gb, quiet
+        )
+    final = Candidate(**{**{k: getattr(chosen, k) for k in NETWORK_FIELDS}, **given})
+    if len(final.features) != len(final.strides):
+        raise ConfigError(
+            f"features needs one width per level: {len(final.strides)} for patch "
+            f"{final.patch_size}, got {len(final.features)}"
+        )
+    if final != chosen or not step:
+        step = measure(final)
+        notes.append(f"{final.describe()} (as set): {step:.3f} s/step")
     affordable = int(budget_minutes * 60 * TRAINING_SHARE / step)
-    update = {
-        "patch_size": chosen.patch_size,
-        "strides": chosen.strides,
-        "kernel_sizes": chosen.kernel_sizes,
-        "features": chosen.features,
-        "batch_size": chosen.batch_size,
-    }
-    update.update({k: v for k, v in overrides.items() if k in update and v is not None})
+    update = {k: getattr(final, k) for k in NETWORK_FIELDS}
     plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
-    reason = (
+    rule = (
         f"the largest patch that trains at least {MIN_ITERATIONS} steps in {budget_minutes:g} "
         f"min on {device.type}, then the widest network at it that trains {WIDE_MIN_ITERATIONS}"
-        f" ({affordable} at {step:.3f} s/step); timed: " + "; ".join(notes)
     )
+    if given:
+        rule = f"{', '.join(sorted(given))} set on the command line or in the settings"
+    reason = f"{rule} ({affordable} at {step:.3f} s/step); timed: " + "; ".join(notes)
     return (
         plan,
         affordable,
         [
-            Decision(setting="network", value=chosen.describe(), reason=reason),
+            Decision(setting="network", value=final.describe(), reason=reason),
             Decision(setting="iterations", value=affordable, reason="budget / measured step time"),
         ],
     )
@@ -352,7 +371,7 @@ def make_plan(
     )
     plan = plan.model_copy(update={"augmentation": augmentation})
     decisions.append(mirror)
-    if budget_minutes is not None and not overrides.get("patch_size"):
+    if budget_minutes is not None:
         plan, affordable, timed = _timed_network(
             plan, shape, spacing, device, budget_minutes, memory_gb, quiet, overrides
         )
