@@ -41,6 +41,16 @@ def test_a_time_budget_counts_the_clock_and_the_time_before_a_resume(clock) -> N
     assert budget.elapsed() == 15  # only the time before the resume
 
 
+def test_a_time_budget_ends_at_its_step_cap_with_time_left(clock) -> None:
+    budget = Budget(minutes=10, steps_per_epoch=10, max_steps=40)
+    clock.now += 60  # a tenth of the time, half the steps: the schedule follows the steps
+    assert budget.fraction_done(20) == 0.5 and not budget.spent(39) and budget.spent(40)
+    assert budget.epoch_left(3) and not budget.epoch_left(4)
+    clock.now += 480  # 0.9 of the time, a quarter of the steps: the clock leads
+    assert budget.fraction_done(10) == pytest.approx(0.9)
+    assert Budget(epochs=1, steps_per_epoch=10, max_steps=5).total_steps == 10  # epochs win
+
+
 def test_epochs_count_when_both_are_set(clock) -> None:
     budget = Budget(epochs=1, minutes=0.01, steps_per_epoch=4)
     clock.now += 3600

@@ -18,6 +18,7 @@ from medseg.train.planner import (
     candidates,
     choose_candidate,
     normalization,
+    steps_cap,
     target_spacing,
 )
 
@@ -129,6 +130,19 @@ def test_plan_with_a_budget_times_real_candidates(phantom_fingerprint) -> None:
     network = next(d for d in plan.decisions if d.setting == "network")
     assert "s/step" in network.reason
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(phantom_fingerprint) -> None:
+    # 3 phantom cases are a few patches of data: 750 steps (the floor) are all they get
+    dataset, fp = phantom_fingerprint
+    plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
+    assert plan.max_iterations == MIN_ITERATIONS
+    cap = next(d for d in plan.decisions if d.setting == "max_iterations")
+    assert cap.value == MIN_ITERATIONS and "overfit" in cap.reason
+    recipe = next(d for d in plan.decisions if d.setting == "recipe")
+    assert recipe.reason.startswith(f"{MIN_ITERATIONS} planned steps")
+    assert steps_cap(fp, plan.preprocessing.target_spacing, [4, 4, 4], 2) > MIN_ITERATIONS
+    assert make_plan(fp, dataset.spec).max_iterations is None  # no budget, no cap
 
 
 def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) -> None:

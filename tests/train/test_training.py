@@ -55,6 +55,16 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
     assert config.epochs == 6 and config.label_names[1:] == ["liver", "spleen", "kidney"]
 
 
+def test_a_time_budget_stops_at_the_plans_step_cap(tiny_phantom, tmp_path):
+    options = TrainOptions(
+        minutes=60, iterations_per_epoch=2, quiet=True, settings={"max_iterations": 4}
+    )
+    result = train_run(tiny_phantom, tmp_path / "run", options)
+    assert [r.iterations for r in result.history] == [2, 4]
+    assert result.history[-1].learning_rate < result.history[0].learning_rate
+    assert Plan.load(tmp_path / "run").max_iterations == 4
+
+
 def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
     for name in ("a", "b"):
         train_run(

@@ -7,7 +7,7 @@ import time
 
 class Budget:
     """Epochs of ``steps_per_epoch`` steps, or minutes of wall-clock time (with both set, the
-    epochs count).
+    epochs count). A time budget may also end at ``max_steps`` steps with time left.
 
     The clock runs from construction or the last `restart`; ``seconds_before`` is the time
     spent before a resume and counts as spent.
@@ -19,6 +19,9 @@ class Budget:
     (0.25, True)
     >>> budget.epoch_left(epochs_done=1), budget.epoch_left(epochs_done=2)
     (True, False)
+    >>> capped = Budget(minutes=60, steps_per_epoch=50, max_steps=100)
+    >>> capped.fraction_done(steps=50), capped.spent(steps=100), capped.epoch_left(2)
+    (0.5, True, False)
     """
 
     def __init__(
@@ -27,8 +30,10 @@ class Budget:
         minutes: float | None = None,
         steps_per_epoch: int = 1,
         seconds_before: float = 0.0,
+        max_steps: int | None = None,
     ) -> None:
         self.epochs = epochs
+        self.max_steps = max_steps
         self.minutes = minutes
         self.steps_per_epoch = steps_per_epoch
         self.seconds_before = seconds_before
@@ -62,13 +67,16 @@ class Budget:
         (beyond 1 when a time budget is overrun)."""
         if self.total_steps is not None:
             return steps / self.total_steps
-        return self.elapsed() / self._time_budget()
+        by_steps = steps / self.max_steps if self.max_steps else 0.0
+        return max(self.elapsed() / self._time_budget(), by_steps)
 
     def spent(self, steps: int) -> bool:
         """Whether the budget is used up now: every step taken, or the time over. Checked
         between steps, a time budget ends in the middle of an epoch."""
         if self.total_steps is not None:
             return steps >= self.total_steps
+        if self.max_steps is not None and steps >= self.max_steps:
+            return True
         return self.elapsed() >= self._time_budget()
 
     def epoch_left(self, epochs_done: int, last_epoch_seconds: float = 0.0) -> bool:
@@ -76,6 +84,8 @@ class Budget:
         epoch, or time left for one more as long as the last one (``last_epoch_seconds``)."""
         if self.epochs is not None:
             return epochs_done < self.epochs
+        if self.max_steps is not None and epochs_done * self.steps_per_epoch >= self.max_steps:
+            return False
         if epochs_done == 0:
             return True
         return self.elapsed() + last_epoch_seconds <= self._time_budget()

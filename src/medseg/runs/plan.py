@@ -80,6 +80,9 @@ class Plan(BaseModel):
     epochs: int | None = Field(default=None, ge=1, le=10**7)
     minutes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     iterations_per_epoch: int = Field(default=100, ge=1, le=10**7)
+    # with minutes: stop after this many steps even with time left (the planner's cap for
+    # small datasets, which more steps overfit; docs/plan.md#steps-per-case)
+    max_iterations: int | None = Field(default=None, ge=1, le=10**9)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0

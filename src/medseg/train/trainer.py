@@ -123,7 +123,12 @@ class Trainer:
         self.iteration = 0
         self.best_score, self.best_epoch = -math.inf, 0
         self.smoothed: float | None = None
-        self.budget = Budget(config.epochs, config.minutes, config.iterations_per_epoch)
+        self.budget = Budget(
+            config.epochs,
+            config.minutes,
+            config.iterations_per_epoch,
+            max_steps=config.max_iterations,
+        )
         self._stop = StopRequest()  # Ctrl-C, taken between steps while `fit` runs
 
     # ---- hooks -------------------------------------------------------------------------
