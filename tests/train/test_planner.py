@@ -10,7 +10,7 @@ import pytest
 from medseg.datasets import open_dataset
 from medseg.errors import ConfigError
 from medseg.preprocess import compute_fingerprint
-from medseg.train import Plan, apply_overrides, make_plan
+from medseg.train import Plan, apply_overrides, make_plan, planner
 from medseg.train.planner import (
     MIN_ITERATIONS,
     WIDE_MIN_ITERATIONS,
@@ -132,9 +132,13 @@ def test_plan_with_a_budget_times_real_candidates(phantom_fingerprint) -> None:
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
 
 
-def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(phantom_fingerprint) -> None:
+def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
+    phantom_fingerprint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 3 phantom cases are a few patches of data: 750 steps (the floor) are all they get
     dataset, fp = phantom_fingerprint
+    step = {"seconds": 0.5}  # 60 min x 0.85 / 0.5 s = 6,120 steps: the short recipe
+    monkeypatch.setattr(planner, "seconds_per_iteration", lambda *a, **k: step["seconds"])
     plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
     assert plan.max_iterations == MIN_ITERATIONS
     cap = next(d for d in plan.decisions if d.setting == "max_iterations")
@@ -143,6 +147,8 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(phantom_fingerpr
     assert recipe.reason.startswith(f"{MIN_ITERATIONS} planned steps")
     assert steps_cap(fp, plan.preprocessing.target_spacing, [4, 4, 4], 2) > MIN_ITERATIONS
     assert make_plan(fp, dataset.spec).max_iterations is None  # no budget, no cap
+    step["seconds"] = 0.05  # 61,200 steps: nnU-Net's recipe, not capped
+    assert make_plan(fp, dataset.spec, budget_minutes=60.0).max_iterations is None
 
 
 def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) -> None:

@@ -27,7 +27,7 @@ from medseg.progress import log_line
 from medseg.runs import Decision, Plan
 from medseg.train.auto_config import auto_config, choose_patch_size
 from medseg.train.mirroring import mirror_decision
-from medseg.train.recipe import with_recipe
+from medseg.train.recipe import FULL_RECIPE_STEPS, with_recipe
 
 #: A configuration must afford this many optimisation steps within the budget: fewer leave
 #: a network of this kind under-trained (measured on Hippocampus and ISBI EM, Stage 1).
@@ -41,6 +41,8 @@ WIDE_MIN_ITERATIONS = 10_000
 #: (the dataset's cropped voxels / the patch's voxels): on 40 Hippocampus cases 1,000-1,500
 #: steps of batch 2 (73-110 patches a share) scored 0.881-0.883 mean Dice and 5,200 steps
 #: 0.871; on 200 cases the Dice stayed flat from 57 to 81 (docs/plan.md#steps-per-case).
+#: Applied to the short recipe only: budgets of FULL_RECIPE_STEPS and more get nnU-Net's
+#: recipe, whose heavier augmentation trains small datasets for far longer.
 PATCHES_PER_SHARE = 100
 #: Share of the budget spent on optimisation steps (the rest: validation, start-up).
 TRAINING_SHARE = 0.85
@@ -397,7 +399,7 @@ def make_plan(
         )
         decisions += timed
         cap = steps_cap(fingerprint, spacing, plan.patch_size, plan.batch_size)
-        if affordable > cap:
+        if cap < affordable < FULL_RECIPE_STEPS:  # measured with the short recipe only
             plan = plan.model_copy(update={"max_iterations": cap})
             decisions.append(
                 Decision(
