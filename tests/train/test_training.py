@@ -56,8 +56,10 @@ def test_short_training_raises_validation_dice(tiny_phantom, tmp_path, monkeypat
 
 
 def test_a_time_budget_stops_at_the_plans_step_cap(tiny_phantom, tmp_path):
+    # 4 phantom steps take well under a second; without the cap the minute would run out
+    # after far more than 4 steps, so a broken cap fails here instead of running long
     options = TrainOptions(
-        minutes=60, iterations_per_epoch=2, quiet=True, settings={"max_iterations": 4}
+        minutes=1, iterations_per_epoch=2, quiet=True, settings={"max_iterations": 4}
     )
     result = train_run(tiny_phantom, tmp_path / "run", options)
     assert [r.iterations for r in result.history] == [2, 4]

@@ -67,7 +67,7 @@ class Budget:
         (beyond 1 when a time budget is overrun)."""
         if self.total_steps is not None:
             return steps / self.total_steps
-        by_steps = steps / self.max_steps if self.max_steps else 0.0
+        by_steps = 0.0 if self.max_steps is None else steps / self.max_steps
         return max(self.elapsed() / self._time_budget(), by_steps)
 
     def spent(self, steps: int) -> bool:

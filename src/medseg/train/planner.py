@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -59,10 +59,6 @@ _PATCH_VOXELS = {3: [128**3, 96**3, 80**3, 64**3, 64 * 64 * 32, 48**3, 32**3],
 _FEATURE_CAP = {3: 320, 2: 512}
 
 
-#: The plan fields that make up a network configuration (`Candidate`).
-NETWORK_FIELDS = ("patch_size", "strides", "kernel_sizes", "features", "batch_size")
-
-
 @dataclass(frozen=True)
 class Candidate:
     """One network configuration the planner may choose."""
@@ -82,6 +78,10 @@ class Candidate:
         patch = "x".join(map(str, self.patch_size))
         width = f"{self.features[0]}-{self.features[-1]}"
         return f"patch {patch}, batch {self.batch_size}, features {width}"
+
+
+#: The plan fields that make up a network configuration.
+NETWORK_FIELDS = tuple(field.name for field in fields(Candidate))
 
 
 def target_spacing(fingerprint: Fingerprint) -> tuple[list[float], int | None, str]:
@@ -288,11 +288,6 @@ def _data_decisions(
     return prep, shape, decisions
 
 
-def _given_candidate(plan: Plan) -> Candidate:
-    """The network configuration a plan holds."""
-    return Candidate(**{k: getattr(plan, k) for k in NETWORK_FIELDS})
-
-
 def _timed_network(
     plan: Plan,
     shape: list[int],
@@ -317,24 +312,24 @@ def _timed_network(
         )  # fmt: skip
 
     given = {k: v for k, v in overrides.items() if k in NETWORK_FIELDS and v is not None}
+    step: float | None = None
     if "patch_size" in given:  # the user's network: only its step time is measured
-        chosen, step, notes = _given_candidate(plan), 0.0, []
+        chosen, notes = Candidate(**{k: getattr(plan, k) for k in NETWORK_FIELDS}), []
     else:
         chosen, step, notes = choose_candidate(
             options, budget_minutes * 60, measure, memory_gb, quiet
         )
-    final = Candidate(**{**{k: getattr(chosen, k) for k in NETWORK_FIELDS}, **given})
+    final = replace(chosen, **given)
     if len(final.features) != len(final.strides):
         raise ConfigError(
             f"features needs one width per level: {len(final.strides)} for patch "
             f"{final.patch_size}, got {len(final.features)}"
         )
-    if final != chosen or not step:
+    if final != chosen or step is None:
         step = measure(final)
         notes.append(f"{final.describe()} (as set): {step:.3f} s/step")
     affordable = int(budget_minutes * 60 * TRAINING_SHARE / step)
-    update = {k: getattr(final, k) for k in NETWORK_FIELDS}
-    plan = plan.model_copy(update={**update, "seconds_per_iteration": step})
+    plan = plan.model_copy(update={**asdict(final), "seconds_per_iteration": step})
     rule = (
         f"the largest patch that trains at least {MIN_ITERATIONS} steps in {budget_minutes:g} "
         f"min on {device.type}, then the widest network at it that trains {WIDE_MIN_ITERATIONS}"
