@@ -65,6 +65,7 @@ def test_a_time_budget_stops_at_the_plans_step_cap(tiny_phantom, tmp_path):
     assert [r.iterations for r in result.history] == [2, 4]
     assert result.history[-1].learning_rate < result.history[0].learning_rate
     assert Plan.load(tmp_path / "run").max_iterations == 4
+    assert result.members == []  # a fold with validation is one model; only "all" adds more
 
 
 def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):

@@ -29,12 +29,14 @@ EXAMPLES = """\
 
 without --fold, one model learns from every labelled case; --fold K holds fold K out
 for validation (best epoch by validation Dice). Without --plan, the run folder's
-plan.json is made from the dataset's fingerprint,
-fitted to this device and the --minutes budget (see medseg plan --help); budgets are
-per fold. The recipe follows the budget: below 10,000 steps AdamW without
-augmentation, above it nnU-Net's SGD + Nesterov with its augmentation (deep
-supervision and poly decay in both); it is in plan.json and every field can be
-changed with --set.
+plan.json is made from the dataset's fingerprint, fitted to this device and the
+--minutes budget (see medseg plan --help); budgets are per fold. The recipe follows
+the budget: below 10,000 steps AdamW and nnU-Net's augmentation without mirroring,
+above it nnU-Net's SGD + Nesterov and mirroring too (deep supervision and poly decay
+in both). A small dataset caps the steps (more would overfit); without --fold the
+time left then trains up to 4 more models with the next seeds, which medseg predict
+averages. Everything is in plan.json and every field can be changed with --set
+(e.g. --set max_members=1).
 """
 
 
@@ -181,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{result.best_epoch}"
             )
         console.print(f"{line}; weights in {result.fold_dir}")
+        if result.members:
+            names = ", ".join(m.name for m in result.members)
+            console.print(
+                f"the step cap left time for {len(result.members)} more model(s) with other "
+                f"seeds ({names}); medseg predict averages them all"
+            )
     if args.cross_validation and cross_validation_complete(args.out):
         summary = json.loads((args.out / "cross_validation" / "summary.json").read_text())
         print_summary(summary, "Cross-validation (every case, by the fold that held it out): ")

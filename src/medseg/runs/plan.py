@@ -83,6 +83,9 @@ class Plan(BaseModel):
     # with minutes: stop after this many steps even with time left (the planner's cap for
     # small datasets, which more steps overfit; docs/plan.md#steps-per-case)
     max_iterations: int | None = Field(default=None, ge=1, le=10**9)
+    # with minutes and fold "all": the time a capped training leaves over trains further
+    # models with the next seeds, up to this many in all (docs/train.md#budget)
+    max_members: int = Field(default=5, ge=1, le=100)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0

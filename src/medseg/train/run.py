@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from medseg.io import write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
 from medseg.runs import PLAN_FILE, Plan, record_fold
+from medseg.train.ensemble import capped_early, remove_members, train_members
 from medseg.train.options import NEEDS_EPOCHS, PlanOptions, TrainOptions
 from medseg.train.plan_dataset import DEFAULT_EPOCHS, configure_plan, plan_dataset
 from medseg.train.resume import STATE_FILE
@@ -211,34 +213,55 @@ def train_run(
     if fold != ALL_CASES:
         train_ids, val_ids = folds[fold]  # type: ignore[index]
     by_id = {c.case_id: c for c in cases}
+    fold_cases = [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]
+    resumed = options.resume and (fold_dir / STATE_FILE).exists()
+    if fold == ALL_CASES and not resumed:
+        remove_members(run_dir)
+    started = time.perf_counter()
+
+    def train_one(model_plan: Plan, model_dir: Path, resume: bool = False) -> TrainResult:
+        result = _train_model(model_plan, fold_cases, model_dir, device, options, resume)
+        details = {**_fold_details(result, resume), "seed": model_plan.seed}
+        fold_name = model_dir.name.removeprefix("fold_")
+        record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
+        return result
+
+    record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
+    result = train_one(plan, fold_dir, resumed)
+    if fold == ALL_CASES and not resumed and capped_early(plan, result):
+        spent = time.perf_counter() - started
+        left = plan.minutes * 60 - spent  # type: ignore[operator]
+        result.members = train_members(train_one, plan, run_dir, spent, left, options.quiet)
+    return result
+
+
+def _train_model(
+    plan: Plan,
+    cases: tuple[list[TrainingCase], list[TrainingCase]],
+    fold_dir: Path,
+    device: torch.device,
+    options: TrainOptions,
+    resumed: bool,
+) -> TrainResult:
+    """Train one network on ``cases`` (training, validation) into ``fold_dir``; score the
+    validation cases, if any, with its best weights."""
     trainer = Trainer(
         plan,
-        [by_id[i] for i in train_ids],
-        [by_id[i] for i in val_ids],
+        *cases,
         fold_dir,
         device,
         options.quiet,
         init_from=options.init_from,
         freeze_encoder=options.freeze_encoder,
     )
-    resumed = options.resume and (fold_dir / STATE_FILE).exists()
     if resumed:
         trainer.resume()
-        log_line(f"fold {fold}: resuming after epoch {len(trainer.history)}", options.quiet)
+        log_line(f"{fold_dir.name}: resuming after epoch {len(trainer.history)}", options.quiet)
     elif trainer.transfer is not None:
         log_line(trainer.transfer.summary(), options.quiet)
     result = trainer.fit()
-    if val_ids:
+    if cases[1]:
         result.validation = trainer.predict_validation(fold_dir / "validation")
-    record_fold(
-        run_dir,
-        dataset=dataset.root,
-        device=device,
-        seed=options.seed,
-        deterministic=options.deterministic,
-        fold=fold,
-        details=_fold_details(result, resumed),
-    )
     return result
 
 

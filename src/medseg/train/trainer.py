@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,8 @@ class TrainResult:
     history: list[EpochRecord]
     validation: Evaluation | None = None
     transfer: TransferReport | None = None
+    #: further models trained with the time a capped budget left (fold "all" only)
+    members: list[Path] = field(default_factory=list)
 
 
 class Trainer:

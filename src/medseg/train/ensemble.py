@@ -1,0 +1,72 @@
+"""Spending the time a capped training leaves over: further models with the next seeds.
+
+On a small dataset the planner caps a minutes budget's steps (``max_iterations``: more steps
+overfit), so the first model can finish with most of the budget left. That time trains more
+models on the same cases with the next seeds, each as long as the first, into
+``fold_all_1``, ``fold_all_2``, ... beside ``fold_all``; `medseg predict` averages every
+``fold_*`` model of a run folder. Measured in docs/train.md#budget.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from medseg.progress import log_line
+from medseg.runs import Plan
+from medseg.train.trainer import TrainResult
+
+#: A further model starts only if the time left is this many times what the first took.
+MARGIN = 1.05
+
+
+def capped_early(plan: Plan, result: TrainResult) -> bool:
+    """Whether a minutes budget ended at the plan's step cap rather than on the clock."""
+    if plan.minutes is None or plan.max_iterations is None or not result.history:
+        return False
+    return result.history[-1].iterations >= plan.max_iterations
+
+
+def member_dirs(run_dir: Path) -> list[Path]:
+    """The further models of a run folder's ``fold_all`` (``fold_all_1``, ...)."""
+    found = (p for p in run_dir.glob("fold_all_*") if p.is_dir())
+    return sorted((p for p in found if p.name[9:].isdigit()), key=lambda p: int(p.name[9:]))
+
+
+def train_members(
+    train_one: Callable[[Plan, Path], TrainResult],
+    plan: Plan,
+    run_dir: Path,
+    seconds_per_model: float,
+    seconds_left: float,
+    quiet: bool = True,
+) -> list[Path]:
+    """Train models 1, 2, ... (seed ``plan.seed + k``, into ``run_dir/fold_all_k``) with
+    ``train_one(plan, fold_dir)`` while ``seconds_left`` holds another one as long as the
+    first (``seconds_per_model``) and the plan allows (``max_members`` in all). A model cut
+    short by Ctrl-C is removed, so that `medseg predict` never averages a half-trained one.
+    Returns the folders trained."""
+    trained: list[Path] = []
+    for k in range(1, plan.max_members):
+        if seconds_left < MARGIN * seconds_per_model:
+            break
+        fold_dir = run_dir / f"fold_all_{k}"
+        member = plan.model_copy(update={"seed": plan.seed + k, "minutes": seconds_left / 60})
+        log_line(f"time left for another model: {fold_dir.name} (seed {member.seed})", quiet)
+        start = time.perf_counter()
+        try:
+            train_one(member, fold_dir)
+        except KeyboardInterrupt:
+            shutil.rmtree(fold_dir, ignore_errors=True)
+            raise
+        seconds_left -= time.perf_counter() - start
+        trained.append(fold_dir)
+    return trained
+
+
+def remove_members(run_dir: Path) -> None:
+    """Delete the further models of an earlier ``fold_all`` (a new one is being trained)."""
+    for folder in member_dirs(run_dir):
+        shutil.rmtree(folder)
