@@ -150,6 +150,12 @@ def run_medseg(
         predictions = out / "test_predictions"
         predict_paths(out, [test_dir / "imagesTs"], predictions, quiet=True)
         summary = evaluate_folders(predictions, test_dir / "labelsTs", quiet=True).summary
+        models = sorted(p.name for p in out.glob(f"fold_{fold}*") if p.is_dir())
+        if len(models) > 1:  # the capped budget's ensemble: the first model alone too
+            first = out / "test_predictions_first_model"
+            predict_paths(out, [test_dir / "imagesTs"], first, quiet=True, folds=[fold])
+            alone = evaluate_folders(first, test_dir / "labelsTs", quiet=True).summary
+            print(f"medseg's first model alone: {_dice_by_label(alone)}; models: {models}")
     plan = Plan.load(out)
     return {
         "dice": _dice_by_label(summary),
