@@ -48,6 +48,14 @@ def isbi_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dicom_seg_dir(shared_data: Path) -> Path:
+    """Real DICOM-SEG and RTSTRUCT material with the series they reference (see its
+    SOURCE.md): a 3-slice 512² CT with two dcmqi SEGs, a CT phantom with an RTSTRUCT, a
+    16² CT series with highdicom SEGs."""
+    return _data_folder(shared_data, "dicom_seg_rtstruct")
+
+
+@pytest.fixture(scope="session")
 def mni_dir(shared_data: Path) -> Path:
     """The MNI152 template folder (NIfTI)."""
     return _data_folder(shared_data, "mni152")

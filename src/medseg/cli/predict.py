@@ -15,9 +15,11 @@ EXAMPLES = """\
   medseg predict runs/brain study/all_series --series T1post --out preds
   medseg predict runs/hippo imagesTs --out preds --tta --save-probabilities
   medseg predict runs/hippo imagesTs --out preds --fold 0 --no-postprocess
+  medseg predict runs/ct ct_series/ --out preds --format nifti,dicom-seg
 
 a folder of DICOM files is one case, predicted as {folder name}.nii.gz on the
-series' exact voxel grid; a folder of NIfTI/PNG/... files is a folder of cases.
+series' exact voxel grid (and {folder name}_seg.dcm with --format dicom-seg); a
+folder of NIfTI/PNG/... files is a folder of cases.
 Every trained fold votes (softmax average); the run's postprocessing.json (from
 medseg postprocess --auto) is applied when present
 """
@@ -45,6 +47,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--series",
         metavar="UID_OR_DESCRIPTION",
         help="in a DICOM folder with several series, the one to predict",
+    )
+    parser.add_argument(
+        "--format",
+        default="nifti",
+        metavar="FORMATS",
+        help="nifti (the label map: NIfTI for a DICOM series, else the input's format), "
+        "dicom-seg (a DICOM Segmentation {case}_seg.dcm referencing the series; DICOM "
+        "inputs only), or both: nifti,dicom-seg (default: nifti)",
     )
     parser.add_argument(
         "--tta",
@@ -90,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         save_probabilities=args.save_probabilities,
         postprocess=not args.no_postprocess,
         folds=args.folds,
+        formats=args.format,
     )
-    console.print(f"wrote {len(written)} label map(s) to {args.out}")
+    console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0

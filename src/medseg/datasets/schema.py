@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from medseg.errors import DatasetError, first_invalid_field, located
+from medseg.errors import ConfigError, DatasetError, first_invalid_field, located
 from medseg.io import read_json_file
+from medseg.io.dicom_codes import segments_for
 
 #: Label maps are stored as 8- or 16-bit integers.
 MAX_LABEL_VALUE = 65535
@@ -77,6 +85,20 @@ class DatasetSpec(BaseModel):
         if any(c in value for c in "/\\\0") or len(value) > 16:
             raise ValueError(f"file_ending must be a file suffix, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _codes_name_labels(self) -> DatasetSpec:
+        """A ``"codes"`` block (DICOM output, docs/dicom.md#codes) names existing labels with
+        well-formed codes."""
+        codes = getattr(self, "codes", None)
+        if codes is not None:
+            if not isinstance(codes, dict):
+                raise ValueError("codes: expected an object from label name to its codes")
+            try:
+                segments_for(self.foreground_labels, codes)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
     @property
     def num_channels(self) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
+from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
 from medseg.io import (
     Image,
     atomic_path,
@@ -254,22 +255,28 @@ def predict_paths(
     save_probabilities: str | None = None,
     postprocess: bool = True,
     folds: Sequence[int | str] | None = None,
+    formats: str | Sequence[str] = ("nifti",),
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
-    Returns the written label maps. Each has exactly its input's shape and affine; a DICOM
+    Returns the files written. Each label map has exactly its input's shape and affine; a DICOM
     series folder gives ``{folder}.nii.gz`` (``series`` picks one of several series in a
     folder, by UID or description). Every fold of the run (or those in ``folds``) votes by
     averaging its softmax; ``tta`` adds every mirrored copy of the image;
     ``save_probabilities`` (``npz`` or ``nifti``) writes the averaged probabilities too.
     The run folder's ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied
-    unless ``postprocess`` is false.
+    unless ``postprocess`` is false. ``formats``: ``nifti`` is that label map (NIfTI for a
+    DICOM series, else the input's own format); ``dicom-seg`` adds ``{case}_seg.dcm``, a
+    DICOM Segmentation referencing the series (DICOM series inputs only).
     """
     prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):
         raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
+    formats = parse_formats(formats)
     cases = find_input_cases(inputs)
+    _check_dicom_formats(cases, formats)
     model = load_trained_model(run_dir, device, folds)
+    segments = run_segments(model.run_dir, model.config) if DICOM_FORMATS & set(formats) else []
     if tta and mirror_axes(model.config) == [()]:
         warn(
             "--tta: the model was trained without mirroring, so no mirrored copies are "
@@ -281,18 +288,33 @@ def predict_paths(
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):
             source = case.image_paths[0]
-            if source.is_dir():
-                image = read_dicom_series(source, series)
-                target = out_dir / f"{case.case_id}.nii.gz"
-            else:
-                image = read_case_image(case)
-                target = out_dir / f"{case.case_id}{label_suffix(source)}"
+            image = read_dicom_series(source, series) if source.is_dir() else read_case_image(case)
+            suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
             _check_fits_model(image, model.config, source)
             labels, probabilities = predict_labels(model, image, tta, postprocessing, source=source)
-            write_image(labels, target)
+            files = write_prediction(
+                labels, out_dir, case.case_id, suffix, formats,
+                dicom_series=source if source.is_dir() else None, series=series,
+                segments=segments, run_name=model.run_dir.name,
+            )  # fmt: skip
             if save_probabilities:
                 stem = out_dir / case.case_id
                 write_probabilities(probabilities, image, model.config, stem, save_probabilities)
-            written.append(target)
-            log_line(f"wrote {target}", quiet)
+            written.extend(files)
+            log_line(f"wrote {', '.join(str(f) for f in files)}", quiet)
     return written
+
+
+def _check_dicom_formats(cases: Sequence[Case], formats: Sequence[str]) -> None:
+    """DICOM output needs DICOM series inputs: refuse any other before predicting."""
+    wanted = sorted(DICOM_FORMATS & set(formats))
+    if not wanted:
+        return
+    for case in cases:
+        if not case.image_paths[0].is_dir():
+            raise ConfigError(
+                located(
+                    case.image_paths[0],
+                    f"--format {','.join(wanted)} needs a DICOM series folder as input",
+                )
+            )

@@ -25,6 +25,9 @@ from medseg.io.limits import check_input_file
 # How many files of a folder `is_dicom_folder` looks at.
 DICOM_PROBE_FILES = 8
 
+#: pydicom's name for the decoder tried first on compressed pixel data (bench/dicom_decoders.py).
+PREFERRED_DECODER = "pylibjpeg"
+
 
 def has_dicom_preamble(path: str | Path) -> bool:
     """Whether ``path`` is a file with the ``DICM`` marker at byte 128 (a DICOM Part 10 file).
@@ -87,7 +90,19 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
     ((1, 280, 320, 22), (0.6875, 0.6875, 6.5))
     >>> read_dicom_series("study/all_series", series="T2")  # doctest: +SKIP
     """
+    frames, affine = series_grid(folder, series)
+    return Image(_voxels(frames), affine)
+
+
+def series_grid(folder: str | Path, series: str | None = None) -> tuple[list[Frame], np.ndarray]:
+    """The frames of the DICOM series in ``folder`` in slice order (voxel index k of
+    `read_dicom_series`) and the RAS+ affine of their grid; ``series`` as there."""
     folder = Path(folder)
+    return regular_grid(folder, _series_frames(folder, series))
+
+
+def _series_frames(folder: Path, series: str | None) -> list[Frame]:
+    """The frames of one series among the DICOM files directly in ``folder``, unsorted."""
     if not folder.is_dir():
         raise ImageReadError(located(folder, "folder not found"))
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
@@ -105,7 +120,7 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
         raise ImageReadError(located(folder, "no DICOM image files in this folder"))
     chosen = groups[_choose_series(folder, groups, series)]
     frames = [frame for path, header in chosen for frame in file_frames(path, header)]
-    return _assemble(folder, frames)
+    return frames
 
 
 def read_dicom_file(path: str | Path) -> Image:
@@ -188,12 +203,7 @@ def _voxels(frames: list[Frame]) -> np.ndarray:
     pixels: dict[Path, np.ndarray] = {}
     for frame in frames:
         if frame.path not in pixels:
-            try:
-                pixels[frame.path] = pydicom.dcmread(frame.path).pixel_array
-            except PYDICOM_ERRORS as exc:
-                raise ImageReadError(
-                    located(frame.path, f"cannot decode the DICOM pixel data ({exc})")
-                ) from None
+            pixels[frame.path] = decode_pixels(frame.path)
     rescale = any(frame.slope != 1.0 or frame.intercept != 0.0 for frame in frames)
     slices = []
     for frame in frames:
@@ -210,3 +220,25 @@ def _voxels(frames: list[Frame]) -> np.ndarray:
             data = (data * np.float64(frame.slope) + frame.intercept).astype(np.float32)
         slices.append(np.transpose(data, (2, 1, 0)))
     return np.ascontiguousarray(np.stack(slices, axis=-1))
+
+
+def decode_pixels(path: Path) -> np.ndarray:
+    """A file's pixel data as pydicom's ``pixel_array`` (colour as RGB). Compressed data is
+    decoded with pylibjpeg (libjpeg, OpenJPEG, RLE) whatever else is installed, so that a
+    file reads the same everywhere; another installed decoder is tried only if it fails
+    (docs/dicom.md#compressed-dicom). `ImageReadError` if no decoder can."""
+    try:
+        dataset = pydicom.dcmread(path)
+        syntax = getattr(dataset.file_meta, "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed:
+            try:
+                dataset.pixel_array_options(decoding_plugin=PREFERRED_DECODER)
+                return dataset.pixel_array
+            except PYDICOM_ERRORS:
+                dataset.pixel_array_options(decoding_plugin="")  # any installed decoder
+        return dataset.pixel_array
+    except PYDICOM_ERRORS as exc:
+        problem = " ".join(str(exc).split())
+        raise ImageReadError(
+            located(path, f"cannot decode the DICOM pixel data ({problem})")
+        ) from None

@@ -160,4 +160,6 @@ def _check_declared(path: Path, header: Dataset, count: int, matrix: tuple[int, 
     expansion = DEFLATE_MAX_RATIO if syntax is not None and syntax.is_deflated else 1.0
     if bits < 8:  # 1-bit frames (segmentations) pack 8 pixels into a byte
         expansion *= 8 / bits
+    if header.get("PhotometricInterpretation") == "YBR_FULL_422":  # 2 chroma for 2 pixels
+        expansion *= 1.5
     check_declared_size(path, shape, max(bits // 8, 1), size, expansion)

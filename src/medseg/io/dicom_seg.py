@@ -1,0 +1,138 @@
+"""DICOM-SEG out: a label map on a DICOM series' grid written as a DICOM Segmentation.
+
+highdicom builds the object: it references the source series (study, series, every SOP
+instance, frame of reference), copies the patient and study attributes, and describes one
+segment per label with its coded category and type and the algorithm that made it. medseg
+lays the label map frame by frame onto the source images in the order `series_grid` sorts
+them, so each frame lands on the image it was predicted from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+
+from medseg import __version__
+from medseg.errors import ImageWriteError, located
+from medseg.io.atomic import atomic_path
+from medseg.io.dicom import series_grid
+from medseg.io.dicom_codes import Segment
+from medseg.io.dicom_frames import Frame
+from medseg.io.image import Image
+
+#: The DICOM-SEG's series number: the source series' number plus this.
+SERIES_NUMBER_OFFSET = 1000
+
+
+def write_dicom_seg(
+    labels: Image,
+    series_folder: str | Path,
+    out: str | Path,
+    segments: Sequence[Segment],
+    *,
+    series: str | None = None,
+    run_name: str = "",
+) -> Path:
+    """Write ``labels`` (a label map on the grid of the series in ``series_folder``, as
+    `medseg predict` gives it) as a DICOM Segmentation at ``out``, atomically.
+
+    Raises `ImageWriteError` when the map is not on the series' grid, or holds a value no
+    segment describes.
+    """
+    frames, affine = series_grid(series_folder, series)
+    _check_on_grid(labels, frames, affine, Path(series_folder))
+    segment_of = np.zeros(int(labels.array.max()) + 1, dtype=np.uint16)
+    for number, segment in enumerate(segments, start=1):
+        if segment.value < len(segment_of):
+            segment_of[segment.value] = number
+    stray = set(np.unique(labels.array).tolist()) - {0} - {s.value for s in segments}
+    if stray:
+        raise ImageWriteError(located(Path(out), f"label values {sorted(stray)} have no segment"))
+    sources, pixels = _source_frames(frames, segment_of[labels.array[0]])
+    with warnings.catch_warnings():  # highdicom's warnings quote attributes: patient names
+        warnings.simplefilter("ignore")
+        seg = _segmentation(sources, pixels, segments, run_name)
+    with atomic_path(out) as tmp:
+        seg.save_as(tmp)
+    return Path(out)
+
+
+def _segmentation(
+    sources: list[pydicom.Dataset], pixels: np.ndarray, segments: Sequence[Segment], run_name: str
+) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_description(n, s, run_name) for n, s in enumerate(segments, 1)],
+        series_instance_uid=hd.UID(),
+        series_number=int(sources[0].get("SeriesNumber", 0) or 0) + SERIES_NUMBER_OFFSET,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="medseg",
+        manufacturer_model_name="medseg",
+        software_versions=__version__,
+        device_serial_number="none",
+        content_label="MEDSEG",
+        content_description=f"medseg {run_name}".strip()[:64],
+        series_description=f"medseg segmentation {run_name}".strip()[:64],
+    )
+
+
+def _check_on_grid(labels: Image, frames: list[Frame], affine: np.ndarray, where: Path) -> None:
+    rows, columns, _ = frames[0].matrix
+    expected = (columns, rows, len(frames))
+    if labels.array.ndim != 4 or labels.array.shape[1:] != expected:
+        raise ImageWriteError(
+            located(where, f"the label map's shape {labels.array.shape[1:]} is not the "
+                    f"series' grid {expected}")
+        )  # fmt: skip
+    if not np.allclose(labels.affine, affine, atol=1e-4):
+        raise ImageWriteError(located(where, "the label map is not on the series' grid"))
+
+
+def _source_frames(
+    frames: list[Frame], segment_map: np.ndarray
+) -> tuple[list[pydicom.Dataset], np.ndarray]:
+    """The source datasets and the SEG's frames (segment numbers), frame i on source i (a
+    series of single-frame files) or on frame i of one multi-frame file."""
+    slices = [segment_map[:, :, k].T for k in range(len(frames))]  # (rows, columns) each
+    if all(frame.index is None for frame in frames):
+        return [_source(f.path) for f in frames], np.stack(slices)
+    if len({frame.path for frame in frames}) != 1:
+        raise ImageWriteError(located(frames[0].path, "a series mixing multi-frame files"))
+    pixels = np.zeros((len(frames), *slices[0].shape), dtype=segment_map.dtype)
+    for frame, plane in zip(frames, slices):
+        pixels[frame.index] = plane
+    return [_source(frames[0].path)], pixels
+
+
+def _source(path: Path) -> pydicom.Dataset:
+    """A source image's attributes as highdicom needs them (an empty SpecificCharacterSet,
+    common in real files, means the default repertoire: it is dropped)."""
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+        del dataset.SpecificCharacterSet
+    return dataset
+
+
+def _description(number: int, segment: Segment, run_name: str) -> hd.seg.SegmentDescription:
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="medseg",
+        family=pydicom.sr.codedict.codes.DCM.ArtificialIntelligence,
+        version=__version__,
+        parameters={"run": run_name} if run_name else None,
+    )
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=segment.name[:64],
+        segmented_property_category=segment.category,
+        segmented_property_type=segment.type,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )

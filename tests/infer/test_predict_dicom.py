@@ -1,0 +1,97 @@
+"""`medseg predict --format dicom-seg`: a DICOM Segmentation beside the NIfTI label map, equal
+to it voxel for voxel, on real series."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_helpers import LIVER, asymmetric_labels, read_back
+from medseg.datasets.phantom import write_phantom_dataset
+from medseg.infer import predict as predict_module
+from medseg.infer import predict_paths
+from medseg.io import Image, read_dicom_series, read_image
+from medseg.train import TrainOptions, train_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny 3D run (two steps) whose labels have codes in dataset.json."""
+    root = tmp_path_factory.mktemp("seg_run")
+    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
+    spec = json.loads((data / "dataset.json").read_text())
+    spec["codes"] = {"liver": LIVER}
+    (data / "dataset.json").write_text(json.dumps(spec))
+    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
+    options = TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings)
+    train_run(data, root / "run", options)
+    return root / "run"
+
+
+@pytest.fixture(params=["ct", "mr"])
+def series_folder(request, dicom_seg_dir, dicom_study_dir):
+    if request.param == "ct":
+        return dicom_seg_dir / "dcmqi_ct3slice"
+    return next(p for p in dicom_study_dir.iterdir() if "T1post" in p.name)
+
+
+def test_nifti_and_dicom_seg_agree_voxel_for_voxel(run_dir, series_folder, tmp_path, monkeypatch):
+    # the model is two steps old: its prediction stands in by a known two-label map, so
+    # that both labels are there to compare (predict_labels' own geometry is tested elsewhere)
+    real = predict_module.predict_labels
+
+    def known_labels(model, image, *args, **kwargs):
+        labels, probabilities = real(model, image, *args, **kwargs)
+        return Image(asymmetric_labels(image), labels.affine), probabilities
+
+    monkeypatch.setattr(predict_module, "predict_labels", known_labels)
+    out = tmp_path / "out"
+    written = predict_paths(
+        run_dir, [series_folder], out, device="cpu", quiet=True, formats="nifti,dicom-seg"
+    )
+    name = series_folder.name
+    assert [p.name for p in written] == [f"{name}.nii.gz", f"{name}_seg.dcm"]
+    nifti = read_image(out / f"{name}.nii.gz")
+    np.testing.assert_array_equal(read_back(out / f"{name}_seg.dcm", series_folder), nifti.array[0])
+    assert set(np.unique(nifti.array)) == {0, 1, 2}
+    seg = pydicom.dcmread(out / f"{name}_seg.dcm")
+    labels = [s.SegmentLabel for s in seg.SegmentSequence]
+    assert labels == ["liver", "spleen", "kidney"]  # every label of the run, empty or not
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Liver"
+
+
+def test_a_real_prediction_as_dicom_seg_only(run_dir, dicom_seg_dir, tmp_path):
+    series = dicom_seg_dir / "dcmqi_ct3slice"
+    (written,) = predict_paths(run_dir, [series], tmp_path, device="cpu", quiet=True,
+                               formats=["dicom-seg"])  # fmt: skip
+    assert written.name == "dcmqi_ct3slice_seg.dcm"
+    image = read_dicom_series(series)
+    assert read_back(written, series).shape == image.spatial_shape
+
+
+def test_dicom_seg_needs_a_dicom_series(run_cli, run_dir, tmp_path):
+    source = run_dir.parent / "ds" / "imagesTs"
+    code, _, err = run_cli(
+        ["predict", run_dir, source, "--out", tmp_path / "o", "--format", "dicom-seg"]
+    )
+    assert code == 2 and "needs a DICOM series folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["predict", run_dir, source, "--out", tmp_path / "o", "--format", "png"])
+    assert code == 2 and "--format: expected one or more of nifti, dicom-seg" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_cli_writes_both(run_cli, run_dir, dicom_seg_dir, tmp_path):
+    series = dicom_seg_dir / "dcmqi_ct3slice"
+    code, out, err = run_cli(
+        ["--quiet", "predict", run_dir, series, "--out", tmp_path / "o",
+         "--format", "nifti,dicom-seg"]
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "dcmqi_ct3slice.nii.gz", "dcmqi_ct3slice_seg.dcm"
+    ]  # fmt: skip

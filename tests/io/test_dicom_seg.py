@@ -1,0 +1,119 @@
+"""DICOM-SEG out: label maps on real DICOM series written with highdicom and read back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_helpers import LIVER, asymmetric_labels, read_back
+from medseg.errors import ConfigError, ImageWriteError
+from medseg.io import Image, read_dicom_series
+from medseg.io.dicom import series_grid
+from medseg.io.dicom_codes import DEFAULT_TYPE, segments_for
+from medseg.io.dicom_seg import write_dicom_seg
+
+
+@pytest.fixture(params=["ct", "mr"])
+def series_folder(request, dicom_seg_dir, dicom_study_dir) -> Path:
+    if request.param == "ct":
+        return dicom_seg_dir / "dcmqi_ct3slice"
+    return next(p for p in dicom_study_dir.iterdir() if "T1post" in p.name)
+
+
+def test_a_two_label_map_reads_back_voxel_for_voxel(series_folder, tmp_path):
+    image = read_dicom_series(series_folder)
+    labels = asymmetric_labels(image)
+    segments = segments_for({1: "anterior", 2: "posterior"})
+    out = write_dicom_seg(
+        Image(labels, image.affine), series_folder, tmp_path / "seg.dcm", segments
+    )
+    np.testing.assert_array_equal(read_back(out, series_folder), labels[0])
+
+
+def test_the_seg_references_the_series_and_copies_patient_and_study(series_folder, tmp_path):
+    image = read_dicom_series(series_folder)
+    labels = Image(asymmetric_labels(image), image.affine)
+    out = write_dicom_seg(
+        labels,
+        series_folder,
+        tmp_path / "seg.dcm",
+        segments_for({1: "a", 2: "b"}),
+        run_name="hippo",
+    )
+    seg = pydicom.dcmread(out)
+    sources = [
+        pydicom.dcmread(f.path, stop_before_pixels=True) for f in series_grid(series_folder)[0]
+    ]
+    first = sources[0]
+    assert seg.SOPClassUID == pydicom.uid.SegmentationStorage
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert seg.get(keyword) == first.get(keyword), keyword
+    (referenced,) = seg.ReferencedSeriesSequence
+    assert referenced.SeriesInstanceUID == first.SeriesInstanceUID
+    assert {i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence} == {
+        s.SOPInstanceUID for s in sources
+    }
+    assert seg.SeriesInstanceUID != first.SeriesInstanceUID
+    descriptions = seg.SegmentSequence
+    assert [d.SegmentLabel for d in descriptions] == ["a", "b"]
+    algorithm = descriptions[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "medseg" and "hippo" in str(algorithm.AlgorithmParameters)
+    assert descriptions[0].SegmentAlgorithmType == "AUTOMATIC"
+
+
+def test_codes_from_dataset_json_and_the_default(tmp_path, dicom_seg_dir):
+    folder = dicom_seg_dir / "dcmqi_ct3slice"
+    image = read_dicom_series(folder)
+    labels = Image(asymmetric_labels(image), image.affine)
+    segments = segments_for({1: "liver", 2: "spleen"}, {"liver": LIVER})
+    seg = pydicom.dcmread(write_dicom_seg(labels, folder, tmp_path / "s.dcm", segments))
+    liver, spleen = seg.SegmentSequence
+    assert liver.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
+    assert liver.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+    assert spleen.SegmentedPropertyTypeCodeSequence[0].CodeValue == DEFAULT_TYPE.value
+
+
+@pytest.mark.parametrize(
+    ("codes", "problem"),
+    [
+        ({"lung": LIVER}, "no label named lung"),
+        ({"liver": {"type": ["SCT", "10200004"]}}, "expected [scheme, value, meaning]"),
+        ({"liver": {"kind": ["SCT", "1", "x"]}}, "unknown keys"),
+    ],
+)
+def test_bad_codes_are_refused(codes, problem):
+    with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        segments_for({1: "liver"}, codes)
+
+
+def test_a_map_off_the_series_grid_or_with_an_unnamed_label_is_refused(tmp_path, dicom_seg_dir):
+    folder = dicom_seg_dir / "dcmqi_ct3slice"
+    image = read_dicom_series(folder)
+    labels = asymmetric_labels(image)
+    segments = segments_for({1: "a", 2: "b"})
+    shifted = image.affine.copy()
+    shifted[0, 3] += 1.0
+    with pytest.raises(ImageWriteError, match="not on the series' grid"):
+        write_dicom_seg(Image(labels, shifted), folder, tmp_path / "s.dcm", segments)
+    with pytest.raises(ImageWriteError, match="shape"):
+        write_dicom_seg(
+            Image(labels[:, :, :, :2], image.affine), folder, tmp_path / "s.dcm", segments
+        )
+    with pytest.raises(ImageWriteError, match=r"label values \[2\] have no segment"):
+        write_dicom_seg(Image(labels, image.affine), folder, tmp_path / "s.dcm", segments[:1])
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_no_patient_identifier_reaches_the_warnings(tmp_path, dicom_seg_dir, recwarn):
+    # the CT's PatientName has one component, which highdicom warns about, quoting it
+    folder = tmp_path / "ct"
+    shutil.copytree(dicom_seg_dir / "dcmqi_ct3slice", folder)
+    image = read_dicom_series(folder)
+    name = str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).PatientName)
+    labels = Image(asymmetric_labels(image), image.affine)
+    write_dicom_seg(labels, folder, tmp_path / "s.dcm", segments_for({1: "a", 2: "b"}))
+    assert name and not [w for w in recwarn if name in str(w.message)]
