@@ -81,7 +81,7 @@ def test_dicom_seg_needs_a_dicom_series(run_cli, run_dir, tmp_path):
     )
     assert code == 2 and "needs a DICOM series folder" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["predict", run_dir, source, "--out", tmp_path / "o", "--format", "png"])
-    assert code == 2 and "--format: expected one or more of nifti, dicom-seg" in err
+    assert code == 2 and "--format: expected one or more of nifti, dicom-seg, rtstruct" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -16,6 +16,7 @@ EXAMPLES = """\
   medseg predict runs/hippo imagesTs --out preds --tta --save-probabilities
   medseg predict runs/hippo imagesTs --out preds --fold 0 --no-postprocess
   medseg predict runs/ct ct_series/ --out preds --format nifti,dicom-seg
+  medseg predict runs/ct ct_series/ --out preds --format rtstruct
 
 a folder of DICOM files is one case, predicted as {folder name}.nii.gz on the
 series' exact voxel grid (and {folder name}_seg.dcm with --format dicom-seg); a
@@ -53,8 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="nifti",
         metavar="FORMATS",
         help="nifti (the label map: NIfTI for a DICOM series, else the input's format), "
-        "dicom-seg (a DICOM Segmentation {case}_seg.dcm referencing the series; DICOM "
-        "inputs only), or both: nifti,dicom-seg (default: nifti)",
+        "dicom-seg (a DICOM Segmentation {case}_seg.dcm referencing the series), rtstruct "
+        "(an RT Structure Set {case}_rtstruct.dcm of contours); the DICOM ones need a DICOM "
+        "series input; several comma-separated, e.g. nifti,dicom-seg (default: nifti)",
     )
     parser.add_argument(
         "--tta",

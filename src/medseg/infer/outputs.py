@@ -1,5 +1,6 @@
 """The files a prediction is written as: a label map in the input's format family, and for a
-DICOM series also a DICOM Segmentation (``--format dicom-seg``)."""
+DICOM series also a DICOM Segmentation (``--format dicom-seg``) or an RT Structure Set
+(``--format rtstruct``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from medseg.io.dicom_codes import Segment, segments_for
 from medseg.runs import Plan
 
 #: What ``--format`` accepts (comma-separated for several).
-FORMATS = ("nifti", "dicom-seg")
+FORMATS = ("nifti", "dicom-seg", "rtstruct")
 #: Formats that need a DICOM series as the input.
-DICOM_FORMATS = frozenset({"dicom-seg"})
+DICOM_FORMATS = frozenset({"dicom-seg", "rtstruct"})
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -72,5 +73,12 @@ def write_prediction(
         assert dicom_series is not None  # predict_paths refuses other inputs first
         target = out_dir / f"{case_id}_seg.dcm"
         write_dicom_seg(labels, dicom_series, target, segments, series=series, run_name=run_name)
+        written.append(target)
+    if "rtstruct" in formats:
+        from medseg.io.rtstruct import write_rtstruct
+
+        assert dicom_series is not None
+        target = out_dir / f"{case_id}_rtstruct.dcm"
+        write_rtstruct(labels, dicom_series, target, segments, series=series, run_name=run_name)
         written.append(target)
     return written

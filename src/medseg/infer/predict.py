@@ -267,7 +267,8 @@ def predict_paths(
     The run folder's ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied
     unless ``postprocess`` is false. ``formats``: ``nifti`` is that label map (NIfTI for a
     DICOM series, else the input's own format); ``dicom-seg`` adds ``{case}_seg.dcm``, a
-    DICOM Segmentation referencing the series (DICOM series inputs only).
+    DICOM Segmentation referencing the series, and ``rtstruct`` ``{case}_rtstruct.dcm``, an
+    RT Structure Set (DICOM series inputs only).
     """
     prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):

@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medseg.errors import ImageReadError, located
+from medseg.errors import ImageReadError, ImageWriteError, located
 from medseg.io.dicom_frames import PYDICOM_ERRORS, Frame, file_frames, read_header
 from medseg.io.dicom_geometry import regular_grid
 from medseg.io.image import Image
@@ -147,6 +147,19 @@ def _sop_class(header: Dataset) -> str:
     """The SOP class's name ("CT Image Storage", "RT Structure Set Storage"), or ''."""
     uid = header.get("SOPClassUID")
     return str(getattr(uid, "name", "") or "")
+
+
+def check_on_grid(labels: Image, frames: list[Frame], affine: np.ndarray, where: Path) -> None:
+    """`ImageWriteError` unless ``labels`` lies on the grid of ``frames`` (from `series_grid`)."""
+    rows, columns, _ = frames[0].matrix
+    expected = (columns, rows, len(frames))
+    if labels.array.ndim != 4 or labels.array.shape[1:] != expected:
+        raise ImageWriteError(
+            located(where, f"the label map's shape {labels.array.shape[1:]} is not the "
+                    f"series' grid {expected}")
+        )  # fmt: skip
+    if not np.allclose(labels.affine, affine, atol=1e-4):
+        raise ImageWriteError(located(where, "the label map is not on the series' grid"))
 
 
 # --- choosing a series -------------------------------------------------------------------

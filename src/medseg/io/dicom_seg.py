@@ -20,7 +20,7 @@ import pydicom
 from medseg import __version__
 from medseg.errors import ImageWriteError, located
 from medseg.io.atomic import atomic_path
-from medseg.io.dicom import series_grid
+from medseg.io.dicom import check_on_grid, series_grid
 from medseg.io.dicom_codes import Segment
 from medseg.io.dicom_frames import Frame
 from medseg.io.image import Image
@@ -45,7 +45,7 @@ def write_dicom_seg(
     segment describes.
     """
     frames, affine = series_grid(series_folder, series)
-    _check_on_grid(labels, frames, affine, Path(series_folder))
+    check_on_grid(labels, frames, affine, Path(series_folder))
     segment_of = np.zeros(int(labels.array.max()) + 1, dtype=np.uint16)
     for number, segment in enumerate(segments, start=1):
         if segment.value < len(segment_of):
@@ -82,18 +82,6 @@ def _segmentation(
         content_description=f"medseg {run_name}".strip()[:64],
         series_description=f"medseg segmentation {run_name}".strip()[:64],
     )
-
-
-def _check_on_grid(labels: Image, frames: list[Frame], affine: np.ndarray, where: Path) -> None:
-    rows, columns, _ = frames[0].matrix
-    expected = (columns, rows, len(frames))
-    if labels.array.ndim != 4 or labels.array.shape[1:] != expected:
-        raise ImageWriteError(
-            located(where, f"the label map's shape {labels.array.shape[1:]} is not the "
-                    f"series' grid {expected}")
-        )  # fmt: skip
-    if not np.allclose(labels.affine, affine, atol=1e-4):
-        raise ImageWriteError(located(where, "the label map is not on the series' grid"))
 
 
 def _source_frames(
