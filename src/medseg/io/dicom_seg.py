@@ -1,4 +1,4 @@
-"""DICOM-SEG out: a label map on a DICOM series' grid written as a DICOM Segmentation.
+"""DICOM-SEG out and in: a label map on a DICOM series' grid as a DICOM Segmentation, and back.
 
 highdicom builds the object: it references the source series (study, series, every SOP
 instance, frame of reference), copies the patient and study attributes, and describes one
@@ -18,11 +18,11 @@ import numpy as np
 import pydicom
 
 from medseg import __version__
-from medseg.errors import ImageWriteError, located
+from medseg.errors import ImageReadError, ImageWriteError, located
 from medseg.io.atomic import atomic_path
-from medseg.io.dicom import check_on_grid, series_grid
+from medseg.io.dicom import check_on_grid, decode_pixels, series_grid
 from medseg.io.dicom_codes import Segment
-from medseg.io.dicom_frames import Frame
+from medseg.io.dicom_frames import Frame, file_frames, read_header
 from medseg.io.image import Image
 
 #: The DICOM-SEG's series number: the source series' number plus this.
@@ -124,3 +124,90 @@ def _description(number: int, segment: Segment, run_name: str) -> hd.seg.Segment
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
     )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+#: How far (mm) a SEG frame may lie from a slice of the series and still be on it.
+POSITION_TOLERANCE_MM = 1e-2
+
+
+def read_dicom_seg(path: str | Path, series_folder: str | Path) -> tuple[Image, dict[int, str]]:
+    """A DICOM Segmentation as a label map on the grid of its source series (in
+    ``series_folder``): segment k becomes label k; returns the map and ``{label: segment
+    label}``.
+
+    Each SEG frame is placed by its own position, orientation and pixel spacing (not only by
+    the instance it says it was derived from), so a frame that lies on no slice, or a SEG on
+    another frame of reference, is an `ImageReadError`. Where segments overlap the higher
+    segment number wins; a FRACTIONAL segment covers the pixels at half its maximum or more.
+    """
+    path = Path(path)
+    header = read_header(path)
+    if str(header.get("SOPClassUID", "")) != pydicom.uid.SegmentationStorage:
+        raise ImageReadError(located(path, "not a DICOM Segmentation"))
+    seg_frames = file_frames(path, header)
+    frames, affine = series_grid(series_folder)
+    first = pydicom.dcmread(frames[0].path, stop_before_pixels=True)
+    if header.get("FrameOfReferenceUID") != first.get("FrameOfReferenceUID"):
+        raise ImageReadError(
+            located(path, f"on another frame of reference than the series in {series_folder}")
+        )
+    names, numbers = _segments_of(path, header, len(seg_frames))
+    pixels = decode_pixels(path).reshape(len(seg_frames), *seg_frames[0].matrix[:2])
+    threshold = _coverage_threshold(header)
+    rows, columns, _ = frames[0].matrix
+    labels = np.zeros((1, columns, rows, len(frames)), np.uint16)
+    for index in np.argsort(numbers, kind="stable"):  # higher segment numbers written last
+        k = _slice_of_frame(path, seg_frames[index], frames)
+        covered = np.greater_equal(pixels[index].T, threshold)
+        labels[0, :, :, k][covered] = numbers[index]
+    return Image(labels, affine), names
+
+
+def _segments_of(
+    path: Path, header: pydicom.Dataset, count: int
+) -> tuple[dict[int, str], list[int]]:
+    """The segment labels by number, and each frame's segment number."""
+    try:
+        names = {int(s.SegmentNumber): str(s.SegmentLabel) for s in header.SegmentSequence}
+        per_frame = header.PerFrameFunctionalGroupsSequence
+        numbers = [
+            int(per_frame[i].SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            for i in range(count)
+        ]
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise ImageReadError(located(path, f"malformed segment description ({exc})")) from None
+    unknown = sorted(set(numbers) - set(names))
+    if unknown or min(names, default=1) < 1:
+        raise ImageReadError(located(path, f"frames of undescribed segments {unknown}"))
+    return names, numbers
+
+
+def _coverage_threshold(header: pydicom.Dataset) -> float:
+    """The stored value from which a pixel belongs to its segment."""
+    if str(header.get("SegmentationType", "BINARY")) == "FRACTIONAL":
+        return 0.5 * float(header.get("MaximumFractionalValue", 255) or 255)
+    return 1.0
+
+
+def _slice_of_frame(path: Path, frame: Frame, slices: list[Frame]) -> int:
+    """The index of the slice a SEG frame lies on: the same orientation and pixel spacing,
+    the same position within `POSITION_TOLERANCE_MM`."""
+    for k, candidate in enumerate(slices):
+        if (
+            frame.position is not None
+            and candidate.position is not None
+            and np.allclose(frame.position, candidate.position, atol=POSITION_TOLERANCE_MM)
+        ):
+            same_plane = frame.orientation is None or np.allclose(
+                frame.orientation, candidate.orientation, atol=1e-4
+            )
+            same_pixels = frame.pixel_spacing is None or np.allclose(
+                frame.pixel_spacing, candidate.pixel_spacing, rtol=1e-4
+            )
+            if same_plane and same_pixels and frame.matrix[:2] == candidate.matrix[:2]:
+                return k
+            raise ImageReadError(located(path, f"{frame.name} lies on a slice of another grid"))
+    where = "no position" if frame.position is None else f"position {np.round(frame.position, 2)}"
+    raise ImageReadError(located(path, f"{frame.name} ({where}) lies on no slice of the series"))
