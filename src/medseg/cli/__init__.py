@@ -10,14 +10,24 @@ import traceback
 from collections.abc import Sequence
 
 from medseg import __version__
-from medseg.cli import arguments, demo, evaluate, plan, postprocess, predict, register, train
+from medseg.cli import (
+    arguments,
+    convert,
+    demo,
+    evaluate,
+    plan,
+    postprocess,
+    predict,
+    register,
+    train,
+)
 from medseg.errors import MedsegError
 from medseg.io.atomic import WRITE_FAILURES
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
-COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan)
+COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan, convert)
 
 _EXAMPLES = """\
 examples:

@@ -25,6 +25,10 @@ from medseg.io.limits import check_input_file
 # How many files of a folder `is_dicom_folder` looks at.
 DICOM_PROBE_FILES = 8
 
+#: Objects with Rows/Columns that are results on a series, not part of it: skipped in a
+#: series folder like structure sets and reports.
+NOT_IMAGES = frozenset({"Segmentation Storage"})
+
 #: pydicom's name for the decoder tried first on compressed pixel data (bench/dicom_decoders.py).
 PREFERRED_DECODER = "pylibjpeg"
 
@@ -68,7 +72,7 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
     """Read the DICOM series in ``folder`` as a 3D image ``(C, X, Y, Z)`` with an RAS affine.
 
     Every file directly in the folder is tried; files that are not DICOM images (notes,
-    DICOMDIR, structure sets) are skipped, but a truncated image file (a ``.dcm`` file without
+    DICOMDIR, structure sets, segmentations) are skipped, but a truncated image file (a ``.dcm`` file without
     the DICM marker, an image without Rows/Columns) is refused rather than left out. Voxel
     axis i runs along the DICOM row direction (pixel columns), j along the column direction
     (pixel rows), k along the slices sorted by position. Stored values become float32 through
@@ -112,6 +116,8 @@ def _series_frames(folder: Path, series: str | None) -> list[Frame]:
                 raise ImageReadError(located(path, "no DICM marker: truncated or not DICOM"))
             continue
         header = read_header(path)
+        if _sop_class(header) in NOT_IMAGES:
+            continue
         if "Rows" in header and "Columns" in header:
             groups.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
         elif "Image Storage" in _sop_class(header):

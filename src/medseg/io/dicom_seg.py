@@ -132,10 +132,12 @@ def _description(number: int, segment: Segment, run_name: str) -> hd.seg.Segment
 POSITION_TOLERANCE_MM = 1e-2
 
 
-def read_dicom_seg(path: str | Path, series_folder: str | Path) -> tuple[Image, dict[int, str]]:
+def read_dicom_seg(
+    path: str | Path, series_folder: str | Path, series: str | None = None
+) -> tuple[Image, dict[int, str]]:
     """A DICOM Segmentation as a label map on the grid of its source series (in
-    ``series_folder``): segment k becomes label k; returns the map and ``{label: segment
-    label}``.
+    ``series_folder``; ``series`` picks one of several there, as for `read_dicom_series`):
+    segment k becomes label k; returns the map and ``{label: segment label}``.
 
     Each SEG frame is placed by its own position, orientation and pixel spacing (not only by
     the instance it says it was derived from), so a frame that lies on no slice, or a SEG on
@@ -147,7 +149,7 @@ def read_dicom_seg(path: str | Path, series_folder: str | Path) -> tuple[Image, 
     if str(header.get("SOPClassUID", "")) != pydicom.uid.SegmentationStorage:
         raise ImageReadError(located(path, "not a DICOM Segmentation"))
     seg_frames = file_frames(path, header)
-    frames, affine = series_grid(series_folder)
+    frames, affine = series_grid(series_folder, series)
     first = pydicom.dcmread(frames[0].path, stop_before_pixels=True)
     if header.get("FrameOfReferenceUID") != first.get("FrameOfReferenceUID"):
         raise ImageReadError(

@@ -186,10 +186,12 @@ def _add_roi(
 # --- reading ------------------------------------------------------------------------------
 
 
-def read_rtstruct(path: str | Path, series_folder: str | Path) -> tuple[Image, dict[int, str]]:
+def read_rtstruct(
+    path: str | Path, series_folder: str | Path, series: str | None = None
+) -> tuple[Image, dict[int, str]]:
     """The ROIs of an RT Structure Set as a label map on the grid of the series it references
-    (in ``series_folder``): ROI k (in the file's order) becomes label k; returns the map and
-    ``{label: ROI name}``."""
+    (in ``series_folder``; ``series`` picks one of several there): ROI k (in the file's
+    order) becomes label k; returns the map and ``{label: ROI name}``."""
     path = Path(path)
     try:
         dataset = pydicom.dcmread(path)
@@ -197,7 +199,7 @@ def read_rtstruct(path: str | Path, series_folder: str | Path) -> tuple[Image, d
         contour_sets = list(dataset.get("ROIContourSequence", []))
     except PYDICOM_ERRORS as exc:
         raise ImageReadError(located(path, f"not a readable RT Structure Set ({exc})")) from None
-    frames, affine = series_grid(series_folder)
+    frames, affine = series_grid(series_folder, series)
     uids = [str(pydicom.dcmread(f.path, stop_before_pixels=True).SOPInstanceUID) for f in frames]
     rows, columns, _ = frames[0].matrix
     labels = np.zeros((1, columns, rows, len(frames)), np.uint16)
