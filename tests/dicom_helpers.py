@@ -36,3 +36,20 @@ def read_back(seg_path: Path, series_folder: Path) -> np.ndarray:
         source_sop_instance_uids=uids, combine_segments=True, assert_missing_frames_are_empty=True
     )
     return np.transpose(pixels, (2, 1, 0))  # (slices, rows, columns) -> (X, Y, Z)
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The errors dicom3tools' DICOM validator reports on ``path`` (skips without it)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    validator = shutil.which("dciodvfy")
+    if validator is None:
+        pytest.skip("dciodvfy not installed (Debian package dicom3tools; .ci/run installs it)")
+    result = subprocess.run(
+        [validator, "-new", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")]

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_helpers import LIVER, asymmetric_labels, read_back
+from dicom_helpers import LIVER, asymmetric_labels, dciodvfy_errors, read_back
 from medseg.errors import ConfigError, ImageReadError, ImageWriteError
 from medseg.io import Image, read_dicom_series, read_image
 from medseg.io.dicom import series_grid
@@ -206,3 +206,11 @@ def test_medsegs_own_seg_reads_back_through_medseg(series_folder, tmp_path):
     assert names == {1: "a", 2: "b"}
     np.testing.assert_array_equal(back.array[0], labels[0])
     np.testing.assert_array_equal(back.affine, image.affine)
+
+
+def test_dciodvfy_finds_no_error_in_the_seg(series_folder, tmp_path):
+    image = read_dicom_series(series_folder)
+    labels = Image(asymmetric_labels(image), image.affine)
+    segments = segments_for({1: "liver", 2: "b"}, {"liver": LIVER})
+    out = write_dicom_seg(labels, series_folder, tmp_path / "seg.dcm", segments, run_name="r")
+    assert dciodvfy_errors(out) == []

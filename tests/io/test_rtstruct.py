@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_helpers import asymmetric_labels
+from dicom_helpers import asymmetric_labels, dciodvfy_errors
 from medseg.errors import ImageReadError
 from medseg.io import Image, read_dicom_series
 from medseg.io.dicom_codes import segments_for
@@ -132,3 +132,10 @@ def test_a_contour_off_every_slice_is_refused(dicom_seg_dir, tmp_path):
     bad = _edit_first_contour(folder / "rt.dcm", tmp_path / "bad.dcm", move_away)
     with pytest.raises(ImageReadError, match="lies on no slice"):
         read_rtstruct(bad, folder)
+
+
+def test_dciodvfy_finds_no_error_in_the_structure_set(series_folder, tmp_path):
+    image = read_dicom_series(series_folder)
+    labels = Image(labels_with_a_hole(image), image.affine)
+    out = write_rtstruct(labels, series_folder, tmp_path / "rt.dcm", segments_for({1: "a", 2: "b"}))
+    assert dciodvfy_errors(out) == []
