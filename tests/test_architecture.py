@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "register": {"io", "datasets", "metrics", "nn", "loop"},
     "report": {"io", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
+    "serve": {"io", "infer"},
     "cli": {
         "io",
         "datasets",
@@ -46,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "register",
         "report",
         "demo",
+        "serve",
     },  # fmt: skip
     "__main__": {"cli"},
 }

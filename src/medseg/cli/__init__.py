@@ -19,6 +19,7 @@ from medseg.cli import (
     postprocess,
     predict,
     register,
+    serve_dicom,
     train,
 )
 from medseg.errors import MedsegError
@@ -27,7 +28,9 @@ from medseg.io.atomic import WRITE_FAILURES
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
-COMMAND_MODULES = (demo, train, predict, postprocess, evaluate, register, plan, convert)
+COMMAND_MODULES = (
+    demo, train, predict, postprocess, serve_dicom, evaluate, register, plan, convert,
+)  # fmt: skip
 
 _EXAMPLES = """\
 examples:

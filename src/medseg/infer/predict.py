@@ -319,3 +319,25 @@ def _check_dicom_formats(cases: Sequence[Case], formats: Sequence[str]) -> None:
                     f"--format {','.join(wanted)} needs a DICOM series folder as input",
                 )
             )
+
+
+def predict_dicom_series(
+    model: TrainedModel,
+    folder: Path,
+    out_dir: Path,
+    formats: Sequence[str] = ("dicom-seg",),
+    name: str | None = None,
+    postprocessing: Postprocessing | None = None,
+) -> list[Path]:
+    """Predict the DICOM series in ``folder`` with a loaded ``model`` and write it into
+    ``out_dir`` as ``formats`` (files named after ``name``, default the folder's): what
+    `predict_paths` does for one series, for a caller that keeps the model loaded."""
+    formats = parse_formats(formats)
+    image = read_dicom_series(folder)
+    _check_fits_model(image, model.config, folder)
+    labels, _ = predict_labels(model, image, postprocessing=postprocessing, source=folder)
+    segments = run_segments(model.run_dir, model.config) if DICOM_FORMATS & set(formats) else []
+    return write_prediction(
+        labels, out_dir, name or folder.name, ".nii.gz", formats,
+        dicom_series=folder, segments=segments, run_name=model.run_dir.name,
+    )  # fmt: skip

@@ -72,8 +72,9 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Image:
     """Read the DICOM series in ``folder`` as a 3D image ``(C, X, Y, Z)`` with an RAS affine.
 
     Every file directly in the folder is tried; files that are not DICOM images (notes,
-    DICOMDIR, structure sets, segmentations) are skipped, but a truncated image file (a ``.dcm`` file without
-    the DICM marker, an image without Rows/Columns) is refused rather than left out. Voxel
+    DICOMDIR, structure sets, segmentations) are skipped, but a truncated image file (a
+    ``.dcm`` file without the DICM marker, an image without Rows/Columns) is refused rather
+    than left out. Voxel
     axis i runs along the DICOM row direction (pixel columns), j along the column direction
     (pixel rows), k along the slices sorted by position. Stored values become float32 through
     RescaleSlope/RescaleIntercept (CT in HU) unless those are the identity, in which case the
