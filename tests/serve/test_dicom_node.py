@@ -3,12 +3,11 @@ that leave it running. The PACS end-to-end test with Orthanc is in test_orthanc.
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pydicom
 import pytest
+from loopback import free_port, wait_for
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     RTStructureSetStorage,
@@ -16,30 +15,9 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from medseg.datasets.phantom import write_phantom_dataset
 from medseg.serve import Destination, DicomNode, NodeSettings
-from medseg.train import TrainOptions, train_run
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("node_run")
-    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
-    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
-    train_run(
-        data,
-        root / "run",
-        TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings),
-    )
-    return root / "run"
 
 
 class Receiver:
@@ -87,15 +65,6 @@ def send(port: int, files: list[Path], caller: str = "SCANNER") -> list[int] | N
         return [int(association.send_c_store(pydicom.dcmread(p)).Status) for p in files]
     finally:
         association.release()
-
-
-def wait_for(condition, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_series_comes_back_as_a_seg_referencing_it(node, dicom_seg_dir):
