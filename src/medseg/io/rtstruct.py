@@ -40,7 +40,7 @@ COLOURS = [
 #: Patient and study attributes copied from the source series.
 COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
           "StudyDate", "StudyTime", "StudyID", "ReferringPhysicianName", "AccessionNumber",
-          "FrameOfReferenceUID")  # fmt: skip
+          "FrameOfReferenceUID", "PositionReferenceIndicator")  # fmt: skip
 
 
 def write_rtstruct(
@@ -115,6 +115,7 @@ def _structure_set(sources: list[Dataset], run_name: str) -> FileDataset:
         setattr(dataset, keyword, first.get(keyword, ""))
     dataset.SOPClassUID, dataset.SOPInstanceUID = RTSTRUCT_STORAGE, meta.MediaStorageSOPInstanceUID
     dataset.Modality = "RTSTRUCT"
+    dataset.OperatorsName = ""
     dataset.SeriesInstanceUID = pydicom.uid.generate_uid()
     dataset.SeriesNumber = int(first.get("SeriesNumber", 0) or 0) + 2000
     dataset.SeriesDescription = f"medseg contours {run_name}".strip()[:64]

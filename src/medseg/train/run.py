@@ -209,30 +209,38 @@ def train_run(
     plan, cases = _prepare_run_folder(dataset, run_dir, options, fold)
     torch.use_deterministic_algorithms(options.deterministic)
     folds = _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases])
-    train_ids, val_ids = [c.case_id for c in cases], []
-    if fold != ALL_CASES:
-        train_ids, val_ids = folds[fold]  # type: ignore[index]
-    by_id = {c.case_id: c for c in cases}
-    fold_cases = [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]
+    fold_cases = _split(cases, folds, fold)
     resumed = options.resume and (fold_dir / STATE_FILE).exists()
     if fold == ALL_CASES and not resumed:
         remove_members(run_dir)
-    started = time.perf_counter()
+    record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
 
     def train_one(model_plan: Plan, model_dir: Path, resume: bool = False) -> TrainResult:
+        """Train one model of this fold and record it in the manifest."""
         result = _train_model(model_plan, fold_cases, model_dir, device, options, resume)
         details = {**_fold_details(result, resume), "seed": model_plan.seed}
         fold_name = model_dir.name.removeprefix("fold_")
         record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
         return result
 
-    record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
+    started = time.perf_counter()
     result = train_one(plan, fold_dir, resumed)
     if fold == ALL_CASES and not resumed and capped_early(plan, result):
         spent = time.perf_counter() - started
         left = plan.minutes * 60 - spent  # type: ignore[operator]
         result.members = train_members(train_one, plan, run_dir, spent, left, options.quiet)
     return result
+
+
+def _split(
+    cases: list[TrainingCase], folds: list[tuple[list[str], list[str]]], fold: Fold
+) -> tuple[list[TrainingCase], list[TrainingCase]]:
+    """Fold ``fold``'s training and validation cases (every case and none for "all")."""
+    if fold == ALL_CASES:
+        return cases, []
+    by_id = {c.case_id: c for c in cases}
+    train_ids, val_ids = folds[fold]  # type: ignore[index]
+    return [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]
 
 
 def _train_model(
