@@ -103,7 +103,7 @@ def main() -> None:
             assert_missing_frames_are_empty=True,
         )
 
-    theirs_array, theirs = timed(highdicom_read)
+    theirs_array, theirs = timed(highdicom_read)  # trusts the frames' source references
     assert np.array_equal(np.transpose(theirs_array, (2, 1, 0)), labels)
     print(
         f"DICOM-SEG read   medseg {ours:7.2f} s   highdicom {theirs:7.2f} s   "
@@ -135,13 +135,20 @@ def main() -> None:
         for value in range(1, args.labels + 1):
             # rt-utils wants (rows, columns, slices) in its own slice order
             builder.add_roi(mask=np.transpose(labels == value, (1, 0, 2)), name=f"label {value}")
-        builder.save_to_file(str(work / "rt_utils.dcm"))
+        builder.save(str(work / "rt_utils.dcm"))
         return builder
 
     builder, write_theirs = timed(rt_utils_write)
     print(
         f"RTSTRUCT write   rt-utils {write_theirs:7.2f} s   ratio {write_theirs / write_ours:.1f}x"
     )
+
+    def rt_utils_read():
+        loaded = RTStructBuilder.create_from(str(series_dir), str(work / "rt_utils.dcm"))
+        return [loaded.get_roi_mask_by_name(f"label {v}") for v in range(1, args.labels + 1)]
+
+    _, read_theirs = timed(rt_utils_read)
+    print(f"RTSTRUCT read    rt-utils {read_theirs:7.2f} s   ratio {read_theirs / read_ours:.1f}x")
 
 
 if __name__ == "__main__":

@@ -160,8 +160,9 @@ def read_dicom_seg(
     threshold = _coverage_threshold(header)
     rows, columns, _ = frames[0].matrix
     labels = np.zeros((1, columns, rows, len(frames)), np.uint16)
+    positions = np.array([f.position if f.position is not None else [np.nan] * 3 for f in frames])
     for index in np.argsort(numbers, kind="stable"):  # higher segment numbers written last
-        k = _slice_of_frame(path, seg_frames[index], frames)
+        k = _slice_of_frame(path, seg_frames[index], frames, positions)
         covered = np.greater_equal(pixels[index].T, threshold)
         labels[0, :, :, k][covered] = numbers[index]
     return Image(labels, affine), names
@@ -193,23 +194,26 @@ def _coverage_threshold(header: pydicom.Dataset) -> float:
     return 1.0
 
 
-def _slice_of_frame(path: Path, frame: Frame, slices: list[Frame]) -> int:
-    """The index of the slice a SEG frame lies on: the same orientation and pixel spacing,
-    the same position within `POSITION_TOLERANCE_MM`."""
-    for k, candidate in enumerate(slices):
-        if (
-            frame.position is not None
-            and candidate.position is not None
-            and np.allclose(frame.position, candidate.position, atol=POSITION_TOLERANCE_MM)
-        ):
-            same_plane = frame.orientation is None or np.allclose(
-                frame.orientation, candidate.orientation, atol=1e-4
-            )
-            same_pixels = frame.pixel_spacing is None or np.allclose(
-                frame.pixel_spacing, candidate.pixel_spacing, rtol=1e-4
-            )
-            if same_plane and same_pixels and frame.matrix[:2] == candidate.matrix[:2]:
-                return k
-            raise ImageReadError(located(path, f"{frame.name} lies on a slice of another grid"))
-    where = "no position" if frame.position is None else f"position {np.round(frame.position, 2)}"
-    raise ImageReadError(located(path, f"{frame.name} ({where}) lies on no slice of the series"))
+def _slice_of_frame(path: Path, frame: Frame, slices: list[Frame], positions: np.ndarray) -> int:
+    """The index of the slice a SEG frame lies on: the same position within
+    `POSITION_TOLERANCE_MM` (``positions``: the slices', NaN where absent), and the same
+    orientation, pixel spacing and matrix."""
+    if frame.position is None:
+        raise ImageReadError(located(path, f"{frame.name} has no position"))
+    distances = np.linalg.norm(positions - frame.position, axis=1)
+    k = int(np.argmin(distances))
+    if not distances[k] <= POSITION_TOLERANCE_MM:  # NaN too
+        where = f"position {np.round(frame.position, 2)}"
+        raise ImageReadError(
+            located(path, f"{frame.name} ({where}) lies on no slice of the series")
+        )
+    candidate = slices[k]
+    same_plane = frame.orientation is None or np.allclose(
+        frame.orientation, candidate.orientation, atol=1e-4
+    )
+    same_pixels = frame.pixel_spacing is None or np.allclose(
+        frame.pixel_spacing, candidate.pixel_spacing, rtol=1e-4
+    )
+    if not (same_plane and same_pixels and frame.matrix[:2] == candidate.matrix[:2]):
+        raise ImageReadError(located(path, f"{frame.name} lies on a slice of another grid"))
+    return k

@@ -61,10 +61,12 @@ def write_rtstruct(
     sources = [pydicom.dcmread(f.path, stop_before_pixels=True) for f in frames]
     dataset = _structure_set(sources, run_name)
     for number, segment in enumerate(segments, start=1):
+        mask = labels.array[0] == segment.value
+        present = np.nonzero(mask.any(axis=(0, 1)))[0]
         contours = [
             _contour_item(points, sources[k])
-            for k, frame in enumerate(frames)
-            for points in trace_slice(labels.array[0, :, :, k] == segment.value, frame)
+            for k in present
+            for points in trace_slice(mask[:, :, k], frames[k])
         ]
         _add_roi(dataset, number, segment, contours, sources[0].FrameOfReferenceUID)
     with atomic_path(out) as tmp:
@@ -75,12 +77,15 @@ def write_rtstruct(
 def trace_slice(mask: np.ndarray, frame: Frame) -> list[np.ndarray]:
     """The closed contours of a slice's mask (indexed ``[column, row]``) as ``(n, 3)`` patient
     coordinates in mm (LPS), without the repeated closing point."""
-    if not mask.any():
+    columns, rows = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if not len(columns):
         return []
-    padded = np.pad(mask.astype(np.float32), 1)  # contours close along the image border
+    corner = np.array([columns[0], rows[0]], np.float64)
+    box = mask[columns[0] : columns[-1] + 1, rows[0] : rows[-1] + 1]  # trace only the mask
+    padded = np.pad(box.astype(np.float32), 1)  # contours close along the box's border
     contours = []
     for traced in measure.find_contours(padded, 0.5):
-        simplified = measure.approximate_polygon(traced - 1.0, tolerance=0.0)[:-1]
+        simplified = measure.approximate_polygon(traced - 1.0 + corner, tolerance=0.0)[:-1]
         if len(simplified) >= 3:
             contours.append(_to_patient(simplified, frame))
     return contours
