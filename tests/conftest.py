@@ -197,3 +197,20 @@ def render_in_chromium() -> Callable[[Path], dict]:
         return {"errors": errors, "images": images, "title": title}
 
     return render
+
+
+@pytest.fixture(scope="session")
+def coarse_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run whose plan works at 3 x 3 x 6.5 mm: predicting a whole MR series is quick."""
+    from medseg.datasets.phantom import write_phantom_dataset
+    from medseg.train import TrainOptions, train_run
+
+    root = tmp_path_factory.mktemp("coarse")
+    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
+    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
+    train_run(
+        data,
+        root / "run",
+        TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings),
+    )
+    return root / "run"

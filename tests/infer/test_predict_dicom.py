@@ -4,33 +4,29 @@ to it voxel for voxel, on real series."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pydicom
 import pytest
 
 from dicom_helpers import LIVER, asymmetric_labels, read_back
-from medseg.datasets.phantom import write_phantom_dataset
 from medseg.infer import predict as predict_module
 from medseg.infer import predict_paths
 from medseg.io import Image, read_dicom_series, read_image
-from medseg.train import TrainOptions, train_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A tiny 3D run (two steps) whose labels have codes in dataset.json."""
-    root = tmp_path_factory.mktemp("seg_run")
-    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
-    spec = json.loads((data / "dataset.json").read_text())
+def run_dir(coarse_run, tmp_path_factory):
+    """The tiny shared run, with codes for its labels in its copy of dataset.json."""
+    run = tmp_path_factory.mktemp("seg_run") / "run"
+    shutil.copytree(coarse_run, run)
+    spec = json.loads((run / "dataset.json").read_text())
     spec["codes"] = {"liver": LIVER}
-    (data / "dataset.json").write_text(json.dumps(spec))
-    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
-    options = TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings)
-    train_run(data, root / "run", options)
-    return root / "run"
+    (run / "dataset.json").write_text(json.dumps(spec))
+    return run
 
 
 @pytest.fixture(params=["ct", "mr"])
@@ -74,8 +70,8 @@ def test_a_real_prediction_as_dicom_seg_only(run_dir, dicom_seg_dir, tmp_path):
     assert read_back(written, series).shape == image.spatial_shape
 
 
-def test_dicom_seg_needs_a_dicom_series(run_cli, run_dir, tmp_path):
-    source = run_dir.parent / "ds" / "imagesTs"
+def test_dicom_seg_needs_a_dicom_series(run_cli, run_dir, coarse_run, tmp_path):
+    source = coarse_run.parent / "ds" / "imagesTs"
     code, _, err = run_cli(
         ["predict", run_dir, source, "--out", tmp_path / "o", "--format", "dicom-seg"]
     )

@@ -96,20 +96,6 @@ def test_jpeg_input_gets_a_png_label_map(tmp_path):
     assert read_image(written).spatial_shape == (40, 40)
 
 
-@pytest.fixture(scope="module")
-def coarse_run(tmp_path_factory):
-    """A tiny run whose plan works at 3 x 3 x 6.5 mm: predicting a whole MR series is quick."""
-    root = tmp_path_factory.mktemp("coarse")
-    data = write_phantom_dataset(root / "ds", n_train=5, n_test=1, dim=3, shape=(32, 32, 10))
-    settings = {"preprocessing.target_spacing": [3.0, 3.0, 6.5]}
-    train_run(
-        data,
-        root / "run",
-        TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings),
-    )
-    return root / "run"
-
-
 def test_dicom_series_folder_is_one_case_on_the_series_grid(coarse_run, tmp_path, dicom_study_dir):
     series = next(p for p in dicom_study_dir.iterdir() if "T1post" in p.name)
     (written,) = predict_paths(coarse_run, [series], tmp_path / "out", device="cpu", quiet=True)

@@ -38,14 +38,14 @@ class Receiver:
 
 
 @pytest.fixture
-def node(run_dir, tmp_path):
+def node(coarse_run, tmp_path):
     receiver = Receiver()
     settings = NodeSettings(
         data_dir=tmp_path / "node", port=free_port(), idle_seconds=0.5,
         send_to=Destination("PACS", "127.0.0.1", receiver.port),
         allowed_callers=frozenset({"SCANNER"}), max_instance_bytes=2 * 2**20,
     )  # fmt: skip
-    node = DicomNode(run_dir, settings, device="cpu")
+    node = DicomNode(coarse_run, settings, device="cpu")
     node.start()
     yield node, receiver
     node.stop()

@@ -76,7 +76,7 @@ class Orthanc:
 @pytest.mark.skipif(
     ORTHANC is None, reason="Orthanc not installed (Debian package orthanc; .ci/run installs it)"
 )
-def test_orthanc_sends_a_series_and_receives_medsegs_seg(run_dir, dicom_seg_dir, tmp_path):
+def test_orthanc_sends_a_series_and_receives_medsegs_seg(coarse_run, dicom_seg_dir, tmp_path):
     node_port = free_port()
     orthanc = Orthanc(tmp_path, node_port)
     settings = NodeSettings(
@@ -84,7 +84,7 @@ def test_orthanc_sends_a_series_and_receives_medsegs_seg(run_dir, dicom_seg_dir,
         send_to=Destination("ORTHANC", "127.0.0.1", orthanc.dicom),
         allowed_callers=frozenset({"ORTHANC"}),
     )  # fmt: skip
-    node = DicomNode(run_dir, settings, device="cpu")
+    node = DicomNode(coarse_run, settings, device="cpu")
     node.start()
     try:
         files = sorted((dicom_seg_dir / "dcmqi_ct3slice").glob("*.dcm"))
