@@ -12,7 +12,7 @@ import pytest
 
 from dicom_helpers import LIVER, asymmetric_labels, read_back
 from medseg.infer import predict as predict_module
-from medseg.infer import predict_paths
+from medseg.infer import load_trained_model, predict_dicom_series, predict_paths
 from medseg.io import Image, read_dicom_series, read_image
 
 pytestmark = pytest.mark.slow
@@ -91,3 +91,26 @@ def test_the_cli_writes_both(run_cli, run_dir, dicom_seg_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "dcmqi_ct3slice.nii.gz", "dcmqi_ct3slice_seg.dcm"
     ]  # fmt: skip
+
+
+def test_predict_dicom_series_applies_the_runs_postprocessing(
+    run_dir, dicom_seg_dir, tmp_path, monkeypatch
+):
+    # the DICOM node predicts through predict_dicom_series: it must clean the labels as
+    # medseg predict does, with the run folder's postprocessing.json
+    chosen = object()
+    seen = {}
+    real = predict_module.predict_labels
+
+    def recording(model, image, tta=False, postprocessing=None, **kwargs):
+        seen["postprocessing"] = postprocessing
+        return real(model, image, tta, None, **kwargs)
+
+    monkeypatch.setattr(predict_module, "load_postprocessing", lambda run: chosen)
+    monkeypatch.setattr(predict_module, "predict_labels", recording)
+    model = load_trained_model(run_dir, device="cpu")
+    series = dicom_seg_dir / "dcmqi_ct3slice"
+    (written,) = predict_dicom_series(model, series, tmp_path, name="job")
+    assert written.name == "job_seg.dcm" and seen["postprocessing"] is chosen
+    predict_dicom_series(model, series, tmp_path / "raw", postprocess=False)
+    assert seen["postprocessing"] is None

@@ -327,12 +327,14 @@ def predict_dicom_series(
     out_dir: Path,
     formats: Sequence[str] = ("dicom-seg",),
     name: str | None = None,
-    postprocessing: Postprocessing | None = None,
+    postprocess: bool = True,
 ) -> list[Path]:
     """Predict the DICOM series in ``folder`` with a loaded ``model`` and write it into
     ``out_dir`` as ``formats`` (files named after ``name``, default the folder's): what
-    `predict_paths` does for one series, for a caller that keeps the model loaded."""
+    `predict_paths` does for one series, the run's post-processing included unless
+    ``postprocess`` is false, for a caller that keeps the model loaded."""
     formats = parse_formats(formats)
+    postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     image = read_dicom_series(folder)
     _check_fits_model(image, model.config, folder)
     labels, _ = predict_labels(model, image, postprocessing=postprocessing, source=folder)
