@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from dicom_helpers import LIVER, asymmetric_labels, read_back
-from medseg.infer import predict as predict_module
 from medseg.infer import load_trained_model, predict_dicom_series, predict_paths
+from medseg.infer import predict as predict_module
 from medseg.io import Image, read_dicom_series, read_image
 
 pytestmark = pytest.mark.slow
