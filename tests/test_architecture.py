@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"io", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
     "serve": {"io", "infer"},
+    "privacy": {"io"},
     "cli": {
         "io",
         "datasets",
@@ -48,12 +49,13 @@ ALLOWED: dict[str, set[str]] = {
         "report",
         "demo",
         "serve",
+        "privacy",
     },  # fmt: skip
     "__main__": {"cli"},
 }
 
 #: Packages that must work without torch installed (numpy and scipy only).
-TORCH_FREE = {"io", "datasets", "preprocess", "metrics", "postprocess", "report"}
+TORCH_FREE = {"io", "datasets", "preprocess", "metrics", "postprocess", "report", "privacy"}
 
 
 def _package(path: Path) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from medseg import __version__
 from medseg.cli import (
+    anonymize,
     arguments,
     convert,
     demo,
@@ -29,7 +30,7 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
-    demo, train, predict, postprocess, serve_dicom, evaluate, register, plan, convert,
+    demo, train, predict, postprocess, serve_dicom, evaluate, register, plan, convert, anonymize,
 )  # fmt: skip
 
 _EXAMPLES = """\
