@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     for line in result.failures:
         print(f"medseg: error: {line}", file=sys.stderr)
     if result.failures:
-        print(f"medseg: error: {len(result.failures)} files failed; the rest are done",
-              file=sys.stderr)  # fmt: skip
+        count = len(result.failures)
+        print(f"medseg: error: {count} file(s) could not be de-identified (above); the others "
+              "are done", file=sys.stderr)  # fmt: skip
         return 2
     return 0
 

@@ -87,11 +87,11 @@ def anonymize_folder(
     key_path = Path(key_file).resolve() if key_file is not None else None
     mapping_path = Path(mapping).resolve() if mapping is not None else None
     _check_places(in_dir, out_dir, [key_path, mapping_path])
-    files = _walk(in_dir)
-    prepare_output_folder(out_dir)
     key, new_key = load_key(key_path)
     secret = Secret(key)
     deidentify = Deidentifier(secret, Pseudonyms(secret, mapping_path), options or DeidOptions())
+    files = _walk(in_dir)
+    prepare_output_folder(out_dir)
     run = _Run(out_dir, deidentify, AnonymizeResult(out_dir, new_key))
     with make_progress(quiet) as progress:
         for number, path in enumerate(progress.track(files, description="de-identifying"), 1):
@@ -181,13 +181,32 @@ def _read(path: Path) -> Dataset | None:
         raise ImageReadError(located(path, f"larger than {MAX_FILE_BYTES} bytes"))
     try:
         dataset = pydicom.dcmread(path)
-        if str(dataset.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        meta = getattr(dataset, "file_meta", None) or {}
+        classes = (dataset.get("SOPClassUID"), meta.get("MediaStorageSOPClassUID"))
+        if MEDIA_STORAGE_DIRECTORY in classes:
             return None  # lists the files by their old names: not copied
         for _ in dataset.iterall():  # meet pydicom's lazy parsing errors here
             pass
+        short = _missing_pixel_bytes(dataset)
     except PYDICOM_ERRORS as exc:
         raise ImageReadError(located(path, f"not a readable DICOM file ({exc})")) from None
+    if short:
+        raise ImageReadError(located(path, f"truncated: {short} bytes of pixel data missing"))
     return dataset
+
+
+def _missing_pixel_bytes(dataset: Dataset) -> int:
+    """How many bytes uncompressed pixel data lacks against its declared size (pydicom reads
+    a cut file without complaint)."""
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in dataset or syntax is None or syntax.is_encapsulated:
+        return 0
+    bits = int(dataset.get("BitsAllocated", 0) or 0)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    declared = int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0)
+    declared = (declared * samples * frames * bits + 7) // 8
+    return max(0, declared - len(dataset.PixelData))
 
 
 def _target(path: Path, out_dir: Path, dataset: Dataset, deidentify: Deidentifier) -> Path:

@@ -111,8 +111,12 @@ class Deidentifier:
         pseudonym = self.pseudonyms(patient)
         shift = self.secret.shift_days(patient) if self.options.shift_dates else None
         self._clean(dataset, shift)
-        if getattr(dataset, "file_meta", None) is not None:
-            self._clean(dataset.file_meta, shift)
+        meta = getattr(dataset, "file_meta", None)
+        if meta is not None:
+            self._clean(meta, shift)
+            for keyword in ("SOPClassUID", "SOPInstanceUID"):  # the meta must agree
+                if keyword in dataset:
+                    setattr(meta, f"MediaStorage{keyword}", dataset[keyword].value)
         dataset.PatientName = pseudonym
         dataset.PatientID = pseudonym
         self._mark(dataset, shift is not None)
