@@ -55,6 +55,20 @@ def dicom_seg_dir(shared_data: Path) -> Path:
     return _data_folder(shared_data, "dicom_seg_rtstruct")
 
 
+@pytest.fixture
+def dicom_studies(dicom_seg_dir: Path, tmp_path: Path) -> Path:
+    """A folder of two DICOM studies: "a", the dcmqi CT with its liver SEG beside the slices,
+    and "b", the rt-utils CT phantom in the sub-folder "ct" with its RTSTRUCT one level up."""
+    root = tmp_path / "studies"
+    shutil.copytree(dicom_seg_dir / "dcmqi_ct3slice", root / "a")
+    shutil.copy(dicom_seg_dir / "dcmqi_seg/liver.dcm", root / "a" / "liver.dcm")
+    (root / "b" / "ct").mkdir(parents=True)
+    for name in ("ct_1.dcm", "ct_2.dcm"):
+        shutil.copy(dicom_seg_dir / "rtutils_ct_rtstruct" / name, root / "b" / "ct" / name)
+    shutil.copy(dicom_seg_dir / "rtutils_ct_rtstruct/rt.dcm", root / "b" / "rt.dcm")
+    return root
+
+
 @pytest.fixture(scope="session")
 def mni_dir(shared_data: Path) -> Path:
     """The MNI152 template folder (NIfTI)."""

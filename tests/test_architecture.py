@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"io", "datasets", "preprocess", "metrics", "augment", "nn", "loop", "runs"},
     "infer": {"io", "datasets", "preprocess", "postprocess", "nn", "runs"},
     "register": {"io", "datasets", "metrics", "nn", "loop"},
-    "report": {"io", "metrics"},
+    "report": {"io", "datasets", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
     "serve": {"io", "infer"},
     "privacy": {"io"},

@@ -15,9 +15,12 @@ EXAMPLES = """\
   medseg evaluate preds refs --out scores --per-label-tolerance liver=3 2=1.5
   medseg evaluate runs/hippo/fold_0/validation Dataset004_Hippocampus/labelsTr \
 --only-predicted --out scores
+  medseg evaluate preds studies/ --label-names runs/liver/dataset.json --out scores
 
 writes metrics.csv, lesions.csv, summary.json and report.html to --out;
-definitions of every metric and of empty masks: docs/metrics.md
+definitions of every metric and of empty masks: docs/metrics.md. REF_DIR may be a folder of
+DICOM studies with DICOM-SEG or RTSTRUCT files (as for 'medseg convert dicom'): the
+prediction named after a series folder is scored against the SEG or RTSTRUCT on that series.
 """
 
 
@@ -29,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Score predictions against references: CSV, JSON and an HTML report.",
         EXAMPLES,
         run,
-        description="Score predicted label maps against references (matched by file name): "
+        description="Score predicted label maps against references (matched by file name, "
+        "or DICOM-SEG/RTSTRUCT by series folder name): "
         "overlap, volumes, surface distances in mm, lesion detection; CSV, JSON and an HTML "
         "report.",
     )
@@ -57,6 +61,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="score a missing prediction as an empty label map",
     )
+    parser.add_argument(
+        "--label-names", type=Path, metavar="JSON",
+        help="with DICOM references: the dataset.json whose labels number the predictions "
+        "(e.g. RUN/dataset.json); SEG segments and RTSTRUCT ROIs are matched to it by name",
+    )  # fmt: skip
     arguments.add_jobs(parser, "parallel processes (default: one per core)")
     parser.add_argument(
         "--images",
@@ -112,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         quiet=args.quiet,
         images_dir=args.images,
+        label_names=args.label_names,
     )
     for warning in evaluation.warnings:
         print(f"medseg: warning: {warning}", file=sys.stderr)

@@ -153,7 +153,7 @@ def convert_dicom_studies(
                 image, labels, names = read_labelled_series(item)
                 write_image(image, staging / "imagesTr" / f"{case}_0000.nii.gz")
                 write_image(
-                    _renumbered(item, labels, names, values),
+                    renumber_labels(item, labels, names, values)[0],
                     staging / "labelsTr" / f"{case}.nii.gz",
                 )
                 modalities.append(item.modality)
@@ -166,7 +166,7 @@ def convert_dicom_studies(
                         ),
                     ]
                 )
-        _write_dataset_json(staging, name or out.name, values, modalities, len(items))
+        write_dataset_json(staging, name or out.name, values, modalities, len(items))
         _write_cases_csv(staging / "cases.csv", rows)
         if out.exists():
             out.rmdir()
@@ -177,12 +177,27 @@ def convert_dicom_studies(
     return out
 
 
-def _renumbered(item: LabelledSeries, labels: Image, names: dict[int, str], values: dict) -> Image:
-    """``labels`` with each segment's value replaced by the dataset-wide value of its name."""
+def label_key(name: str) -> str:
+    """A label name as names are compared: without case and surrounding or doubled spaces."""
+    return " ".join(name.split()).lower()
+
+
+def renumber_labels(
+    item: LabelledSeries,
+    labels: Image,
+    names: dict[int, str],
+    values: dict[str, tuple[int, str]],
+    add_new: bool = True,
+) -> tuple[Image, list[str]]:
+    """``labels`` with each segment's value replaced by the dataset-wide value of its name
+    (``values``: `label_key` -> (value, name as first seen)). A name not in ``values`` is
+    added with the next value, or with ``add_new=False`` left out (background); returns the
+    map and the names left out."""
     lookup = np.zeros(int(labels.array.max(initial=0)) + 1 if names else 1, np.uint16)
     seen: dict[str, str] = {}
+    dropped = []
     for number, label_name in names.items():
-        key = " ".join(label_name.split()).lower()
+        key = label_key(label_name)
         if not key:
             raise DatasetError(located(item.label_file, f"segment {number} has no name"))
         if key == "background":
@@ -192,16 +207,22 @@ def _renumbered(item: LabelledSeries, labels: Image, names: dict[int, str], valu
                 located(item.label_file, f"two segments named {label_name!r} and {seen[key]!r}")
             )
         seen[key] = label_name
+        if key not in values and not add_new:
+            dropped.append(label_name)
+            continue
         value = values.setdefault(key, (len(values) + 1, label_name.strip()))[0]
         if number < len(lookup):
             lookup[number] = value
-    dtype = np.uint8 if len(values) < 256 else np.uint16
-    return Image(lookup[labels.array].astype(dtype), labels.affine)
+    largest = max((value for value, _ in values.values()), default=0)
+    dtype = np.uint8 if largest < 256 else np.uint16
+    return Image(lookup[labels.array].astype(dtype), labels.affine), dropped
 
 
-def _write_dataset_json(
+def write_dataset_json(
     folder: Path, name: str, values: dict, modalities: list[str], count: int
 ) -> None:
+    """``folder/dataset.json``: the most common modality as the channel, labels from
+    ``values`` (`renumber_labels`' table)."""
     modality = max(set(modalities), key=modalities.count)
     labels = {"background": 0, **{first: value for value, first in sorted(values.values())}}
     spec = {

@@ -3,9 +3,13 @@ the tables and the HTML report."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from medseg.datasets import load_dataset_spec
+from medseg.datasets.dicom_references import is_studies_folder, write_references
+from medseg.errors import ConfigError
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, EvaluationSettings, evaluate_folders, write_evaluation
 from medseg.report.html import find_images_dir, write_report
@@ -23,11 +27,18 @@ def evaluate_and_report(
     jobs: int | None = None,
     quiet: bool = True,
     images_dir: str | Path | None = None,
+    label_names: str | Path | None = None,
 ) -> tuple[Evaluation, list[Path]]:
     """`evaluate_folders`, then with ``out_dir`` its metrics.csv, lesions.csv, summary.json
     and report.html, whose overlays are drawn on ``images_dir`` (default: the
     imagesTr/imagesTs folder beside a labelsTr/labelsTs ``ref_dir``, if any). Returns the
     evaluation and the files written.
+
+    ``ref_dir`` may also be a folder of DICOM studies whose DICOM-SEG or RTSTRUCT files are
+    the references (`medseg.datasets.dicom_references`): a prediction named after a series
+    folder is scored against the SEG/RTSTRUCT on that series, segments numbered by the label
+    names of ``label_names`` (a dataset.json, e.g. the run folder's), and the series images
+    are the overlays' background.
 
     Examples
     --------
@@ -35,6 +46,20 @@ def evaluate_and_report(
     ... # doctest: +SKIP
     >>> evaluation.summary["mean_dice"]  # doctest: +SKIP
     """
+    if is_studies_folder(ref_dir):
+        names = load_dataset_spec(label_names).foreground_labels if label_names else None
+        with tempfile.TemporaryDirectory(prefix="medseg-references-") as tmp:
+            notes = write_references(ref_dir, tmp, names, quiet)
+            evaluation, written = evaluate_and_report(
+                pred_dir, Path(tmp) / "labelsTs", out_dir, labels=labels,
+                only_predicted=only_predicted, missing_as_empty=missing_as_empty,
+                settings=settings, jobs=jobs, quiet=quiet,
+                images_dir=images_dir if images_dir is not None else Path(tmp) / "imagesTs",
+            )  # fmt: skip
+        evaluation.warnings[:0] = notes
+        return evaluation, written
+    if label_names is not None:
+        raise ConfigError(f"{ref_dir}: label names apply to DICOM references (a studies folder)")
     if out_dir is not None:
         prepare_output_folder(out_dir)
     evaluation = evaluate_folders(
