@@ -12,7 +12,7 @@ from dicom_helpers import asymmetric_labels, dciodvfy_errors
 from medseg.errors import ImageReadError
 from medseg.io import Image, read_dicom_series
 from medseg.io.dicom_codes import segments_for
-from medseg.io.rtstruct import COLOURS, read_rtstruct, write_rtstruct
+from medseg.io.rtstruct import COLOURS, crossing_edges, read_rtstruct, write_rtstruct
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,6 +98,25 @@ def test_reads_the_rt_utils_structure_set_with_its_hole(dicom_seg_dir):
     assert abs(int(labels.array.sum()) - (square - hole)) < 0.1 * (square - hole)
 
 
+def _bow_tie(data) -> list[float]:
+    """The contour with its second and third points swapped: two of its edges now cross."""
+    points = np.asarray([float(v) for v in data]).reshape(-1, 3)
+    points[[1, 2]] = points[[2, 1]]
+    return points.ravel().tolist()
+
+
+def test_keyhole_contours_touch_but_do_not_cross():
+    keyhole = np.array(
+        [(0, 0), (10, 0), (10, 10), (0, 10), (0, 5), (3, 5),  # outer square, in along y = 5
+         (3, 7), (7, 7), (7, 3), (3, 3), (3, 5), (0, 5)],  # around the hole, back out
+        float,
+    )  # fmt: skip
+    assert crossing_edges(keyhole) is None
+    assert crossing_edges(np.array([(0, 0), (4, 0), (0, 3), (4, 3)], float)) == (1, 3)
+    many = np.random.default_rng(0).uniform(0, 100, (3000, 2))  # a scribble: crosses a lot
+    assert crossing_edges(many) is not None
+
+
 def _edit_first_contour(path: Path, out: Path, change) -> Path:
     dataset = pydicom.dcmread(path)
     change(dataset.ROIContourSequence[0].ContourSequence[0])
@@ -111,6 +130,7 @@ def _edit_first_contour(path: Path, out: Path, change) -> Path:
         (lambda c: setattr(c, "ContourGeometricType", "OPEN_PLANAR"), "OPEN_PLANAR contour"),
         (lambda c: setattr(c, "NumberOfContourPoints", 99), "coordinates for 99 points"),
         (lambda c: setattr(c, "ContourData", ["nan"] * 12), "NaN or infinite"),
+        (lambda c: setattr(c, "ContourData", _bow_tie(c.ContourData)), "crosses itself"),
     ],
 )
 def test_bad_contours_are_one_line_errors(dicom_seg_dir, tmp_path, change, problem):

@@ -43,6 +43,10 @@ COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyIn
           "FrameOfReferenceUID", "PositionReferenceIndicator")  # fmt: skip
 
 
+#: Edge pairs tested at once by `crossing_edges` (memory: a few arrays of this many floats).
+_CROSSING_PAIRS_PER_CHUNK = 2_000_000
+
+
 def write_rtstruct(
     labels: Image,
     series_folder: str | Path,
@@ -231,7 +235,12 @@ def _fill_roi(
     for contour in contour_set.get("ContourSequence", []):
         points = _contour_points(path, contour)
         k = _slice_of(path, contour, points, frames, uids)
-        inside = polygon_mask(_to_pixels(points, frames[k]), shape)
+        pixels = _to_pixels(points, frames[k])
+        crossing = crossing_edges(pixels)
+        if crossing is not None:
+            raise ValueError(f"a contour crosses itself (its edges {crossing[0] + 1} and "
+                             f"{crossing[1] + 1} of {len(pixels)})")  # fmt: skip
+        inside = polygon_mask(pixels, shape)
         mask[:, :, k] ^= inside
     return mask
 
@@ -281,6 +290,40 @@ def _to_pixels(points: np.ndarray, frame: Frame) -> np.ndarray:
     return np.stack(
         [offset @ row_direction / between_columns, offset @ column_direction / between_rows], axis=1
     )
+
+
+def crossing_edges(polygon: np.ndarray) -> tuple[int, int] | None:
+    """The first two edges of the closed polygon ``(n, 2)`` that cross, each passing strictly
+    through the other; None if none do. Edges that only touch (at a vertex, or running along
+    each other as in a keyhole contour's channel) do not cross.
+
+    Examples
+    --------
+    >>> crossing_edges(np.array([[0, 0], [2, 0], [2, 2], [0, 2]], float)) is None
+    True
+    >>> crossing_edges(np.array([[0, 0], [2, 2], [2, 0], [0, 2]], float))
+    (0, 2)
+    """
+    start, end = polygon, np.roll(polygon, -1, axis=0)  # edge k runs start[k] -> end[k]
+    direction = end - start
+    count = len(polygon)
+    chunk = max(1, _CROSSING_PAIRS_PER_CHUNK // count)  # bounds the memory of one pass
+
+    def side(edge: np.ndarray, point: np.ndarray) -> np.ndarray:
+        """Which side of ``edge`` each ``point`` is on (-1, 0 on its line, 1)."""
+        return np.sign(direction[edge, 0] * (point[..., 1] - start[edge, 1])
+                       - direction[edge, 1] * (point[..., 0] - start[edge, 0]))  # fmt: skip
+
+    for first in range(0, count, chunk):
+        i = np.arange(first, min(first + chunk, count))[:, None]
+        j = np.arange(count)[None, :]
+        crosses = (side(i, start[j]) * side(i, end[j]) < 0) & (
+            side(j, start[i]) * side(j, end[i]) < 0
+        )
+        found = np.argwhere(crosses & (j > i))
+        if len(found):
+            return int(i[found[0, 0], 0]), int(found[0, 1])
+    return None
 
 
 def polygon_mask(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
