@@ -92,6 +92,7 @@ def _check(path: Path) -> None:
     if "PixelData" in before:
         assert after.PixelData == before.PixelData, path.name
     assert after.PatientIdentityRemoved == "YES"
+    assert not [e.tag for e in after.iterall() if e.tag.element == 0], path.name  # group lengths
 
 
 def test_the_shared_dicom_files(dicom_seg_dir, dicom_study_dir):

@@ -99,7 +99,8 @@ def anonymize_folder(
                 run.anonymize(path)
             except MedsegError as exc:
                 run.result.failures.append(str(exc))
-                run.failed.append({"input": number, "problem": str(exc).removeprefix(f"{path}: ")})
+                problem = str(exc).removeprefix(f"{path}: ").replace(str(path), "the file")
+                run.failed.append({"input": number, "problem": problem.replace(path.name, "…")})
     _write_report(run.result, deidentify.options, run.failed)
     return run.result
 

@@ -5,7 +5,8 @@ its file meta information and every sequence item at any depth. Beyond the table
 
 - private attributes are removed, except the ones in ``keep_private`` (with their creator);
 - overlay and curve groups (60xx, 50xx) are removed whole (the table names their data and
-  comments; the rest of a group means nothing without them);
+  comments; the rest of a group means nothing without them), and so are group lengths
+  (gggg,0000) outside the file meta information, which removals would make wrong;
 - a UID the table does not name is replaced too (a newer attribute the table does not list yet
   may hold an instance UID), except the standard's own UIDs and coding-scheme UIDs;
 - a sequence the table empties or dummies loses its items (a dummy item cannot be made for
@@ -125,7 +126,9 @@ class Deidentifier:
     def _clean(self, dataset: Dataset, shift: int | None) -> None:
         kept_private = _kept_private(dataset, self.options.keep_private)
         for tag in list(dataset.keys()):
-            if (tag.is_private and tag not in kept_private) or _overlay_or_curve(tag):
+            stale_length = tag.element == 0 and tag.group != 2  # wrong once elements go
+            private = tag.is_private and tag not in kept_private
+            if private or stale_length or _overlay_or_curve(tag):
                 del dataset[tag]
                 continue
             element = dataset[tag]

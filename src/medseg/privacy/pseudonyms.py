@@ -111,7 +111,7 @@ class Pseudonyms:
             return known
         pseudonym = self._secret.pseudonym(patient)
         if pseudonym in self._table.values():  # a user's pseudonym that happens to match
-            raise ConfigError(located(self._mapping, f"pseudonym {pseudonym} is taken twice"))
+            raise ConfigError(f"pseudonym {pseudonym} would name two patients: edit the mapping")
         self._table[patient] = pseudonym
         if self._mapping is not None:
             _write_mapping(self._mapping, self._table)
