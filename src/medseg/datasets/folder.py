@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,8 @@ class DatasetFolder:
 _DETACHED_HEADERS = (".mhd", ".nhdr")
 
 
-def _visible_files(folder: Path) -> list[Path]:
+def visible_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that are not hidden (``.name``), sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
@@ -91,7 +92,7 @@ def group_image_files(paths: Iterable[Path], ending: str | None = None) -> list[
     return cases
 
 
-def _check_channel_files(cases: list[Case]) -> None:
+def check_channel_files(cases: Sequence[Case]) -> None:
     """Every case must have as many channel files as the others (a missing last channel)."""
     counts = [len(c.image_paths) for c in cases]
     expected = max(counts)
@@ -123,12 +124,12 @@ def open_dataset(root: str | Path) -> DatasetFolder:
     for folder in (images_dir, labels_dir):
         if not folder.is_dir():
             raise DatasetError(located(folder, "folder not found"))
-    image_files = _visible_files(images_dir)
+    image_files = visible_files(images_dir)
     if not image_files:
         raise DatasetError(located(images_dir, "folder is empty"))
     cases = group_image_files(image_files, spec.file_ending)
-    _check_channel_files(cases)
-    label_files = _visible_files(labels_dir)
+    check_channel_files(cases)
+    label_files = visible_files(labels_dir)
     if spec.file_ending in _DETACHED_HEADERS:  # skip the data files beside the headers
         label_files = [p for p in label_files if image_suffix(p) is not None]
     labels = {p.name[: -len(spec.file_ending)]: p for p in label_files}
@@ -151,7 +152,7 @@ def open_dataset(root: str | Path) -> DatasetFolder:
         )
     test: list[Case] = []
     if (root / "imagesTs").is_dir():
-        test = group_image_files(_visible_files(root / "imagesTs"), spec.file_ending)
+        test = group_image_files(visible_files(root / "imagesTs"), spec.file_ending)
     return DatasetFolder(root, spec, tuple(training), tuple(test))
 
 

@@ -21,22 +21,12 @@ from medseg.io.dicom_codes import segments_for
 MAX_LABEL_VALUE = 65535
 
 
-class DatasetSpec(BaseModel):
-    """What ``dataset.json`` declares.
-
-    Examples
-    --------
-    >>> spec = DatasetSpec(
-    ...     channel_names={"0": "CT"}, labels={"background": 0, "liver": 1},
-    ...     numTraining=10, file_ending=".nii.gz")
-    >>> spec.label_values, spec.num_channels
-    ([0, 1], 1)
-    """
+class _FolderSpec(BaseModel):
+    """What every ``dataset.json`` declares: channels, case count, file ending, name."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     channel_names: dict[str, str]
-    labels: dict[str, int]
     num_training: int = Field(alias="numTraining", ge=0)
     file_ending: str
     name: str | None = None
@@ -50,6 +40,35 @@ class DatasetSpec(BaseModel):
         if not value:
             raise ValueError("at least one channel is required")
         return value
+
+    @field_validator("file_ending")
+    @classmethod
+    def _ending_has_dot(cls, value: str) -> str:
+        if not value.startswith("."):
+            raise ValueError(f"file_ending must start with '.', got '{value}'")
+        if any(c in value for c in "/\\\0") or len(value) > 16:
+            raise ValueError(f"file_ending must be a file suffix, got {value!r}")
+        return value
+
+    @property
+    def num_channels(self) -> int:
+        """Number of input channels."""
+        return len(self.channel_names)
+
+
+class DatasetSpec(_FolderSpec):
+    """What ``dataset.json`` declares.
+
+    Examples
+    --------
+    >>> spec = DatasetSpec(
+    ...     channel_names={"0": "CT"}, labels={"background": 0, "liver": 1},
+    ...     numTraining=10, file_ending=".nii.gz")
+    >>> spec.label_values, spec.num_channels
+    ([0, 1], 1)
+    """
+
+    labels: dict[str, int]
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -77,15 +96,6 @@ class DatasetSpec(BaseModel):
             raise ValueError(f"label values must be <= {MAX_LABEL_VALUE}, got {values[-1]}")
         return value
 
-    @field_validator("file_ending")
-    @classmethod
-    def _ending_has_dot(cls, value: str) -> str:
-        if not value.startswith("."):
-            raise ValueError(f"file_ending must start with '.', got '{value}'")
-        if any(c in value for c in "/\\\0") or len(value) > 16:
-            raise ValueError(f"file_ending must be a file suffix, got {value!r}")
-        return value
-
     @model_validator(mode="after")
     def _codes_name_labels(self) -> DatasetSpec:
         """A ``"codes"`` block (DICOM output, docs/dicom.md#codes) names existing labels with
@@ -101,11 +111,6 @@ class DatasetSpec(BaseModel):
         return self
 
     @property
-    def num_channels(self) -> int:
-        """Number of input channels."""
-        return len(self.channel_names)
-
-    @property
     def label_values(self) -> list[int]:
         """Sorted label values, background (0) first."""
         return sorted(self.labels.values())
@@ -116,13 +121,70 @@ class DatasetSpec(BaseModel):
         return {v: k for k, v in sorted(self.labels.items(), key=lambda kv: kv[1]) if v != 0}
 
 
+class ClassificationSpec(_FolderSpec):
+    """What the ``dataset.json`` of a classification dataset declares: ``classes`` (name ->
+    index, 0..K-1) instead of ``labels``.
+
+    Examples
+    --------
+    >>> spec = ClassificationSpec(
+    ...     channel_names={"0": "X-ray"}, classes={"normal": 0, "pneumonia": 1},
+    ...     numTraining=10, file_ending=".png")
+    >>> spec.class_names
+    ['normal', 'pneumonia']
+    """
+
+    classes: dict[str, int]
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_are_numbered(cls, value: dict[str, int]) -> dict[str, int]:
+        if sorted(value.values()) != list(range(len(value))) or len(value) < 2:
+            raise ValueError(f"classes must be at least 2 names numbered 0..K-1, got {value}")
+        if any(not name.strip() or "," in name for name in value):
+            raise ValueError("class names must be non-empty and without commas")
+        return value
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in index order."""
+        return [name for name, _ in sorted(self.classes.items(), key=lambda kv: kv[1])]
+
+
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a ``dataset.json`` file; errors name the file and the field."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(located(path, "dataset.json not found"))
-    raw = read_json_file(path, DatasetError, expect_object=True)
+    raw = _read_raw(path)
+    if "classes" in raw and "labels" not in raw:
+        raise DatasetError(
+            located(
+                path, "a classification dataset (classes, no labels): use medseg train-classifier"
+            )  # fmt: skip
+        )
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
         raise DatasetError(located(path, first_invalid_field(exc, "dataset.json"))) from None
+
+
+def load_classification_spec(path: str | Path) -> ClassificationSpec:
+    """Read and validate the ``dataset.json`` of a classification dataset."""
+    path = Path(path)
+    raw = _read_raw(path)
+    if "classes" not in raw:
+        raise DatasetError(
+            located(
+                path,
+                'no classes: a segmentation dataset (use medseg train), or add a "classes" block',
+            )  # fmt: skip
+        )
+    try:
+        return ClassificationSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise DatasetError(located(path, first_invalid_field(exc, "dataset.json"))) from None
+
+
+def _read_raw(path: Path) -> dict:
+    if not path.is_file():
+        raise DatasetError(located(path, "dataset.json not found"))
+    return read_json_file(path, DatasetError, expect_object=True)

@@ -59,6 +59,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path`` that becomes ``path`` only if the block
+    succeeds; ``path`` must be missing or an empty folder. On any exception the staging
+    folder is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "dataset"
+    >>> with atomic_folder(target) as staging:
+    ...     _ = (staging / "a.txt").write_text("a")
+    >>> sorted(p.name for p in target.iterdir())
+    ['a.txt']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
+    staging = path.with_name(f".{path.name}.building{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists():
+            path.rmdir()  # an empty folder only: anything else is an OSError, nothing lost
+        os.replace(staging, path)
+    except OSError as exc:
+        if exc.errno in WRITE_FAILURES:
+            raise OutputError(located(path, exc.strerror or str(exc))) from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
