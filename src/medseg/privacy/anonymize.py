@@ -79,8 +79,8 @@ def anonymize_folder(
     Examples
     --------
     >>> import tempfile
-    >>> empty = Path(tempfile.mkdtemp())
-    >>> anonymize_folder(empty, empty / "out", quiet=True).written
+    >>> empty, out = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "anon"
+    >>> anonymize_folder(empty, out, quiet=True).written
     0
     """
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
