@@ -26,6 +26,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
     assert set(groups["register"]) == {"register", "train-registration", "atlas-segment"}
     assert set(groups["prepare"]) == {"fingerprint", "plan", "preprocess", "convert", "anonymize"}
     assert "serve-dicom" in groups["segment"]
+    assert groups["classify"] == ["train-classifier"]
     listed = [name for names in groups.values() for name in names]
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert sorted(listed) == sorted(subparsers)
@@ -33,7 +34,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
 
 def test_every_command_has_examples_and_a_short_summary(run_cli):
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(COMMAND_MODULES) == 10 and len(subparsers) == 14
+    assert len(COMMAND_MODULES) == 11 and len(subparsers) == 15
     for name, parser in subparsers.items():
         assert len(parser.summary) <= 80, name
         code, out, _ = run_cli([name, "--help"])

@@ -22,6 +22,7 @@ from medseg.cli import (
     register,
     serve_dicom,
     train,
+    train_classifier,
 )
 from medseg.errors import MedsegError
 from medseg.io.atomic import WRITE_FAILURES
@@ -30,7 +31,8 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
-    demo, train, predict, postprocess, serve_dicom, evaluate, register, plan, convert, anonymize,
+    demo, train, train_classifier, predict, postprocess, serve_dicom, evaluate, register, plan,
+    convert, anonymize,
 )  # fmt: skip
 
 _EXAMPLES = """\

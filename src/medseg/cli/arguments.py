@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: The task groups ``medseg --help`` lists its commands under, in this order.
-GROUPS = ("segment", "evaluate", "register", "prepare")
+GROUPS = ("segment", "classify", "evaluate", "register", "prepare")
 
 
 def add_command(

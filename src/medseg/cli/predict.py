@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medseg.cli import arguments
 from medseg.cli.output import console
+from medseg.errors import ConfigError
 
 EXAMPLES = """\
   medseg predict runs/hippo Dataset004_Hippocampus/imagesTs --out preds
@@ -90,6 +91,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.infer import predict_paths
+    from medseg.runs.classifier_plan import is_classifier_run
+
+    if is_classifier_run(args.run_dir):
+        return _classify(args)
 
     written = predict_paths(
         args.run_dir,
@@ -105,4 +110,20 @@ def run(args: argparse.Namespace) -> int:
         formats=args.format,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from medseg.infer.classify import predict_classes
+
+    segmentation_only = {
+        "--tta": args.tta, "--save-probabilities": args.save_probabilities,
+        "--series": args.series, "--fold": args.folds,
+    }  # fmt: skip
+    given = [name for name, value in segmentation_only.items() if value]
+    if given or args.format not in (None, "nifti"):
+        option = given[0] if given else "--format"
+        raise ConfigError(f"{option} applies to segmentation runs; {args.run_dir} is a classifier")
+    target = predict_classes(args.run_dir, args.inputs, args.out, args.device, args.quiet)
+    console.print(f"wrote {target}")
     return 0

@@ -43,6 +43,9 @@ def _read_plan(run_dir: Path) -> _RunLabels:
     if not path.is_file():
         raise RunFolderError(located(run_dir, f"not a medseg run folder (no {PLAN_FILE})"))
     raw = read_json_file(path, RunFolderError)
+    if isinstance(raw, dict) and raw.get("task") == "classification":
+        raise RunFolderError(located(path, "a classifier's plan: this command needs a "
+                                     "segmentation run"))  # fmt: skip
     try:
         values = [int(v) for v in raw["label_values"]]
         names = [str(n) for n in raw["label_names"]]

@@ -155,6 +155,9 @@ class Plan(BaseModel):
         if not path.is_file():
             raise ConfigError(located(path, "plan file not found"))
         raw = read_json_file(path, RunFolderError)
+        if isinstance(raw, dict) and raw.get("task") == "classification":
+            raise RunFolderError(located(path, "a classifier's plan: this command needs a "
+                                         "segmentation run"))  # fmt: skip
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

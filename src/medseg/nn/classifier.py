@@ -1,0 +1,105 @@
+"""A CNN classifier for 2D and 3D images: a residual encoder, global pooling, dropout, a
+linear head.
+
+The encoder's stages are `ResidualStage` modules in ``encoder`` (Grad-CAM and feature-map
+views hook into them by name: ``encoder.0`` … ``encoder.{n-1}``, the last by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from medseg.nn.blocks import CONV
+
+BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 convolutions with batch normalisation and a shortcut (a 1×1 convolution where
+    the shape changes), as in ResNet's basic block. Batch rather than instance normalisation:
+    a class can depend on an image's overall brightness, which instance norm would erase."""
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        conv, norm = CONV[dim], BATCH_NORM[dim]
+        self.body = nn.Sequential(
+            conv(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            norm(out_channels),
+            nn.LeakyReLU(0.01, inplace=True),
+            conv(out_channels, out_channels, 3, padding=1, bias=False),
+            norm(out_channels),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                conv(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels)
+            )
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResidualStage(nn.Sequential):
+    """``blocks`` residual blocks; the first changes width and (from stage 1 on) halves
+    the size."""
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int, blocks: int, stride: int):
+        layers = [ResidualBlock(dim, in_channels, out_channels, stride)]
+        layers += [ResidualBlock(dim, out_channels, out_channels, 1) for _ in range(blocks - 1)]
+        super().__init__(*layers)
+
+
+class ResidualClassifier(nn.Module):
+    """Residual encoder → global average pooling → dropout → linear head (logits).
+
+    Parameters
+    ----------
+    dim
+        2 or 3.
+    in_channels, num_classes
+        Input channels and classes (2 for a binary task: softmax over two logits).
+    features
+        Width of each stage; stage 0 keeps the input size, each later one halves it.
+    blocks
+        Residual blocks per stage.
+    dropout
+        Dropout probability before the head.
+
+    Examples
+    --------
+    >>> net = ResidualClassifier(2, 1, 2, features=(8, 16, 32))
+    >>> tuple(net(torch.rand(4, 1, 28, 28)).shape)
+    (4, 2)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        num_classes: int,
+        features: Sequence[int] = (32, 64, 128, 256),
+        blocks: int = 2,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim}")
+        self.dim = dim
+        widths = [in_channels, *features]
+        self.encoder = nn.Sequential(
+            *(
+                ResidualStage(dim, widths[k], widths[k + 1], blocks, 1 if k == 0 else 2)
+                for k in range(len(features))
+            )
+        )
+        self.pool = nn.AdaptiveAvgPool3d(1) if dim == 3 else nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.pool(self.encoder(x)).flatten(1)
+        return self.head(self.dropout(features))

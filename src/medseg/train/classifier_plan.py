@@ -1,0 +1,124 @@
+"""Planning a classifier: input size, batch, network width and recipe for the data and budget.
+
+- input size: the most common image size, shrunk to fit `MAX_SIDE` per axis;
+- stages: four (three for images under 32 voxels a side), each halving the size;
+- width: the wider of two networks when, timed on this device, it still trains
+  `WIDE_MIN_STEPS` steps in the budget, else the narrower (an epoch budget takes the narrower);
+- batch: 64 images in 2D, 8 volumes in 3D, halved for large inputs;
+- recipe: AdamW and the short augmentation recipe of segmentation (no mirroring, 2D rotations
+  within 30 degrees): chest X-rays and most medical images arrive the right way round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from medseg.augment import AugmentationSettings
+from medseg.datasets.classification import ClassificationDataset
+from medseg.errors import ConfigError, first_invalid_field
+from medseg.runs import Decision
+from medseg.runs.classifier_plan import ClassifierPlan, network_for_classifier
+from medseg.train.recipe import recipe_for_steps
+
+#: The largest input side (voxels) per dimension; larger images are shrunk to it.
+MAX_SIDE = {2: 256, 3: 128}
+#: The two widths the planner chooses between.
+NARROW, WIDE = [16, 32, 64, 128], [32, 64, 128, 256]
+_RECIPE = (
+    "AdamW and segmentation's short augmentation recipe (no mirroring, 2D rotations within 30 "
+    "degrees): medical images arrive the right way round"
+)
+#: The wide network is chosen only if it trains this many steps in the budget.
+WIDE_MIN_STEPS = 3000
+
+
+def plan_classifier(
+    dataset: ClassificationDataset,
+    images: list[np.ndarray],
+    device: torch.device,
+    minutes: float | None,
+    seed: int,
+    overrides: dict[str, object],
+) -> ClassifierPlan:
+    """The plan for ``dataset`` (its images already read), with ``overrides`` applied last."""
+    dim = images[0].ndim - 1
+    size, size_reason = _input_size(images, dim)
+    stages = 4 if min(size) >= 32 else 3
+    large = int(np.prod(size)) > (128**2 if dim == 2 else 64**3)
+    batch = (64 if dim == 2 else 8) // (2 if large else 1)
+    recipe, _ = recipe_for_steps(1000)
+    plan = ClassifierPlan(
+        dim=dim,
+        channel_names=dataset.spec.channel_names,
+        class_names=dataset.spec.class_names,
+        input_size=size,
+        features=NARROW[:stages],
+        batch_size=batch,
+        augmentation=AugmentationSettings.model_validate(recipe["augmentation"]),
+        seed=seed,
+    )
+    plan, width_reason = _choose_width(plan, device, minutes, stages)
+    decisions = [
+        Decision(setting="input_size", value=size, reason=size_reason),
+        Decision(setting="features", value=plan.features, reason=width_reason),
+        Decision(setting="recipe", value="adamw, short augmentation", reason=_RECIPE),
+    ]
+    plan = plan.model_copy(update={"decisions": decisions})
+    return _with_overrides(plan, overrides)
+
+
+def _input_size(images: list[np.ndarray], dim: int) -> tuple[list[int], str]:
+    shape, count = Counter(tuple(a.shape[1:]) for a in images).most_common(1)[0]
+    scale = min(1.0, MAX_SIDE[dim] / max(shape))
+    size = [max(8, round(s * scale)) for s in shape]
+    reason = f"{count} of {len(images)} images are {list(shape)}"
+    if scale < 1:
+        reason += f", shrunk to at most {MAX_SIDE[dim]} per side"
+    return size, reason
+
+
+def _choose_width(
+    plan: ClassifierPlan, device: torch.device, minutes: float | None, stages: int
+) -> tuple[ClassifierPlan, str]:
+    if minutes is None:
+        return plan, "an epoch budget: the narrower network"
+    wide = plan.model_copy(update={"features": WIDE[:stages]})
+    seconds = _step_seconds(wide, device)
+    steps = minutes * 60 / seconds
+    if steps >= WIDE_MIN_STEPS:
+        return wide, f"the wider network trains ~{steps:.0f} steps in {minutes:g} min here"
+    reason = f"the wider network would train ~{steps:.0f} steps (< {WIDE_MIN_STEPS}) here"
+    return plan, reason
+
+
+def _step_seconds(plan: ClassifierPlan, device: torch.device, repeats: int = 3) -> float:
+    """Seconds per training step of ``plan``'s network on random data (after a warm-up)."""
+    network = network_for_classifier(plan).to(device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    images = torch.rand(plan.batch_size, plan.in_channels, *plan.input_size, device=device)
+    targets = torch.zeros(plan.batch_size, dtype=torch.int64, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(network(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def _with_overrides(plan: ClassifierPlan, overrides: dict[str, object]) -> ClassifierPlan:
+    if not overrides:
+        return plan
+    try:
+        return ClassifierPlan.model_validate({**plan.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ConfigError(f"--set: {first_invalid_field(exc, 'plan')}") from None
