@@ -27,12 +27,13 @@ ALLOWED: dict[str, set[str]] = {
     "loop": {"io"},
     "runs": {"io", "preprocess", "augment", "nn"},
     "train": {"io", "datasets", "preprocess", "metrics", "augment", "nn", "loop", "runs"},
-    "infer": {"io", "datasets", "preprocess", "postprocess", "nn", "runs"},
+    "infer": {"io", "datasets", "preprocess", "metrics", "postprocess", "nn", "runs"},
     "register": {"io", "datasets", "metrics", "nn", "loop"},
     "report": {"io", "datasets", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
     "serve": {"io", "infer"},
     "privacy": {"io"},
+    "explain": {"io", "datasets", "preprocess", "nn", "runs", "infer"},
     "cli": {
         "io",
         "datasets",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "demo",
         "serve",
         "privacy",
+        "explain",
     },  # fmt: skip
     "__main__": {"cli"},
 }

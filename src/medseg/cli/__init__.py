@@ -16,6 +16,8 @@ from medseg.cli import (
     convert,
     demo,
     evaluate,
+    evaluate_classification,
+    explain,
     plan,
     postprocess,
     predict,
@@ -31,8 +33,8 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
-    demo, train, train_classifier, predict, postprocess, serve_dicom, evaluate, register, plan,
-    convert, anonymize,
+    demo, train, train_classifier, explain, predict, postprocess, serve_dicom, evaluate,
+    evaluate_classification, register, plan, convert, anonymize,
 )  # fmt: skip
 
 _EXAMPLES = """\

@@ -86,6 +86,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ignore the run folder's postprocessing.json",
     )
+    parser.add_argument(
+        "--lesions", action="store_true",
+        help="also write lesions.csv: each connected component of each label with its "
+        "centroid (mm), box, volume and confidence (for detection, FROC in medseg evaluate)",
+    )  # fmt: skip
     arguments.add_device(parser)
 
 
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         postprocess=not args.no_postprocess,
         folds=args.folds,
         formats=args.format,
+        lesions=args.lesions,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
@@ -118,7 +124,7 @@ def _classify(args: argparse.Namespace) -> int:
 
     segmentation_only = {
         "--tta": args.tta, "--save-probabilities": args.save_probabilities,
-        "--series": args.series, "--fold": args.folds,
+        "--series": args.series, "--fold": args.folds, "--lesions": args.lesions,
     }  # fmt: skip
     given = [name for name, value in segmentation_only.items() if value]
     if given or args.format not in (None, "nifti"):

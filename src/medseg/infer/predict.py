@@ -14,6 +14,7 @@ from torch import nn
 from medseg.datasets import Case, group_image_files, read_case_image
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
+from medseg.infer.lesions import lesion_rows, write_lesions
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
 from medseg.io import (
     Image,
@@ -256,6 +257,7 @@ def predict_paths(
     postprocess: bool = True,
     folds: Sequence[int | str] | None = None,
     formats: str | Sequence[str] = ("nifti",),
+    lesions: bool = False,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
@@ -268,7 +270,9 @@ def predict_paths(
     unless ``postprocess`` is false. ``formats``: ``nifti`` is that label map (NIfTI for a
     DICOM series, else the input's own format); ``dicom-seg`` adds ``{case}_seg.dcm``, a
     DICOM Segmentation referencing the series, and ``rtstruct`` ``{case}_rtstruct.dcm``, an
-    RT Structure Set (DICOM series inputs only).
+    RT Structure Set (DICOM series inputs only). ``lesions`` writes ``lesions.csv``: every
+    connected component of every predicted label with its centroid, box, volume and
+    confidence (`medseg.infer.lesions`).
     """
     prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):
@@ -285,7 +289,8 @@ def predict_paths(
         )
     postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     out_dir = Path(out_dir)  # created by the first write: a refused input leaves nothing
-    written = []
+    written: list[Path] = []
+    found: list[dict[str, object]] = []  # lesion rows
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):
             source = case.image_paths[0]
@@ -301,8 +306,12 @@ def predict_paths(
             if save_probabilities:
                 stem = out_dir / case.case_id
                 write_probabilities(probabilities, image, model.config, stem, save_probabilities)
+            if lesions:
+                found += lesion_rows(case.case_id, labels, probabilities, model.config)
             written.extend(files)
             log_line(f"wrote {', '.join(str(f) for f in files)}", quiet)
+    if lesions:
+        written.append(write_lesions(found, out_dir))
     return written
 
 

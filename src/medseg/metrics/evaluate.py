@@ -31,9 +31,13 @@ from medseg.metrics.case import (
     absent_label_scores,
     score_case,
 )
+from medseg.metrics.detection import froc_from_files
 from medseg.metrics.lesions import DEFAULT_LESION_IOU
 from medseg.parallel import available_cores, map_in_processes
 from medseg.progress import log_line
+
+#: The lesion list `medseg predict --lesions` writes beside its predictions.
+LESIONS_FILE = "lesions.csv"
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,9 @@ def evaluate_folders(
     summary = summarise(rows, label_list, label_names, len(outcomes), lesion_rows)
     summary["settings"] = settings.as_dict()
     pairs = {t.case: (t.prediction, t.reference) for t in tasks}
+    if (pred_dir / LESIONS_FILE).is_file():  # medseg predict --lesions wrote one
+        references = {case: reference for case, (_, reference) in pairs.items()}
+        summary["froc"] = froc_from_files(pred_dir / LESIONS_FILE, references, label_names)
     return Evaluation(rows, summary, warnings, lesion_rows, pairs, label_names)
 
 

@@ -11,6 +11,8 @@ AUC are kept (``model_best.safetensors``), the latest beside them.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS
 from medseg.runs.classifier_plan import ClassifierPlan, network_for_classifier, prepare_image
 from medseg.train.classifier_plan import plan_classifier
 
+#: The best weights' predictions of the validation cases, in each fold folder.
+VALIDATION_FILE = "validation.csv"
 #: The most input values held in memory for training (float32): 4 GiB.
 MAX_VALUES = 2**30
 
@@ -78,6 +82,7 @@ def train_classifier(
     train_ids, val_ids = _split(dataset, fold)
     torch_device = resolve_device(device)
     plan = plan_classifier(dataset, images, torch_device, minutes, seed, overrides or {})
+    _check_run_folder(run_dir, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.save(run_dir)
     fold_dir = run_dir / f"fold_{fold}"
@@ -87,6 +92,7 @@ def train_classifier(
     targets = torch.tensor([dataset.classes[case.case_id] for case in dataset.training])
     budget = Budget(epochs=epochs, minutes=minutes, steps_per_epoch=plan.steps_per_epoch)
     loop = _Loop(plan, torch_device, fold_dir, quiet)
+    loop.val_ids = list(val_ids)
     result = loop.run(
         inputs, targets, [index[c] for c in train_ids], [index[c] for c in val_ids], budget
     )
@@ -95,11 +101,25 @@ def train_classifier(
 
 
 def _load_images(dataset: ClassificationDataset) -> list[np.ndarray]:
-    arrays = [read_case_image(case, dataset.spec.num_channels).array for case in dataset.training]
-    total = sum(a.size for a in arrays)
-    if total > MAX_VALUES:
-        raise DatasetError(located(dataset.root, f"{total} voxels do not fit in memory"))
+    arrays, total = [], 0
+    for case in dataset.training:
+        arrays.append(read_case_image(case, dataset.spec.num_channels).array)
+        total += arrays[-1].size
+        if total > MAX_VALUES:  # stop reading before memory runs out
+            problem = f"the images hold more than {MAX_VALUES} values: too many to train on"
+            raise DatasetError(located(dataset.root, problem))
     return arrays
+
+
+def _check_run_folder(run_dir: Path, plan: ClassifierPlan) -> None:
+    """A run folder holds one plan: another fold of the same plan may join it, nothing else."""
+    if not (run_dir / "plan.json").is_file():
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise ConfigError(located(run_dir, "exists and is not a classifier run folder"))
+        return
+    existing = ClassifierPlan.load(run_dir).model_dump(exclude={"decisions"})
+    if existing != plan.model_dump(exclude={"decisions"}):
+        raise ConfigError(located(run_dir, "holds a run with another plan: choose a new --out"))
 
 
 def _split(dataset: ClassificationDataset, fold: int | str) -> tuple[list[str], list[str]]:
@@ -135,6 +155,7 @@ class _Loop:
         self.rng = np.random.default_rng(plan.seed)
         self.history: list[dict[str, float]] = []
         self.best: dict[str, float] = {}
+        self.val_ids: list[str] = []
 
     def run(self, inputs, targets, train, val, budget: Budget) -> ClassifierResult:
         start, steps = time.perf_counter(), 0
@@ -172,17 +193,34 @@ class _Loop:
 
     def _epoch_end(self, steps: int, loss: float, images, targets) -> None:
         row: dict[str, float] = {"step": steps, "train_loss": round(loss, 5)}
+        probabilities = None
         if len(targets):
-            row |= validate(self.network, images, targets, self.plan.batch_size, self.device)
+            probabilities = predict_probabilities(
+                self.network, images, self.plan.batch_size, self.device
+            )
+            row |= validation_scores(targets.numpy(), probabilities)
         self.history.append(row)
         save_weights(self.network, self.fold_dir / LATEST_WEIGHTS)
         score = row.get("val_auc", float("nan"))
         if not self.best or _better(score, self.best.get("val_auc", float("nan"))):
             self.best = row
             save_weights(self.network, self.fold_dir / BEST_WEIGHTS)
+            if probabilities is not None:
+                self._write_validation(targets.numpy(), probabilities)
         write_log_rows(self.fold_dir, self.history)
         write_text_atomic(self.fold_dir / "best.json", json.dumps(self.best, indent=1) + "\n")
         log_line(f"step {steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), self.quiet)
+
+    def _write_validation(self, truth: np.ndarray, probabilities: np.ndarray) -> None:
+        """The best weights' validation predictions (``medseg evaluate-classification
+        --threshold-from`` chooses a threshold on them)."""
+        names = self.plan.class_names
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["case", "truth", "class", *(f"p_{name}" for name in names)])
+        for case, true, row in zip(self.val_ids, truth, probabilities):
+            writer.writerow([case, names[true], names[row.argmax()], *(f"{p:.6f}" for p in row)])
+        write_text_atomic(self.fold_dir / VALIDATION_FILE, text.getvalue())
 
 
 def _better(score: float, best: float) -> bool:
@@ -201,15 +239,20 @@ def _sampling_weights(targets: np.ndarray, plan: ClassifierPlan) -> np.ndarray:
 
 
 @torch.no_grad()
-def validate(network, images: torch.Tensor, targets: torch.Tensor, batch: int, device) -> dict:
-    """Loss, ROC AUC, accuracy and balanced accuracy of ``network`` on ``images``."""
+def predict_probabilities(network, images: torch.Tensor, batch: int, device) -> np.ndarray:
+    """Softmax probabilities ``(N, K)`` of ``network`` for prepared ``images``."""
     network.eval()
     chunks = [images[k : k + batch] for k in range(0, len(images), batch)]
     logits = torch.cat([network(chunk.to(device)).cpu() for chunk in chunks])
-    probabilities = torch.softmax(logits, 1).numpy()
-    truth, predicted = targets.numpy(), probabilities.argmax(1)
+    return torch.softmax(logits, 1).numpy()
+
+
+def validation_scores(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Loss (cross-entropy), ROC AUC, accuracy and balanced accuracy."""
+    predicted = probabilities.argmax(1)
+    picked = probabilities[np.arange(len(truth)), truth]
     return {
-        "val_loss": round(float(F.cross_entropy(logits, targets)), 5),
+        "val_loss": round(float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))), 5),
         "val_auc": round(multiclass_auc(truth, probabilities), 5),
         "val_accuracy": round(accuracy(truth, predicted), 5),
         "val_balanced_accuracy": round(balanced_accuracy(truth, predicted), 5),

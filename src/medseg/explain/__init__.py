@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM maps and feature-map views (`medseg explain`)."""
