@@ -22,7 +22,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
     assert code == 0
     groups = _listing(out)
     assert list(groups) == list(GROUPS)
-    assert groups["evaluate"] == ["evaluate", "evaluate-classification"]
+    assert groups["evaluate"] == ["evaluate", "evaluate-classification", "calibrate"]
     assert set(groups["register"]) == {"register", "train-registration", "atlas-segment"}
     assert set(groups["prepare"]) == {"fingerprint", "plan", "preprocess", "convert", "anonymize"}
     assert "serve-dicom" in groups["segment"]
@@ -34,7 +34,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
 
 def test_every_command_has_examples_and_a_short_summary(run_cli):
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(COMMAND_MODULES) == 13 and len(subparsers) == 17
+    assert len(COMMAND_MODULES) == 14 and len(subparsers) == 18
     for name, parser in subparsers.items():
         assert len(parser.summary) <= 80, name
         code, out, _ = run_cli([name, "--help"])

@@ -13,6 +13,7 @@ from medseg import __version__
 from medseg.cli import (
     anonymize,
     arguments,
+    calibrate,
     convert,
     demo,
     evaluate,
@@ -34,7 +35,7 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
     demo, train, train_classifier, explain, predict, postprocess, serve_dicom, evaluate,
-    evaluate_classification, register, plan, convert, anonymize,
+    evaluate_classification, calibrate, register, plan, convert, anonymize,
 )  # fmt: skip
 
 _EXAMPLES = """\

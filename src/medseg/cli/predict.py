@@ -91,6 +91,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write lesions.csv: each connected component of each label with its "
         "centroid (mm), box, volume and confidence (for detection, FROC in medseg evaluate)",
     )  # fmt: skip
+    parser.add_argument(
+        "--uncertainty", action="store_true",
+        help="also write {case}_uncertainty.nii.gz (entropy of the averaged probabilities) and "
+        "quality.csv (per-case scores; an ok/review flag once medseg calibrate has run)",
+    )  # fmt: skip
     arguments.add_device(parser)
 
 
@@ -114,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         formats=args.format,
         lesions=args.lesions,
+        uncertainty=args.uncertainty,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
@@ -125,6 +131,7 @@ def _classify(args: argparse.Namespace) -> int:
     segmentation_only = {
         "--tta": args.tta, "--save-probabilities": args.save_probabilities,
         "--series": args.series, "--fold": args.folds, "--lesions": args.lesions,
+        "--uncertainty": args.uncertainty,
     }  # fmt: skip
     given = [name for name, value in segmentation_only.items() if value]
     if given or args.format not in (None, "nifti"):

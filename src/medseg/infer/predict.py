@@ -16,6 +16,8 @@ from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.infer.lesions import lesion_rows, write_lesions
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
+from medseg.infer.quality import load_calibration
+from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
 from medseg.io import (
     Image,
     atomic_path,
@@ -106,7 +108,12 @@ def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
 
 
 def predict_probabilities(
-    model: TrainedModel, image: Image, tta: bool = False, *, source: str | Path = "image"
+    model: TrainedModel,
+    image: Image,
+    tta: bool = False,
+    *,
+    source: str | Path = "image",
+    members: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
     (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`).
@@ -114,6 +121,8 @@ def predict_probabilities(
     The image goes through the plan's preprocessing (reorientation, crop, resampling,
     normalisation); the probabilities come back through its inverse. ``source`` names the
     image in errors (a spacing far from the plan's, a resampled size over the voxel limit).
+    ``members``, when given, receives each fold's and copy's class map (uint8, on the
+    network's grid) for `medseg.infer.quality`.
     """
     c = model.config
     geometry = None
@@ -131,6 +140,8 @@ def predict_probabilities(
             probs = predict_volume(network, flipped, c.patch_size, 2 * c.batch_size, c.slice_axis)
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total + probs
+            if members is not None:
+                members.append(probs.argmax(0).to(torch.uint8).cpu().numpy())
     assert total is not None
     probabilities = (total / (len(model.networks) * len(flips))).cpu().numpy()
     if geometry is not None:
@@ -145,11 +156,13 @@ def predict_labels(
     postprocessing: Postprocessing | None = None,
     *,
     source: str | Path = "image",
+    members: list[np.ndarray] | None = None,
 ) -> tuple[Image, np.ndarray]:
     """The label map of ``image`` (same shape and affine, label values from dataset.json)
     and the class probabilities ``(K, *spatial)`` it was taken from; ``postprocessing`` is
-    applied to the labels; ``source`` names the image in errors."""
-    probabilities = predict_probabilities(model, image, tta, source=source)
+    applied to the labels; ``source`` names the image in errors; ``members`` as for
+    `predict_probabilities`."""
+    probabilities = predict_probabilities(model, image, tta, source=source, members=members)
     labels = model.config.labels_from_classes(probabilities.argmax(0))
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
@@ -258,6 +271,7 @@ def predict_paths(
     folds: Sequence[int | str] | None = None,
     formats: str | Sequence[str] = ("nifti",),
     lesions: bool = False,
+    uncertainty: bool = False,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
@@ -272,7 +286,9 @@ def predict_paths(
     DICOM Segmentation referencing the series, and ``rtstruct`` ``{case}_rtstruct.dcm``, an
     RT Structure Set (DICOM series inputs only). ``lesions`` writes ``lesions.csv``: every
     connected component of every predicted label with its centroid, box, volume and
-    confidence (`medseg.infer.lesions`).
+    confidence (`medseg.infer.lesions`). ``uncertainty`` writes ``{case}_uncertainty.nii.gz``
+    (the normalised entropy of the averaged probabilities) and ``quality.csv`` (per case:
+    scores and, once the run is calibrated, an ``ok``/``review`` flag; `medseg.infer.quality`).
     """
     prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):
@@ -291,13 +307,18 @@ def predict_paths(
     out_dir = Path(out_dir)  # created by the first write: a refused input leaves nothing
     written: list[Path] = []
     found: list[dict[str, object]] = []  # lesion rows
+    quality: list[dict[str, object]] = []  # quality.csv rows
+    calibration = load_calibration(model.run_dir) if uncertainty else None
     with make_progress(quiet) as progress:
         for case in progress.track(cases, description="predicting"):
             source = case.image_paths[0]
             image = read_dicom_series(source, series) if source.is_dir() else read_case_image(case)
             suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
             _check_fits_model(image, model.config, source)
-            labels, probabilities = predict_labels(model, image, tta, postprocessing, source=source)
+            members: list[np.ndarray] | None = [] if uncertainty else None
+            labels, probabilities = predict_labels(
+                model, image, tta, postprocessing, source=source, members=members
+            )
             files = write_prediction(
                 labels, out_dir, case.case_id, suffix, formats,
                 dicom_series=source if source.is_dir() else None, series=series,
@@ -308,10 +329,17 @@ def predict_paths(
                 write_probabilities(probabilities, image, model.config, stem, save_probabilities)
             if lesions:
                 found += lesion_rows(case.case_id, labels, probabilities, model.config)
+            if members is not None:
+                files.append(write_uncertainty(probabilities, labels, out_dir, case.case_id))
+                quality.append(
+                    quality_row(case.case_id, probabilities, labels, members, calibration)
+                )
             written.extend(files)
             log_line(f"wrote {', '.join(str(f) for f in files)}", quiet)
     if lesions:
         written.append(write_lesions(found, out_dir))
+    if uncertainty:
+        written.append(write_quality(quality, out_dir))
     return written
 
 

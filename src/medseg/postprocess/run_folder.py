@@ -59,7 +59,7 @@ def _read_plan(run_dir: Path) -> _RunLabels:
     return _RunLabels(values, names, ending)
 
 
-def _dataset_dir(run_dir: Path, dataset_dir: str | Path | None) -> Path:
+def recorded_dataset_dir(run_dir: Path, dataset_dir: str | Path | None) -> Path:
     """The dataset folder: the argument, else the one recorded in the run's manifest.json."""
     if dataset_dir is not None:
         folder = Path(dataset_dir)
@@ -217,7 +217,7 @@ def auto_postprocess(
     if not run_dir.is_dir():
         raise RunFolderError(located(run_dir, "run folder not found"))
     run = _read_plan(run_dir)
-    labels_dir = _dataset_dir(run_dir, dataset_dir) / "labelsTr"
+    labels_dir = recorded_dataset_dir(run_dir, dataset_dir) / "labelsTr"
     if not labels_dir.is_dir():
         raise DatasetError(located(labels_dir, "folder not found (references are read here)"))
     files = _validation_cases(run_dir, labels_dir, run)

@@ -1,0 +1,119 @@
+"""``medseg calibrate RUN``: choose the quality score and the flag threshold of a run on its
+cross-validation cases, and store them in ``RUN/quality.json``.
+
+Each fold's validation cases (those in ``fold_K/validation``) are predicted again by that
+fold's network (with the mirrored copies too when the model was trained with mirroring), as
+``medseg predict --uncertainty`` would, and scored (`medseg.infer.quality`) and compared with
+their references (mean Dice over the foreground labels). The worst cases are the
+``worst_fraction`` with the lowest Dice. For each score the ROC AUC of detecting them is
+measured; the score with the highest AUC is chosen, with Youden's threshold on these cases.
+The risk–coverage curve (the mean Dice of the cases kept when the most doubtful ones are
+flagged first) is stored beside, with every case's scores in ``quality_cv.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from medseg.datasets import open_dataset, read_training_case
+from medseg.errors import RunFolderError, located
+from medseg.infer.predict import load_trained_model, mirror_axes, predict_labels
+from medseg.infer.quality import SCORES, Calibration, case_scores
+from medseg.io import image_files, write_text_atomic
+from medseg.metrics.classification import roc_auc, youden_threshold
+from medseg.metrics.overlap import dice_per_label
+from medseg.postprocess.model import load_postprocessing
+from medseg.postprocess.run_folder import recorded_dataset_dir
+from medseg.progress import make_progress
+
+
+def calibrate_run(
+    run_dir: str | Path,
+    dataset_dir: str | Path | None = None,
+    worst_fraction: float = 0.1,
+    device: str = "auto",
+    quiet: bool = False,
+) -> tuple[Calibration, list[dict[str, object]]]:
+    """Calibrate the run's quality flag (see the module text); returns the calibration and
+    one row per cross-validation case (its scores, Dice and whether it is among the worst).
+
+    Examples
+    --------
+    >>> calibration, rows = calibrate_run("runs/hippo")  # doctest: +SKIP
+    >>> calibration.score, calibration.auroc  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
+    postprocessing = load_postprocessing(run_dir)
+    rows: list[dict[str, object]] = []
+    folds = sorted(p for p in run_dir.glob("fold_*/validation") if p.parent.name[5:].isdigit())
+    if not folds:
+        problem = "no fold_K/validation: train it with --cross-validation first"
+        raise RunFolderError(located(run_dir, problem))
+    with make_progress(quiet) as progress:
+        for folder in folds:
+            model = load_trained_model(run_dir, device, folds=[int(folder.parent.name[5:])])
+            tta = mirror_axes(model.config) != [()]
+            ending = model.config.file_ending
+            names = [p.name for p in image_files(folder) if p.name.endswith(ending)]
+            cases = [name[: -len(ending)] for name in names]
+            for case_id in progress.track(cases, description=folder.parent.name):
+                image, reference = read_training_case(dataset.case(case_id), dataset.spec)
+                members: list[np.ndarray] = []
+                labels, probabilities = predict_labels(
+                    model, image, tta, postprocessing, source=case_id, members=members
+                )
+                voxel_ml = float(np.prod(image.spacing)) / 1000.0
+                scores = case_scores(probabilities, labels.array[0], members, voxel_ml, None)
+                values = [v for v in model.config.label_values if v != 0]
+                dice = dice_per_label(reference, labels.array[0], values)
+                rows.append({"case": case_id, **scores,
+                             "reference_ml": float((reference > 0).sum()) * voxel_ml,
+                             "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
+    calibration, curve = _choose(rows, worst_fraction)
+    calibration.save(run_dir, {"risk_coverage": curve})
+    write_text_atomic(run_dir / "quality_cv.csv", _table(rows))
+    return calibration, rows
+
+
+def _choose(rows: list[dict[str, object]], worst_fraction: float):
+    volumes = np.array([r["reference_ml"] for r in rows], float)
+    mean, std = float(volumes.mean()), float(volumes.std())
+    for row in rows:
+        distance = abs(float(row["volume_ml"]) - mean)  # type: ignore[arg-type]
+        row["volume_z"] = distance / std if std > 0 else float("nan")
+    dice = np.array([r["dice"] for r in rows], float)
+    cut = np.quantile(dice, worst_fraction)
+    worst = dice <= cut
+    for row, bad in zip(rows, worst):
+        row["worst"] = bool(bad)
+    auroc = {}
+    for score in SCORES:
+        values = np.array([r[score] for r in rows], float)
+        usable = np.isfinite(values)
+        auroc[score] = roc_auc(worst[usable], values[usable]) if usable.all() else float("nan")
+    finite = {k: v for k, v in auroc.items() if np.isfinite(v)}
+    if not finite:
+        raise RunFolderError("no quality score is defined on these cases (too few, or one class)")
+    best = max(finite, key=finite.get)  # type: ignore[arg-type]
+    values = np.array([r[best] for r in rows], float)
+    threshold = youden_threshold(worst, values)
+    order = np.argsort(values)  # most confident first
+    curve = [
+        {"coverage": round(k / len(rows), 4), "mean_dice": float(dice[order[:k]].mean())}
+        for k in range(1, len(rows) + 1)
+    ]
+    calibration = Calibration(best, threshold, mean, std, auroc, len(rows), worst_fraction)
+    return calibration, curve
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()

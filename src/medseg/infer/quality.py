@@ -1,0 +1,125 @@
+"""Uncertainty maps and per-case quality scores of a segmentation, and the flag that turns a
+score into ``ok`` / ``review``.
+
+Scores of one case (higher = more doubtful):
+
+- ``mean_entropy``: the entropy of the averaged softmax (over folds and TTA copies),
+  normalised by log K to [0, 1], averaged over the predicted foreground (0 without any);
+- ``disagreement``: 1 − the mean pairwise Dice of the members' foreground (folds × TTA
+  copies, on the network's grid); NaN with a single member;
+- ``volume_z``: how many standard deviations the predicted foreground volume lies from the
+  mean of the reference volumes the run was calibrated on (NaN before calibration).
+
+`medseg calibrate` (`medseg.infer.calibrate`) chooses, on the run's cross-validation cases,
+the score that best detects its worst cases and the threshold above which a case is flagged
+``review``; it stores them in ``quality.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import RunFolderError, located
+from medseg.io import read_json_file, write_text_atomic
+
+QUALITY_FILE = "quality.json"
+SCORES = ("mean_entropy", "disagreement", "volume_z")
+
+
+def entropy_map(probabilities: np.ndarray) -> np.ndarray:
+    """Voxel-wise entropy of ``probabilities`` ``(K, *spatial)``, divided by log K (0 = sure,
+    1 = uniform).
+
+    Examples
+    --------
+    >>> entropy_map(np.array([[1.0, 0.5], [0.0, 0.5]])).round(3).tolist()
+    [0.0, 1.0]
+    """
+    p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
+    return (-(p * np.log(p)).sum(0) / np.log(len(probabilities))).astype(np.float32)
+
+
+def pairwise_agreement(member_labels: list[np.ndarray]) -> float:
+    """Mean Dice of the foreground (label > 0) over all pairs of members; NaN for fewer than
+    two, 1 for two empty masks."""
+    masks = [labels > 0 for labels in member_labels]
+    if len(masks) < 2:
+        return float("nan")
+    scores = []
+    for a, b in itertools.combinations(masks, 2):
+        total = int(a.sum()) + int(b.sum())
+        scores.append(1.0 if total == 0 else 2.0 * int((a & b).sum()) / total)
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `medseg calibrate` chose: the score, the threshold at or above which a case is
+    flagged, and the reference volumes ``volume_z`` is measured against."""
+
+    score: str
+    threshold: float
+    volume_mean_ml: float
+    volume_std_ml: float
+    auroc: dict[str, float]
+    cases: int
+    worst_fraction: float
+
+    def save(self, run_dir: Path, extra: dict[str, object]) -> Path:
+        """Write ``quality.json`` (this and ``extra``, e.g. the risk-coverage curve)."""
+        path = Path(run_dir) / QUALITY_FILE
+        write_text_atomic(path, json.dumps({**asdict(self), **extra}, indent=1) + "\n")
+        return path
+
+
+def load_calibration(run_dir: Path) -> Calibration | None:
+    """The run's calibration, or None when it was never calibrated."""
+    path = Path(run_dir) / QUALITY_FILE
+    if not path.is_file():
+        return None
+    raw = read_json_file(path, RunFolderError, expect_object=True)
+    try:
+        fields = {name: raw[name] for name in Calibration.__dataclass_fields__}
+        calibration = Calibration(**fields)
+    except (KeyError, TypeError):
+        raise RunFolderError(located(path, "not a quality.json of medseg calibrate")) from None
+    if calibration.score not in SCORES:
+        raise RunFolderError(located(path, f"unknown score {calibration.score!r}"))
+    return calibration
+
+
+def case_scores(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    member_labels: list[np.ndarray],
+    voxel_ml: float,
+    calibration: Calibration | None,
+) -> dict[str, float]:
+    """The scores of one case from its averaged probabilities ``(K, *s)`` and label map on
+    the input's grid, and its members' label maps; ``voxel_ml`` is one voxel's volume."""
+    foreground = labels > 0
+    entropy = entropy_map(probabilities)
+    volume = float(foreground.sum()) * voxel_ml
+    z = float("nan")
+    if calibration is not None and calibration.volume_std_ml > 0:
+        z = abs(volume - calibration.volume_mean_ml) / calibration.volume_std_ml
+    return {
+        "mean_entropy": float(entropy[foreground].mean()) if foreground.any() else 0.0,
+        "disagreement": 1.0 - pairwise_agreement(member_labels),
+        "volume_ml": round(volume, 4),
+        "volume_z": z,
+    }
+
+
+def flag(scores: dict[str, float], calibration: Calibration | None) -> str:
+    """``review`` when the calibrated score is at or above its threshold (or undefined),
+    ``ok`` below it, empty without a calibration."""
+    if calibration is None:
+        return ""
+    value = scores[calibration.score]
+    return "review" if not np.isfinite(value) or value >= calibration.threshold else "ok"

@@ -1,0 +1,51 @@
+"""What ``medseg predict --uncertainty`` writes: ``{case}_uncertainty.nii.gz`` and
+``quality.csv`` (one row per case: its scores and, once calibrated, its flag)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from medseg.infer.quality import Calibration, case_scores, entropy_map, flag
+from medseg.io import Image, write_image
+from medseg.io.atomic import write_text_atomic
+
+QUALITY_CSV = "quality.csv"
+QUALITY_COLUMNS = ["case", "mean_entropy", "disagreement", "volume_ml", "volume_z", "flag"]
+
+
+def write_uncertainty(probabilities: np.ndarray, labels: Image, out_dir: Path, case: str) -> Path:
+    """The normalised entropy map on the input's grid (float32, 0 = sure, 1 = uniform)."""
+    path = Path(out_dir) / f"{case}_uncertainty.nii.gz"
+    write_image(Image(entropy_map(probabilities)[None], labels.affine), path)
+    return path
+
+
+def quality_row(
+    case: str,
+    probabilities: np.ndarray,
+    labels: Image,
+    members: list[np.ndarray],
+    calibration: Calibration | None,
+) -> dict[str, object]:
+    """One row of quality.csv."""
+    voxel_ml = float(np.prod(labels.spacing)) / 1000.0
+    scores = case_scores(probabilities, labels.array[0], members, voxel_ml, calibration)
+    row: dict[str, object] = {"case": case}
+    row |= {k: round(v, 6) if np.isfinite(v) else "" for k, v in scores.items()}
+    row["flag"] = flag(scores, calibration)
+    return row
+
+
+def write_quality(rows: list[dict[str, object]], out_dir: Path) -> Path:
+    """Write quality.csv into ``out_dir``."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=QUALITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(out_dir) / QUALITY_CSV
+    write_text_atomic(path, text.getvalue())
+    return path

@@ -1,0 +1,93 @@
+"""Uncertainty maps, quality scores, the flag, and its calibration on cross-validation."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from medseg.datasets.phantom import write_phantom_dataset
+from medseg.infer import predict_paths
+from medseg.infer.calibrate import _choose, calibrate_run
+from medseg.infer.quality import (
+    SCORES,
+    Calibration,
+    case_scores,
+    entropy_map,
+    flag,
+    load_calibration,
+    pairwise_agreement,
+)
+from medseg.io import read_image
+from medseg.train import TrainOptions
+from medseg.train.cross_validation import train_folds
+
+
+def test_entropy_agreement_and_scores_of_a_known_case():
+    probabilities = np.zeros((2, 4, 4))
+    probabilities[1, :2] = 1.0  # sure foreground
+    probabilities[0, 2:] = 0.5  # unsure background
+    probabilities[1, 2:] = 0.5
+    entropy = entropy_map(probabilities)
+    assert entropy[:2].max() < 1e-6 and np.allclose(entropy[2:], 1.0)
+    labels = (probabilities.argmax(0) == 1).astype(np.uint8)
+    a, b = labels.copy(), labels.copy()
+    b[0, 0] = 0  # one member misses a voxel: Dice 14/15
+    assert pairwise_agreement([a, b]) == pytest.approx(14 / 15)
+    assert np.isnan(pairwise_agreement([a]))
+    scores = case_scores(probabilities, labels, [a, b], voxel_ml=0.5, calibration=None)
+    assert scores["mean_entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["disagreement"] == pytest.approx(1 / 15) and scores["volume_ml"] == 4.0
+    assert np.isnan(scores["volume_z"]) and flag(scores, None) == ""
+    calibration = Calibration("volume_z", 2.0, 10.0, 3.0, {}, 20, 0.1)
+    scores = case_scores(probabilities, labels, [a, b], voxel_ml=0.5, calibration=calibration)
+    assert scores["volume_z"] == pytest.approx(2.0) and flag(scores, calibration) == "review"
+
+
+def test_the_score_that_ranks_the_worst_cases_first_is_chosen():
+    rng = np.random.default_rng(0)
+    dice = rng.uniform(0.5, 0.95, 40)
+    rows = [
+        {"case": f"c{k}", "mean_entropy": 1 - d, "disagreement": rng.random(),
+         "volume_ml": 10.0, "reference_ml": 10.0 + k % 3, "dice": d}
+        for k, d in enumerate(dice)
+    ]  # fmt: skip
+    calibration, curve = _choose(rows, 0.1)
+    assert calibration.score == "mean_entropy" and calibration.auroc["mean_entropy"] == 1.0
+    flagged = {r["case"] for r in rows if r["mean_entropy"] >= calibration.threshold}
+    assert flagged == {r["case"] for r in rows if r["worst"]}
+    assert curve[-1]["coverage"] == 1.0 and curve[0]["mean_dice"] >= curve[-1]["mean_dice"]
+
+
+@pytest.fixture(scope="module")
+def cross_validated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    data = write_phantom_dataset(root / "ds", n_train=10, n_test=2, dim=2, shape=(32, 32))
+    options = TrainOptions(epochs=2, iterations_per_epoch=3, quiet=True)
+    train_folds(data, root / "run", options)
+    return root / "run", data
+
+
+def test_calibrate_stores_a_flag_that_predict_then_applies(cross_validated, tmp_path):
+    run, data = cross_validated
+    calibration, rows = calibrate_run(run, quiet=True)
+    assert len(rows) == 10 and calibration.score in SCORES
+    assert load_calibration(run) == calibration
+    stored = json.loads((run / "quality.json").read_text())
+    assert len(stored["risk_coverage"]) == 10 and (run / "quality_cv.csv").is_file()
+    out = tmp_path / "out"
+    written = predict_paths(run, [data / "imagesTs"], out, quiet=True, uncertainty=True)
+    table = list(csv.DictReader((tmp_path / "out" / "quality.csv").open()))
+    assert len(table) == 2 and {row["flag"] for row in table} <= {"ok", "review"}
+    maps = [p for p in written if p.name.endswith("_uncertainty.nii.gz")]
+    image = read_image(next((data / "imagesTs").iterdir()))
+    uncertainty = read_image(maps[0])
+    assert uncertainty.spatial_shape == image.spatial_shape
+    assert uncertainty.array.min() >= 0 and uncertainty.array.max() <= 1
+
+
+def test_a_run_without_cross_validation_cannot_be_calibrated(coarse_run, run_cli):
+    code, _, err = run_cli(["calibrate", coarse_run])
+    assert code == 2 and "--cross-validation" in err
