@@ -47,13 +47,13 @@ def calibrate_run(
     >>> calibration.score, calibration.auroc  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
-    postprocessing = load_postprocessing(run_dir)
-    rows: list[dict[str, object]] = []
     folds = sorted(p for p in run_dir.glob("fold_*/validation") if p.parent.name[5:].isdigit())
     if not folds:
         problem = "no fold_K/validation: train it with --cross-validation first"
         raise RunFolderError(located(run_dir, problem))
+    dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
+    postprocessing = load_postprocessing(run_dir)
+    rows: list[dict[str, object]] = []
     with make_progress(quiet) as progress:
         for folder in folds:
             model = load_trained_model(run_dir, device, folds=[int(folder.parent.name[5:])])

@@ -73,7 +73,9 @@ class Calibration:
     def save(self, run_dir: Path, extra: dict[str, object]) -> Path:
         """Write ``quality.json`` (this and ``extra``, e.g. the risk-coverage curve)."""
         path = Path(run_dir) / QUALITY_FILE
-        write_text_atomic(path, json.dumps({**asdict(self), **extra}, indent=1) + "\n")
+        fields = asdict(self)
+        fields["auroc"] = {k: v if np.isfinite(v) else None for k, v in self.auroc.items()}
+        write_text_atomic(path, json.dumps({**fields, **extra}, indent=1) + "\n")
         return path
 
 
@@ -85,8 +87,10 @@ def load_calibration(run_dir: Path) -> Calibration | None:
     raw = read_json_file(path, RunFolderError, expect_object=True)
     try:
         fields = {name: raw[name] for name in Calibration.__dataclass_fields__}
+        aurocs = fields["auroc"].items()
+        fields["auroc"] = {k: float("nan") if v is None else float(v) for k, v in aurocs}
         calibration = Calibration(**fields)
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         raise RunFolderError(located(path, "not a quality.json of medseg calibrate")) from None
     if calibration.score not in SCORES:
         raise RunFolderError(located(path, f"unknown score {calibration.score!r}"))

@@ -2,6 +2,8 @@
 
 - input size: the most common image size, shrunk to fit `MAX_SIDE` per axis;
 - stages: four (three for images under 32 voxels a side), each halving the size;
+- and if even the narrower network would train fewer than `MIN_STEPS` steps in the budget,
+  the input size is halved (to at least `MIN_SIDE` a side) until it does;
 - width: the wider of two networks when, timed on this device, it still trains
   `WIDE_MIN_STEPS` steps in the budget, else the narrower (an epoch budget takes the narrower);
 - batch: 64 images in 2D, 8 volumes in 3D, halved for large inputs;
@@ -27,6 +29,8 @@ from medseg.train.recipe import recipe_for_steps
 
 #: The largest input side (voxels) per dimension; larger images are shrunk to it.
 MAX_SIDE = {2: 256, 3: 128}
+#: Below this many steps in the budget the input is shrunk (halved, to at least MIN_SIDE).
+MIN_STEPS, MIN_SIDE = 1000, 16
 #: The two widths the planner chooses between.
 NARROW, WIDE = [16, 32, 64, 128], [32, 64, 128, 256]
 _RECIPE = (
@@ -62,9 +66,14 @@ def plan_classifier(
         augmentation=AugmentationSettings.model_validate(recipe["augmentation"]),
         seed=seed,
     )
-    plan, width_reason = _choose_width(plan, device, minutes, stages)
+    plan, size_reason = _fit_size(plan, device, minutes, size_reason)
+    stages = len(plan.features)
+    plan, width_reason, steps = _choose_width(plan, device, minutes, stages)
+    if steps is not None:  # validate at least 20 times, never more often than every 10 steps
+        interval = int(max(10, min(plan.steps_per_epoch, steps // 20)))
+        plan = plan.model_copy(update={"steps_per_epoch": interval})
     decisions = [
-        Decision(setting="input_size", value=size, reason=size_reason),
+        Decision(setting="input_size", value=plan.input_size, reason=size_reason),
         Decision(setting="features", value=plan.features, reason=width_reason),
         Decision(setting="recipe", value="adamw, short augmentation", reason=_RECIPE),
     ]
@@ -82,21 +91,39 @@ def _input_size(images: list[np.ndarray], dim: int) -> tuple[list[int], str]:
     return size, reason
 
 
-def _choose_width(
-    plan: ClassifierPlan, device: torch.device, minutes: float | None, stages: int
+def _fit_size(
+    plan: ClassifierPlan, device: torch.device, minutes: float | None, reason: str
 ) -> tuple[ClassifierPlan, str]:
+    """Halve the input size (to at least `MIN_SIDE` a side) while the narrow network would
+    train fewer than `MIN_STEPS` steps in the budget: a few dozen steps of a 64³ network
+    learn less than a thousand of a 32³ one (AdrenalMNIST3D, bench/RESULTS.md)."""
     if minutes is None:
-        return plan, "an epoch budget: the narrower network"
-    wide = plan.model_copy(update={"features": WIDE[:stages]})
-    seconds = _step_seconds(wide, device)
-    steps = minutes * 60 / seconds
-    if steps >= WIDE_MIN_STEPS:
-        return wide, f"the wider network trains ~{steps:.0f} steps in {minutes:g} min here"
-    reason = f"the wider network would train ~{steps:.0f} steps (< {WIDE_MIN_STEPS}) here"
+        return plan, reason
+    steps = minutes * 60 / _step_seconds(plan, device)
+    while steps < MIN_STEPS and min(plan.input_size) >= 2 * MIN_SIDE:
+        size = [s // 2 for s in plan.input_size]
+        stages = 4 if min(size) >= 32 else 3
+        plan = plan.model_copy(update={"input_size": size, "features": NARROW[:stages]})
+        steps = minutes * 60 / _step_seconds(plan, device)
+        reason += f"; halved to {size} (~{steps:.0f} steps in {minutes:g} min, want {MIN_STEPS})"
     return plan, reason
 
 
-def _step_seconds(plan: ClassifierPlan, device: torch.device, repeats: int = 3) -> float:
+def _choose_width(
+    plan: ClassifierPlan, device: torch.device, minutes: float | None, stages: int
+) -> tuple[ClassifierPlan, str, float | None]:
+    """The network width, why, and the steps it trains in the budget (None for epochs)."""
+    if minutes is None:
+        return plan, "an epoch budget: the narrower network", None
+    wide = plan.model_copy(update={"features": WIDE[:stages]})
+    steps = minutes * 60 / _step_seconds(wide, device)
+    if steps >= WIDE_MIN_STEPS:
+        return wide, f"the wider network trains ~{steps:.0f} steps in {minutes:g} min here", steps
+    reason = f"the wider network would train ~{steps:.0f} steps (< {WIDE_MIN_STEPS}) here"
+    return plan, reason, minutes * 60 / _step_seconds(plan, device)
+
+
+def _step_seconds(plan: ClassifierPlan, device: torch.device, repeats: int = 2) -> float:
     """Seconds per training step of ``plan``'s network on random data (after a warm-up)."""
     network = network_for_classifier(plan).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
