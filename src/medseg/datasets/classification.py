@@ -17,8 +17,6 @@ uses nnU-Net's format; without it the case-wise k-fold split of `medseg.datasets
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +24,8 @@ from medseg.datasets.folder import Case, check_channel_files, group_image_files,
 from medseg.datasets.schema import ClassificationSpec, load_classification_spec
 from medseg.errors import DatasetError, located
 from medseg.io import read_json_file
+from medseg.io.csv_file import read_csv_rows
 from medseg.io.limits import check_input_file
-
-#: The largest class table or split file read (small text files).
-MAX_TABLE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ def read_class_table(
     path: Path, cases: tuple[Case, ...], spec: ClassificationSpec
 ) -> dict[str, int]:
     """``case,class`` rows -> {case: class index}; every case exactly once."""
-    rows = list(csv.reader(io.StringIO(_read_text(path))))
+    rows = read_csv_rows(path, DatasetError)
     if not rows or [cell.strip() for cell in rows[0]] != ["case", "class"]:
         raise DatasetError(located(path, "the first line must be 'case,class'"))
     known = {case.case_id for case in cases}
@@ -133,15 +129,3 @@ def read_splits(path: Path, case_ids: list[str]) -> list[tuple[list[str], list[s
             raise DatasetError(located(path, f"fold {k}: {problem}"))
         splits.append((sorted(train), sorted(val)))
     return splits
-
-
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DatasetError(located(path, "not found"))
-    check_input_file(path, DatasetError)
-    if path.stat().st_size > MAX_TABLE_BYTES:
-        raise DatasetError(located(path, f"larger than {MAX_TABLE_BYTES} bytes"))
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DatasetError(located(path, "not UTF-8 text")) from None

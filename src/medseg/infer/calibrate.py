@@ -13,8 +13,6 @@ flagged first) is stored beside, with every case's scores in ``quality_cv.csv``.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,8 @@ from medseg.datasets import open_dataset, read_training_case
 from medseg.errors import RunFolderError, located
 from medseg.infer.predict import load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
-from medseg.io import image_files, write_text_atomic
+from medseg.io import image_files
+from medseg.io.csv_file import write_csv_atomic
 from medseg.metrics.classification import roc_auc, youden_threshold
 from medseg.metrics.overlap import dice_per_label
 from medseg.postprocess.model import load_postprocessing
@@ -76,7 +75,7 @@ def calibrate_run(
                              "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
     calibration, curve = _choose(rows, worst_fraction)
     calibration.save(run_dir, {"risk_coverage": curve})
-    write_text_atomic(run_dir / "quality_cv.csv", _table(rows))
+    write_csv_atomic(run_dir / "quality_cv.csv", list(rows[0]), rows)
     return calibration, rows
 
 
@@ -109,11 +108,3 @@ def _choose(rows: list[dict[str, object]], worst_fraction: float):
     ]
     calibration = Calibration(best, threshold, mean, std, auroc, len(rows), worst_fraction)
     return calibration, curve
-
-
-def _table(rows: list[dict[str, object]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()

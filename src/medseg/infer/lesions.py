@@ -3,14 +3,12 @@ of ``lesions.csv`` (detection from segmentation: nodules, metastases, lesions)."
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
 from medseg.io import Image
-from medseg.io.atomic import write_text_atomic
+from medseg.io.csv_file import write_csv_atomic
 from medseg.metrics.detection import find_lesions
 from medseg.runs import Plan
 
@@ -54,10 +52,4 @@ def lesion_rows(
 
 def write_lesions(rows: list[dict[str, object]], out_dir: Path) -> Path:
     """Write ``lesions.csv`` into ``out_dir`` (a header only when nothing was found)."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = Path(out_dir) / LESIONS_FILE
-    write_text_atomic(path, text.getvalue())
-    return path
+    return write_csv_atomic(Path(out_dir) / LESIONS_FILE, COLUMNS, rows)

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
 from medseg.infer.quality import Calibration, case_scores, entropy_map, flag
 from medseg.io import Image, write_image
-from medseg.io.atomic import write_text_atomic
+from medseg.io.csv_file import write_csv_atomic
 
 QUALITY_CSV = "quality.csv"
 QUALITY_COLUMNS = ["case", "mean_entropy", "disagreement", "volume_ml", "volume_z", "flag"]
@@ -42,10 +40,4 @@ def quality_row(
 
 def write_quality(rows: list[dict[str, object]], out_dir: Path) -> Path:
     """Write quality.csv into ``out_dir``."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=QUALITY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = Path(out_dir) / QUALITY_CSV
-    write_text_atomic(path, text.getvalue())
-    return path
+    return write_csv_atomic(Path(out_dir) / QUALITY_CSV, QUALITY_COLUMNS, rows)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from medseg.errors import ConfigError, located
 from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.io.csv_file import read_csv_rows
 from medseg.io.limits import check_input_file
 
 #: What a pseudonym may be: it names the patient's output folder, so no separators or dots.
@@ -129,7 +130,7 @@ def _read_small(path: Path) -> str:
 
 
 def _read_mapping(path: Path) -> dict[str, str]:
-    rows = list(csv.reader(io.StringIO(_read_small(path))))
+    rows = read_csv_rows(path, ConfigError)
     if not rows or [cell.strip() for cell in rows[0]] != ["patient_id", "pseudonym"]:
         raise ConfigError(located(path, "the first line must be 'patient_id,pseudonym'"))
     table: dict[str, str] = {}

@@ -9,10 +9,8 @@ multi-class tasks by the most probable class.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import html
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from matplotlib.figure import Figure
 from medseg import __version__
 from medseg.errors import ConfigError, InputProblems, MedsegError, located
 from medseg.io import image_files, read_image, write_text_atomic
+from medseg.io.csv_file import read_csv_rows, write_csv_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics.classification import (
     accuracy,
@@ -40,8 +39,6 @@ from medseg.report.plots import png_data_uri
 
 #: How many of the most confident errors the report shows.
 SHOWN_ERRORS = 8
-#: The largest predictions or class table read.
-MAX_TABLE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -88,14 +85,14 @@ def evaluate_classification(
     out = prepare_output_folder(out_dir)
     written = [out / "summary.json", out / "cases.csv", out / "report.html"]
     write_text_atomic(written[0], json.dumps(evaluation.summary, indent=1) + "\n")
-    write_text_atomic(written[1], _cases_csv(evaluation.rows))
+    write_csv_atomic(written[1], list(evaluation.rows[0]), evaluation.rows)
     write_text_atomic(written[2], _report(evaluation, images_dir))
     return evaluation, written
 
 
 def read_predictions(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """Cases, class names (from the ``p_{name}`` columns) and probabilities ``(N, K)``."""
-    rows = list(csv.reader(io.StringIO(_read_text(path))))
+    rows = read_csv_rows(path, MedsegError)
     header = rows[0] if rows else []
     names = [column[2:] for column in header[2:] if column.startswith("p_")]
     if header[:2] != ["case", "class"] or len(names) < 2 or len(names) != len(header) - 2:
@@ -117,7 +114,7 @@ def read_predictions(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 def read_truth(path: Path, cases: list[str], names: list[str]) -> np.ndarray:
     """The true class index of each case from a ``case,class`` table (classes by name)."""
-    rows = list(csv.reader(io.StringIO(_read_text(path))))
+    rows = read_csv_rows(path, MedsegError)
     if not rows or [c.strip() for c in rows[0]][:2] != ["case", "class"]:
         raise MedsegError(located(path, "the first line must be 'case,class'"))
     table = {row[0].strip(): row[1].strip() for row in rows[1:] if len(row) >= 2}
@@ -132,17 +129,6 @@ def read_truth(path: Path, cases: list[str], names: list[str]) -> np.ndarray:
     return np.array([names.index(table[c]) for c in cases])
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise MedsegError(located(path, "not found"))
-    if path.stat().st_size > MAX_TABLE_BYTES:
-        raise MedsegError(located(path, f"larger than {MAX_TABLE_BYTES} bytes"))
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise MedsegError(located(path, "not UTF-8 text")) from None
-
-
 def _threshold(names, threshold, threshold_from, positive_index) -> tuple[float, str]:
     if threshold is not None:
         return float(threshold), "given"
@@ -154,7 +140,8 @@ def _threshold(names, threshold, threshold_from, positive_index) -> tuple[float,
         raise MedsegError(located(threshold_from, problem))
     truth, scores = [], []
     for file in files:
-        for number, row in enumerate(csv.DictReader(io.StringIO(_read_text(file))), start=2):
+        table = read_csv_rows(file, MedsegError)
+        for number, row in enumerate((dict(zip(table[0], r)) for r in table[1:]), start=2):
             try:
                 truth.append(names.index(row["truth"]) == positive_index)
                 scores.append(float(row[f"p_{names[positive_index]}"]))
@@ -198,14 +185,6 @@ def _score(cases, names, truth, probabilities, threshold, threshold_from, positi
         for c, t, p, row in zip(cases, truth, predicted, probabilities)
     ]  # fmt: skip
     return ClassificationEvaluation(summary, rows, names, probabilities, truth)
-
-
-def _cases_csv(rows: list[dict[str, object]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
 
 
 def _figure(evaluation: ClassificationEvaluation, kind: str) -> str:
