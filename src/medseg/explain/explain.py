@@ -75,10 +75,11 @@ def explain_cases(
 class _Explainer:
     """The networks of a run and how an image becomes their input and a map comes back."""
 
-    def __init__(self, networks, targets: dict[str, Callable], layer: str, device, prepare):
+    def __init__(self, networks, targets: dict[str, Callable], layer: str, device, prepare,
+                 channels: int):  # fmt: skip
         self.networks, self.targets, self.layer, self.device = networks, targets, layer, device
         self.prepare = prepare  # image -> (input tensor (1, C, *s), map -> input grid)
-        self.channels = 0  # set by for_run: the input channels the networks take
+        self.channels = channels  # the input channels the networks take
         for network in networks:
             find_layer(network, layer)
 
@@ -89,16 +90,14 @@ class _Explainer:
             networks = load_classifiers(run_dir, plan, device)
             targets = {n: _logit(k) for k, n in enumerate(plan.class_names)}
             default = f"encoder.{len(plan.features) - 1}"
-            explainer = cls(networks, targets, layer or default, device, _classifier_input(plan))
-            explainer.channels = plan.in_channels
-            return explainer
+            prepare = _classifier_input(plan)
+            return cls(networks, targets, layer or default, device, prepare, plan.in_channels)
         model = load_trained_model(run_dir, str(device))
         plan = model.config
         targets = {n: _summed(k) for k, n in enumerate(plan.label_names) if k > 0}
         default = f"encoder.{len(plan.features) - 1}"
-        explainer = cls(model.networks, targets, layer or default, device, _segmenter_input(plan))
-        explainer.channels = plan.in_channels
-        return explainer
+        prepare = _segmenter_input(plan)
+        return cls(model.networks, targets, layer or default, device, prepare, plan.in_channels)
 
     def explain(self, case: str, image: Image, source: Path, out: Path) -> list[Path]:
         inputs, back = self.prepare(image, source)

@@ -13,13 +13,11 @@ import torch
 
 from medseg.datasets import read_case_image
 from medseg.device import resolve_device
-from medseg.errors import ImageReadError, RunFolderError, located
-from medseg.infer.predict import find_input_cases
+from medseg.errors import ImageReadError, located
+from medseg.infer.predict import find_input_cases, trained_networks
 from medseg.io.atomic import write_text_atomic
 from medseg.io.outputs import prepare_output_folder
-from medseg.nn.checkpoint import load_weights
 from medseg.progress import make_progress
-from medseg.runs import trained_weights
 from medseg.runs.classifier_plan import ClassifierPlan, network_for_classifier, prepare_image
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -29,17 +27,8 @@ def load_classifiers(
     run_dir: Path, plan: ClassifierPlan, device: torch.device
 ) -> list[torch.nn.Module]:
     """The run's trained folds as networks in evaluation mode on ``device``."""
-    networks = []
-    for fold_dir in sorted(p for p in run_dir.glob("fold_*") if p.is_dir()):
-        weights = trained_weights(fold_dir)
-        if weights is None:
-            continue
-        network = network_for_classifier(plan)
-        load_weights(network, weights)
-        networks.append(network.to(device).eval())
-    if not networks:
-        raise RunFolderError(located(run_dir, "no trained fold (no weights in any fold_*)"))
-    return networks
+    fold_dirs = sorted(p for p in run_dir.glob("fold_*") if p.is_dir())
+    return trained_networks(run_dir, fold_dirs, lambda: network_for_classifier(plan), device)
 
 
 @torch.no_grad()

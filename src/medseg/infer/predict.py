@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,17 +65,26 @@ def load_trained_model(
         missing = [d.name for d in fold_dirs if not d.is_dir()]
         if missing:
             raise RunFolderError(located(run_dir, f"has no {', '.join(missing)}"))
+    networks = trained_networks(run_dir, fold_dirs, lambda: network_for(config), torch_device)
+    return TrainedModel(run_dir, config, networks, torch_device)
+
+
+def trained_networks(
+    run_dir: Path, fold_dirs: Sequence[Path], build: Callable[[], nn.Module], device: torch.device
+) -> list[nn.Module]:
+    """One network (``build()``) per fold folder that holds weights, loaded and in evaluation
+    mode on ``device``; `RunFolderError` if none does."""
     networks = []
     for fold_dir in fold_dirs:
         weights = trained_weights(fold_dir)
         if weights is None:
             continue
-        network = network_for(config)
-        load_weights(network, weights, torch_device)
-        networks.append(network.to(torch_device).eval())
+        network = build()
+        load_weights(network, weights, device)
+        networks.append(network.to(device).eval())
     if not networks:
         raise RunFolderError(located(run_dir, "holds no trained model (no fold_*/*.safetensors)"))
-    return TrainedModel(run_dir, config, networks, torch_device)
+    return networks
 
 
 def mirror_axes(config: Plan) -> list[tuple[int, ...]]:

@@ -52,7 +52,6 @@ def plan_classifier(
     """The plan for ``dataset`` (its images already read), with ``overrides`` applied last."""
     dim = images[0].ndim - 1
     size, size_reason = _input_size(images, dim)
-    stages = 4 if min(size) >= 32 else 3
     large = int(np.prod(size)) > (128**2 if dim == 2 else 64**3)
     batch = (64 if dim == 2 else 8) // (2 if large else 1)
     recipe, _ = recipe_for_steps(1000)
@@ -61,14 +60,13 @@ def plan_classifier(
         channel_names=dataset.spec.channel_names,
         class_names=dataset.spec.class_names,
         input_size=size,
-        features=NARROW[:stages],
+        features=NARROW[: _stages(size)],
         batch_size=batch,
         augmentation=AugmentationSettings.model_validate(recipe["augmentation"]),
         seed=seed,
     )
-    plan, size_reason = _fit_size(plan, device, minutes, size_reason)
-    stages = len(plan.features)
-    plan, width_reason, steps = _choose_width(plan, device, minutes, stages)
+    plan, size_reason, narrow_steps = _fit_size(plan, device, minutes, size_reason)
+    plan, width_reason, steps = _choose_width(plan, device, minutes, narrow_steps)
     if steps is not None:  # validate at least 20 times, never more often than every 10 steps
         interval = int(max(10, min(plan.steps_per_epoch, steps // 20)))
         plan = plan.model_copy(update={"steps_per_epoch": interval})
@@ -91,36 +89,42 @@ def _input_size(images: list[np.ndarray], dim: int) -> tuple[list[int], str]:
     return size, reason
 
 
+def _stages(size: list[int]) -> int:
+    """Four stages, three for inputs under 32 voxels a side."""
+    return 4 if min(size) >= 32 else 3
+
+
 def _fit_size(
     plan: ClassifierPlan, device: torch.device, minutes: float | None, reason: str
-) -> tuple[ClassifierPlan, str]:
+) -> tuple[ClassifierPlan, str, float | None]:
     """Halve the input size (to at least `MIN_SIDE` a side) while the narrow network would
     train fewer than `MIN_STEPS` steps in the budget: a few dozen steps of a 64³ network
-    learn less than a thousand of a 32³ one (AdrenalMNIST3D, bench/RESULTS.md)."""
+    learn less than a thousand of a 32³ one (AdrenalMNIST3D, bench/RESULTS.md). Returns the
+    plan, why, and the steps its narrow network trains in the budget (None for epochs)."""
     if minutes is None:
-        return plan, reason
+        return plan, reason, None
     steps = minutes * 60 / _step_seconds(plan, device)
     while steps < MIN_STEPS and min(plan.input_size) >= 2 * MIN_SIDE:
         size = [s // 2 for s in plan.input_size]
-        stages = 4 if min(size) >= 32 else 3
-        plan = plan.model_copy(update={"input_size": size, "features": NARROW[:stages]})
+        plan = plan.model_copy(update={"input_size": size, "features": NARROW[: _stages(size)]})
         steps = minutes * 60 / _step_seconds(plan, device)
         reason += f"; halved to {size} (~{steps:.0f} steps in {minutes:g} min, want {MIN_STEPS})"
-    return plan, reason
+    return plan, reason, steps
 
 
 def _choose_width(
-    plan: ClassifierPlan, device: torch.device, minutes: float | None, stages: int
+    plan: ClassifierPlan, device: torch.device, minutes: float | None, narrow_steps: float | None
 ) -> tuple[ClassifierPlan, str, float | None]:
-    """The network width, why, and the steps it trains in the budget (None for epochs)."""
-    if minutes is None:
+    """The network width, why, and the steps it trains in the budget (None for epochs);
+    ``narrow_steps`` are those of ``plan``'s narrow network, already timed."""
+    if minutes is None or narrow_steps is None:
         return plan, "an epoch budget: the narrower network", None
-    wide = plan.model_copy(update={"features": WIDE[:stages]})
+    wide = plan.model_copy(update={"features": WIDE[: len(plan.features)]})
     steps = minutes * 60 / _step_seconds(wide, device)
     if steps >= WIDE_MIN_STEPS:
         return wide, f"the wider network trains ~{steps:.0f} steps in {minutes:g} min here", steps
     reason = f"the wider network would train ~{steps:.0f} steps (< {WIDE_MIN_STEPS}) here"
-    return plan, reason, minutes * 60 / _step_seconds(plan, device)
+    return plan, reason, narrow_steps
 
 
 def _step_seconds(plan: ClassifierPlan, device: torch.device, repeats: int = 2) -> float:
