@@ -10,7 +10,7 @@ import pytest
 
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.infer import predict_paths
-from medseg.infer.calibrate import _choose, calibrate_run
+from medseg.infer.calibrate import calibrate_run, choose_flag
 from medseg.infer.quality import (
     SCORES,
     Calibration,
@@ -54,7 +54,7 @@ def test_the_score_that_ranks_the_worst_cases_first_is_chosen():
          "volume_ml": 10.0, "reference_ml": 10.0 + k % 3, "dice": d}
         for k, d in enumerate(dice)
     ]  # fmt: skip
-    calibration, curve = _choose(rows, 0.1)
+    calibration, curve = choose_flag(rows, 0.1)
     assert calibration.score == "mean_entropy" and calibration.auroc["mean_entropy"] == 1.0
     flagged = {r["case"] for r in rows if r["mean_entropy"] >= calibration.threshold}
     assert flagged == {r["case"] for r in rows if r["worst"]}

@@ -55,7 +55,8 @@ def calibrate_run(
     rows: list[dict[str, object]] = []
     with make_progress(quiet) as progress:
         for folder in folds:
-            model = load_trained_model(run_dir, device, folds=[int(folder.parent.name[5:])])
+            fold = int(folder.parent.name[5:])
+            model = load_trained_model(run_dir, device, folds=[fold])
             tta = mirror_axes(model.config) != [()]
             ending = model.config.file_ending
             names = [p.name for p in image_files(folder) if p.name.endswith(ending)]
@@ -70,16 +71,22 @@ def calibrate_run(
                 scores = case_scores(probabilities, labels.array[0], members, voxel_ml, None)
                 values = [v for v in model.config.label_values if v != 0]
                 dice = dice_per_label(reference, labels.array[0], values)
-                rows.append({"case": case_id, **scores,
+                rows.append({"case": case_id, "fold": fold, **scores,
                              "reference_ml": float((reference > 0).sum()) * voxel_ml,
                              "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
-    calibration, curve = _choose(rows, worst_fraction)
+    calibration, curve = choose_flag(rows, worst_fraction)
     calibration.save(run_dir, {"risk_coverage": curve})
     write_csv_atomic(run_dir / "quality_cv.csv", list(rows[0]), rows)
     return calibration, rows
 
 
-def _choose(rows: list[dict[str, object]], worst_fraction: float):
+def choose_flag(
+    rows: list[dict[str, object]], worst_fraction: float
+) -> tuple[Calibration, list[dict[str, float]]]:
+    """The score and threshold that best detect the ``worst_fraction`` of ``rows`` by Dice
+    (each row: the scores, ``dice`` and ``reference_ml``), and the risk–coverage curve of that
+    score; sets ``volume_z`` (against these rows' reference volumes) and ``worst`` in each row.
+    """
     volumes = np.array([r["reference_ml"] for r in rows], float)
     mean, std = float(volumes.mean()), float(volumes.std())
     for row in rows:

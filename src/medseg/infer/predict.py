@@ -252,7 +252,7 @@ def find_input_cases(inputs: Sequence[str | Path]) -> list[Case]:
     return series_cases + (group_image_files(files) if files else [])
 
 
-def _check_fits_model(image: Image, config: Plan, path: Path) -> None:
+def check_fits_model(image: Image, config: Plan, path: Path) -> None:
     """The image must have the channels and dimensionality the model was trained on."""
     if image.channels != config.in_channels:
         expected = f"{config.in_channels} ({', '.join(config.channel_names)})"
@@ -323,7 +323,7 @@ def predict_paths(
             source = case.image_paths[0]
             image = read_dicom_series(source, series) if source.is_dir() else read_case_image(case)
             suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
-            _check_fits_model(image, model.config, source)
+            check_fits_model(image, model.config, source)
             members: list[np.ndarray] | None = [] if uncertainty else None
             labels, probabilities = predict_labels(
                 model, image, tta, postprocessing, source=source, members=members
@@ -382,7 +382,7 @@ def predict_dicom_series(
     formats = parse_formats(formats)
     postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     image = read_dicom_series(folder)
-    _check_fits_model(image, model.config, folder)
+    check_fits_model(image, model.config, folder)
     labels, _ = predict_labels(model, image, postprocessing=postprocessing, source=folder)
     segments = run_segments(model.run_dir, model.config) if DICOM_FORMATS & set(formats) else []
     return write_prediction(

@@ -1,8 +1,9 @@
-"""A CNN classifier for 2D and 3D images: a residual encoder, global pooling, dropout, a
-linear head.
+"""A CNN classifier for 2D and 3D images: an encoder, global pooling, dropout, a linear head.
 
-The encoder's stages are `ResidualStage` modules in ``encoder`` (Grad-CAM and feature-map
-views hook into them by name: ``encoder.0`` … ``encoder.{n-1}``, the last by default).
+The encoder is residual (`ResidualClassifier`) or a trained U-Net's (`EncoderClassifier` with
+`medseg.nn.unet.unet_encoder`, for ``--init-from`` a segmentation run). Its stages are in
+``encoder`` (Grad-CAM and feature-map views hook into them by name: ``encoder.0`` …
+``encoder.{n-1}``, the last by default).
 """
 
 from __future__ import annotations
@@ -53,15 +54,56 @@ class ResidualStage(nn.Sequential):
         super().__init__(*layers)
 
 
-class ResidualClassifier(nn.Module):
-    """Residual encoder → global average pooling → dropout → linear head (logits).
+class EncoderClassifier(nn.Module):
+    """``encoder`` (stages applied in turn) → global average pooling → dropout → linear head.
+
+    Parameters
+    ----------
+    dim
+        2 or 3.
+    encoder
+        The stages, a `nn.Sequential` or `nn.ModuleList`; the last gives ``width`` channels.
+    width, num_classes
+        The encoder's output channels and the classes (2 for a binary task: softmax over two
+        logits).
+    dropout
+        Dropout probability before the head.
+
+    Examples
+    --------
+    >>> from medseg.nn.unet import unet_encoder
+    >>> net = EncoderClassifier(2, unet_encoder(2, 1, (8, 16)), 16, 3)
+    >>> tuple(net(torch.rand(4, 1, 28, 28)).shape)
+    (4, 3)
+    """
+
+    def __init__(
+        self, dim: int, encoder: nn.Module, width: int, num_classes: int, dropout: float = 0.3
+    ) -> None:
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim}")
+        self.dim = dim
+        self.encoder = encoder
+        self.pool = nn.AdaptiveAvgPool3d(1) if dim == 3 else nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.encoder:
+            x = stage(x)
+        return self.head(self.dropout(self.pool(x).flatten(1)))
+
+
+class ResidualClassifier(EncoderClassifier):
+    """An `EncoderClassifier` with a residual encoder of `ResidualStage` modules.
 
     Parameters
     ----------
     dim
         2 or 3.
     in_channels, num_classes
-        Input channels and classes (2 for a binary task: softmax over two logits).
+        Input channels and classes.
     features
         Width of each stage; stage 0 keeps the input size, each later one halves it.
     blocks
@@ -85,21 +127,11 @@ class ResidualClassifier(nn.Module):
         blocks: int = 2,
         dropout: float = 0.3,
     ) -> None:
-        super().__init__()
-        if dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {dim}")
-        self.dim = dim
         widths = [in_channels, *features]
-        self.encoder = nn.Sequential(
+        encoder = nn.Sequential(
             *(
                 ResidualStage(dim, widths[k], widths[k + 1], blocks, 1 if k == 0 else 2)
                 for k in range(len(features))
             )
         )
-        self.pool = nn.AdaptiveAvgPool3d(1) if dim == 3 else nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(features[-1], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pool(self.encoder(x)).flatten(1)
-        return self.head(self.dropout(features))
+        super().__init__(dim, encoder, features[-1], num_classes, dropout)

@@ -71,11 +71,7 @@ class UNet(nn.Module):
         strides, kernel_sizes = stage_settings(n, dim, strides, kernel_sizes)
         self.dim = dim
         self.divisor = product_of_strides(strides, dim)
-        self.encoder = nn.ModuleList()
-        channels = in_channels
-        for f, s, k in zip(features, strides, kernel_sizes):
-            self.encoder.append(DoubleConv(dim, channels, f, k, s))
-            channels = f
+        self.encoder = unet_encoder(dim, in_channels, features, strides, kernel_sizes)
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for stage in range(n - 1, 0, -1):
@@ -114,3 +110,28 @@ class UNet(nn.Module):
         # so they need no crop
         coarse = decoded[1:-1][::-1]
         return [output] + [head(d) for head, d in zip(reversed(self.aux_heads), coarse)]
+
+
+def unet_encoder(
+    dim: int,
+    in_channels: int,
+    features: Sequence[int],
+    strides: Sequence[Sequence[int]] | None = None,
+    kernel_sizes: Sequence[Sequence[int]] | None = None,
+) -> nn.ModuleList:
+    """The U-Net's encoder alone: one `DoubleConv` stage per entry of ``features`` (module
+    names ``0`` … ``n-1``, as under ``UNet.encoder``), so a classifier can reuse a trained
+    segmentation network's encoder weights.
+
+    Examples
+    --------
+    >>> [type(stage).__name__ for stage in unet_encoder(2, 1, (8, 16))]
+    ['DoubleConv', 'DoubleConv']
+    """
+    strides, kernel_sizes = stage_settings(len(features), dim, strides, kernel_sizes)
+    encoder = nn.ModuleList()
+    channels = in_channels
+    for f, s, k in zip(features, strides, kernel_sizes):
+        encoder.append(DoubleConv(dim, channels, f, k, s))
+        channels = f
+    return encoder

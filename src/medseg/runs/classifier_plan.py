@@ -14,13 +14,14 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from medseg.augment import AugmentationSettings
 from medseg.errors import RunFolderError, first_invalid_field, located
 from medseg.io import read_json_file, write_text_atomic
-from medseg.nn.classifier import ResidualClassifier
+from medseg.nn.classifier import EncoderClassifier, ResidualClassifier
+from medseg.nn.unet import unet_encoder
 from medseg.runs.plan import PLAN_FILE, Decision
 
 CLASSIFIER_PLAN_VERSION = 1
@@ -47,8 +48,13 @@ class ClassifierPlan(BaseModel):
     channel_names: dict[str, str]
     class_names: list[str] = Field(min_length=2, max_length=10_000)
     input_size: list[int] = Field(min_length=2, max_length=3)
+    # "residual": `ResidualClassifier`; "unet": a U-Net's encoder (``--init-from`` a
+    # segmentation run), with that run's strides and kernel sizes
+    encoder: Literal["residual", "unet"] = "residual"
     features: list[int] = Field(default_factory=lambda: [32, 64, 128, 256], min_length=1)
     blocks: int = Field(default=2, ge=1, le=16)
+    strides: list[list[int]] | None = None
+    kernel_sizes: list[list[int]] | None = None
     dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
     batch_size: int = Field(default=64, ge=1, le=4096)
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -59,6 +65,18 @@ class ClassifierPlan(BaseModel):
     augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
     seed: int = 0
     decisions: list[Decision] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _stages_agree(self) -> ClassifierPlan:
+        for name in ("strides", "kernel_sizes"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if len(value) != len(self.features) or any(len(v) != self.dim for v in value):
+                raise ValueError(f"{name} needs one entry of {self.dim} per stage of features")
+            if any(not 1 <= n <= 16 for v in value for n in v):
+                raise ValueError(f"{name} must be between 1 and 16")
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +122,13 @@ def is_classifier_run(run_dir: str | Path) -> bool:
 
 def network_for_classifier(plan: ClassifierPlan) -> nn.Module:
     """The untrained network a classifier plan describes."""
+    if plan.encoder == "unet":
+        encoder = unet_encoder(
+            plan.dim, plan.in_channels, plan.features, plan.strides, plan.kernel_sizes
+        )
+        return EncoderClassifier(
+            plan.dim, encoder, plan.features[-1], plan.num_classes, plan.dropout
+        )
     return ResidualClassifier(
         plan.dim, plan.in_channels, plan.num_classes, plan.features, plan.blocks, plan.dropout
     )

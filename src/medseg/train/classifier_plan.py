@@ -7,6 +7,8 @@
 - width: the wider of two networks when, timed on this device, it still trains
   `WIDE_MIN_STEPS` steps in the budget, else the narrower (an epoch budget takes the narrower);
 - batch: 64 images in 2D, 8 volumes in 3D, halved for large inputs;
+- with ``--init-from RUN``: RUN's encoder (a segmentation run's U-Net encoder or another
+  classifier's) at the data's input size, in place of the two rules above;
 - recipe: AdamW and the short augmentation recipe of segmentation (no mirroring, 2D rotations
   within 30 degrees): chest X-rays and most medical images arrive the right way round.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,9 +25,10 @@ from pydantic import ValidationError
 
 from medseg.augment import AugmentationSettings
 from medseg.datasets.classification import ClassificationDataset
-from medseg.errors import ConfigError, first_invalid_field
+from medseg.errors import ConfigError, first_invalid_field, located
 from medseg.runs import Decision
-from medseg.runs.classifier_plan import ClassifierPlan, network_for_classifier
+from medseg.runs.classifier_plan import ClassifierPlan, is_classifier_run, network_for_classifier
+from medseg.runs.plan import PLAN_FILE, Plan
 from medseg.train.recipe import recipe_for_steps
 
 #: The largest input side (voxels) per dimension; larger images are shrunk to it.
@@ -48,8 +52,11 @@ def plan_classifier(
     minutes: float | None,
     seed: int,
     overrides: dict[str, object],
+    encoder: tuple[dict[str, object], str] | None = None,
 ) -> ClassifierPlan:
-    """The plan for ``dataset`` (its images already read), with ``overrides`` applied last."""
+    """The plan for ``dataset`` (its images already read), with ``overrides`` applied last;
+    ``encoder`` is `transferred_encoder`'s architecture and reason, which replace the width
+    and input-size rules."""
     dim = images[0].ndim - 1
     size, size_reason = _input_size(images, dim)
     large = int(np.prod(size)) > (128**2 if dim == 2 else 64**3)
@@ -65,8 +72,13 @@ def plan_classifier(
         augmentation=AugmentationSettings.model_validate(recipe["augmentation"]),
         seed=seed,
     )
-    plan, size_reason, narrow_steps = _fit_size(plan, device, minutes, size_reason)
-    plan, width_reason, steps = _choose_width(plan, device, minutes, narrow_steps)
+    if encoder is None:
+        plan, size_reason, narrow_steps = _fit_size(plan, device, minutes, size_reason)
+        plan, width_reason, steps = _choose_width(plan, device, minutes, narrow_steps)
+    else:
+        plan = plan.model_copy(update=encoder[0])
+        steps = None if minutes is None else minutes * 60 / _step_seconds(plan, device)
+        width_reason = encoder[1] + ("" if steps is None else f" (~{steps:.0f} steps here)")
     if steps is not None:  # validate at least 20 times, never more often than every 10 steps
         interval = int(max(10, min(plan.steps_per_epoch, steps // 20)))
         plan = plan.model_copy(update={"steps_per_epoch": interval})
@@ -77,6 +89,34 @@ def plan_classifier(
     ]
     plan = plan.model_copy(update={"decisions": decisions})
     return _with_overrides(plan, overrides)
+
+
+def transferred_encoder(source: str | Path, dim: int) -> tuple[dict[str, object], str]:
+    """The encoder of the run ``source`` (a run folder or one of its fold folders) as plan
+    fields, and the reason to record: a segmentation run's U-Net encoder or another
+    classifier's. Its ``dim`` must be the dataset's; the input channels may differ (the
+    first convolution then starts afresh)."""
+    source = Path(source)
+    run_dir = source if (source / PLAN_FILE).is_file() else source.parent
+    if not (run_dir / PLAN_FILE).is_file():
+        problem = "--init-from: a classifier starts from a run folder (its plan names the encoder)"
+        raise ConfigError(located(source, problem))
+    if is_classifier_run(run_dir):
+        other = ClassifierPlan.load(run_dir)
+        fields = {k: getattr(other, k) for k in ("encoder", "features", "blocks", "strides",
+                                                 "kernel_sizes")}  # fmt: skip
+        source_dim = other.dim
+    else:
+        seg = Plan.load(run_dir)
+        if seg.model != "unet":
+            raise ConfigError(located(run_dir, "--init-from: only a U-Net's encoder fits"))
+        fields = {"encoder": "unet", "features": seg.features, "strides": seg.strides,
+                  "kernel_sizes": seg.kernel_sizes}  # fmt: skip
+        source_dim = seg.dim
+    if source_dim != dim:
+        problem = f"--init-from: a {source_dim}D run, and the images are {dim}D"
+        raise ConfigError(located(run_dir, problem))
+    return fields, f"the encoder of {run_dir.name} (--init-from)"
 
 
 def _input_size(images: list[np.ndarray], dim: int) -> tuple[list[int], str]:
