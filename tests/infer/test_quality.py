@@ -41,6 +41,7 @@ def test_entropy_agreement_and_scores_of_a_known_case():
     assert scores["mean_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert scores["disagreement"] == pytest.approx(1 / 15) and scores["volume_ml"] == 4.0
     assert np.isnan(scores["volume_z"]) and flag(scores, None) == ""
+    assert scores["expected_dice_gap"] == pytest.approx(1 - 2 * 8 / (12 + 8))  # p: 8 + 8 * 0.5
     calibration = Calibration("volume_z", 2.0, 10.0, 3.0, {}, 20, 0.1)
     scores = case_scores(probabilities, labels, [a, b], voxel_ml=0.5, calibration=calibration)
     assert scores["volume_z"] == pytest.approx(2.0) and flag(scores, calibration) == "review"
@@ -51,7 +52,8 @@ def test_the_score_that_ranks_the_worst_cases_first_is_chosen():
     dice = rng.uniform(0.5, 0.95, 40)
     rows = [
         {"case": f"c{k}", "mean_entropy": 1 - d, "disagreement": rng.random(),
-         "volume_ml": 10.0, "reference_ml": 10.0 + k % 3, "dice": d}
+         "expected_dice_gap": rng.random(), "volume_ml": 10.0, "reference_ml": 10.0 + k % 3,
+         "dice": d}
         for k, d in enumerate(dice)
     ]  # fmt: skip
     calibration, curve = choose_flag(rows, 0.1)

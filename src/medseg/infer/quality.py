@@ -7,6 +7,10 @@ Scores of one case (higher = more doubtful):
   normalised by log K to [0, 1], averaged over the predicted foreground (0 without any);
 - ``disagreement``: 1 − the mean pairwise Dice of the members' foreground (folds × TTA
   copies, on the network's grid); NaN with a single member;
+- ``expected_dice_gap``: 1 − the Dice the network expects of its own prediction, per label
+  the soft Dice 2·Σ p·m / (Σ p + Σ m) of its probabilities p against its argmax mask m,
+  averaged over the labels present (0 when none is): large when much probability lies
+  outside the mask or the mask holds unsure voxels;
 - ``volume_z``: how many standard deviations the predicted foreground volume lies from the
   mean of the reference volumes the run was calibrated on (NaN before calibration).
 
@@ -28,7 +32,7 @@ from medseg.errors import RunFolderError, located
 from medseg.io import read_json_file, write_text_atomic
 
 QUALITY_FILE = "quality.json"
-SCORES = ("mean_entropy", "disagreement", "volume_z")
+SCORES = ("mean_entropy", "disagreement", "expected_dice_gap", "volume_z")
 
 
 def entropy_map(probabilities: np.ndarray) -> np.ndarray:
@@ -115,9 +119,32 @@ def case_scores(
     return {
         "mean_entropy": float(entropy[foreground].mean()) if foreground.any() else 0.0,
         "disagreement": 1.0 - pairwise_agreement(member_labels),
+        "expected_dice_gap": 1.0 - expected_dice(probabilities),
         "volume_ml": round(volume, 4),
         "volume_z": z,
     }
+
+
+def expected_dice(probabilities: np.ndarray) -> float:
+    """The mean over foreground classes present of the soft Dice between the probabilities
+    ``(K, *spatial)`` and their own argmax masks (1 when no foreground is predicted or
+    likely anywhere).
+
+    Examples
+    --------
+    >>> sure = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> unsure = np.array([[0.4, 0.6], [0.6, 0.4]])
+    >>> expected_dice(sure), round(expected_dice(unsure), 3)
+    (1.0, 0.6)
+    """
+    classes = probabilities.argmax(0)
+    scores = []
+    for k in range(1, len(probabilities)):
+        p, mask = probabilities[k].astype(np.float64), classes == k
+        total = float(p.sum()) + float(mask.sum())
+        if total > 0:
+            scores.append(2.0 * float(p[mask].sum()) / total)
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def flag(scores: dict[str, float], calibration: Calibration | None) -> str:

@@ -12,7 +12,9 @@ from medseg.io import Image, write_image
 from medseg.io.csv_file import write_csv_atomic
 
 QUALITY_CSV = "quality.csv"
-QUALITY_COLUMNS = ["case", "mean_entropy", "disagreement", "volume_ml", "volume_z", "flag"]
+QUALITY_COLUMNS = [
+    "case", "mean_entropy", "disagreement", "expected_dice_gap", "volume_ml", "volume_z", "flag",
+]  # fmt: skip
 
 
 def write_uncertainty(probabilities: np.ndarray, labels: Image, out_dir: Path, case: str) -> Path:
