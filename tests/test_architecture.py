@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "register": {"io", "datasets", "metrics", "nn", "loop"},
     "report": {"io", "datasets", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
-    "serve": {"io", "infer"},
+    "serve": {"io", "postprocess", "runs", "infer"},
     "privacy": {"io"},
     "explain": {"io", "datasets", "preprocess", "nn", "runs", "infer"},
     "cli": {

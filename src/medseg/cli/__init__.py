@@ -23,6 +23,7 @@ from medseg.cli import (
     postprocess,
     predict,
     register,
+    serve,
     serve_dicom,
     train,
     train_classifier,
@@ -34,7 +35,7 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
-    demo, train, train_classifier, explain, predict, postprocess, serve_dicom, evaluate,
+    demo, train, train_classifier, explain, predict, postprocess, serve, serve_dicom, evaluate,
     evaluate_classification, calibrate, register, plan, convert, anonymize,
 )  # fmt: skip
 
@@ -69,10 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spelled_out(argv: list[str]) -> list[str]:
+    """``medseg serve keys ...`` is the command ``serve-keys``.
+
+    Examples
+    --------
+    >>> _spelled_out(["--quiet", "serve", "keys", "add", "alice"])
+    ['--quiet', 'serve-keys', 'add', 'alice']
+    """
+    first = next((k for k, word in enumerate(argv) if not word.startswith("-")), len(argv))
+    if argv[first : first + 2] == ["serve", "keys"]:
+        return [*argv[:first], "serve-keys", *argv[first + 2 :]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _spelled_out([str(a) for a in (sys.argv[1:] if argv is None else argv)])
+    )
     if args.command is None:
         parser.print_help()
         return EXIT_USER
