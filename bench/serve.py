@@ -6,9 +6,10 @@ the same files.
    left out, as it is for a running server.
 2. ``medseg serve RUN --workers W`` in a subprocess, a fresh data folder and key; ``--clients``
    threads each submit their share of ``--jobs`` jobs one after another (submit, poll every
-   0.1 s, download the label map). Latency is submit-to-downloaded; throughput is jobs per
-   wall second; the server's peak memory is the largest sum of the resident memory of the
-   server and its workers, sampled every 0.2 s from /proc.
+   ``--poll`` seconds (0.5, as `Client.wait`), download the label map). The clients run in
+   this process, on the same cores as the server. Latency is submit-to-downloaded;
+   throughput is jobs per wall second; the server's peak memory is the largest sum of the
+   resident memory of the server and its workers, sampled every 0.2 s from /proc.
 3. With ``--kill``, the server is killed with SIGKILL (with its workers) once half the jobs
    are done and started again at once; clients retry while it is down. Every job must end
    ``done`` exactly once (the ``events`` table), none lost, none duplicated.
@@ -17,7 +18,7 @@ The time per job on the server is the manifest's read + predict + write seconds 
 worker spent), beside the client's latency (which adds queueing and HTTP).
 
 Usage: python bench/serve.py RUN_DIR IMAGES_DIR [--jobs 200] [--clients 20] [--workers 1]
-       [--files 40] [--kill]
+       [--files 40] [--poll 0.5] [--kill]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--kill", action="store_true")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls")
     args = parser.parse_args()
     files = sorted(p for p in args.images.iterdir() if p.name.endswith(".nii.gz"))[: args.files]
     with tempfile.TemporaryDirectory() as scratch:
@@ -111,7 +113,7 @@ def _load_test(args, files: list[Path], data: Path):
         with lock:
             ids.append(job)
         while _retry(lambda: client.status(job))["state"] in ("queued", "running"):
-            time.sleep(0.1)
+            time.sleep(args.poll)
         _retry(lambda: client.download(job, data / "downloads", job))
         with lock:
             latencies.append(time.perf_counter() - start)

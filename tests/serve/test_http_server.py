@@ -121,3 +121,29 @@ def test_medseg_submit_downloads_what_medseg_predict_writes(
         finally:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_its_job_runs_again(
+    tmp_path, key, untrained_run_dir, phantom3d
+):
+    from medseg.serve.client import Client
+
+    images = sorted((phantom3d / "imagesTr").iterdir())
+    port, data = free_port(), tmp_path / "data"
+    with open(tmp_path / "server.log", "w") as log:
+        server = _start(untrained_run_dir, data, port, log)
+        try:
+            client = Client(f"http://127.0.0.1:{port}", key)
+            ids = [client.submit(images[k % len(images)], "hippo") for k in range(6)]
+            store = JobStore(data)
+            assert wait_for(lambda: any(j.state == "running" for j in store.list()), 60)
+            victim = next(j for j in store.list() if j.state == "running")
+            os.kill(victim.worker, signal.SIGKILL)
+            finished = [client.wait(job_id, timeout=120) for job_id in ids]
+            assert [s["state"] for s in finished] == ["done"] * len(ids)
+            assert [store.completions(job_id) for job_id in ids] == [1] * len(ids)
+            assert client.health()["workers"] == 1
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert "restarting it" in (tmp_path / "server.log").read_text()
