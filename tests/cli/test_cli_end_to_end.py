@@ -32,8 +32,10 @@ def test_train_predict_evaluate(run_cli, tmp_path: Path, dim, shape, ending):
     preds = tmp_path / "preds"
     code, out, err = run_cli(["--quiet", "predict", run, data / "imagesTs", "--out", preds])
     assert code == 0, err
-    names = sorted(p.name for p in preds.iterdir())
+    names = sorted(p.name for p in preds.iterdir() if p.name != "predictions.json")
     assert names == [f"phantom_005{ending}", f"phantom_006{ending}"]
+    record = json.loads((preds / "predictions.json").read_text())
+    assert [record["cases"][c]["status"] for c in ("phantom_005", "phantom_006")] == ["done"] * 2
     for name in names:
         prediction = read_image(preds / name)
         reference = read_image(data / "labelsTs" / name)
@@ -59,7 +61,7 @@ def test_demo_writes_everything_it_promises(tmp_path: Path):
         n_train=5,
         n_test=2,
     )
-    assert len(list(result.predictions_dir.iterdir())) == 2
+    assert len(list(result.predictions_dir.glob("phantom_*"))) == 2
     assert (result.evaluation_dir / "metrics.csv").is_file()
     assert (result.evaluation_dir / "summary.json").is_file()
     assert (result.evaluation_dir / "report.html").stat().st_size > 10_000
@@ -105,7 +107,7 @@ def test_train_without_fold_learns_from_every_case(run_cli, tmp_path: Path):
     code, _, err = run_cli(["--quiet", "predict", run, data / "imagesTs", "--out", preds,
                             "--fold", "all"])  # fmt: skip
     assert code == 0, err
-    assert [p.name for p in preds.iterdir()] == ["phantom_005.png"]
+    assert sorted(p.name for p in preds.iterdir()) == ["phantom_005.png", "predictions.json"]
 
 
 def test_sigint_during_training_leaves_a_usable_run(tmp_path: Path):

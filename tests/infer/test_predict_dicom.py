@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from dicom_helpers import LIVER, asymmetric_labels, read_back
+from medseg.infer import cohort as cohort_module
 from medseg.infer import load_trained_model, predict_dicom_series, predict_paths
 from medseg.infer import predict as predict_module
 from medseg.io import Image, read_dicom_series, read_image
@@ -45,7 +46,7 @@ def test_nifti_and_dicom_seg_agree_voxel_for_voxel(run_dir, series_folder, tmp_p
         labels, probabilities = real(model, image, *args, **kwargs)
         return Image(asymmetric_labels(image), labels.affine), probabilities
 
-    monkeypatch.setattr(predict_module, "predict_labels", known_labels)
+    monkeypatch.setattr(cohort_module, "predict_labels", known_labels)
     out = tmp_path / "out"
     written = predict_paths(
         run_dir, [series_folder], out, device="cpu", quiet=True, formats="nifti,dicom-seg"
@@ -89,7 +90,7 @@ def test_the_cli_writes_both(run_cli, run_dir, dicom_seg_dir, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "dcmqi_ct3slice.nii.gz", "dcmqi_ct3slice_seg.dcm"
+        "dcmqi_ct3slice.nii.gz", "dcmqi_ct3slice_seg.dcm", "predictions.json"
     ]  # fmt: skip
 
 

@@ -18,12 +18,15 @@ EXAMPLES = """\
   medseg predict runs/hippo imagesTs --out preds --fold 0 --no-postprocess
   medseg predict runs/ct ct_series/ --out preds --format nifti,dicom-seg
   medseg predict runs/ct ct_series/ --out preds --format rtstruct
+  medseg predict runs/hippo /data/cohort --out preds --jobs 2     (again: resumes)
 
 a folder of DICOM files is one case, predicted as {folder name}.nii.gz on the
 series' exact voxel grid (and {folder name}_seg.dcm with --format dicom-seg); a
 folder of NIfTI/PNG/... files is a folder of cases.
 Every trained fold votes (softmax average); the run's postprocessing.json (from
-medseg postprocess --auto) is applied when present
+medseg postprocess --auto) is applied when present. OUT/predictions.json records the
+settings and each case (done or failed, seconds, input checksums, files): the same command
+run again skips the cases already done, and a case that fails never stops the others
 """
 
 
@@ -96,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write {case}_uncertainty.nii.gz (entropy of the averaged probabilities) and "
         "quality.csv (per-case scores; an ok/review flag once medseg calibrate has run)",
     )  # fmt: skip
+    arguments.add_jobs(parser, "worker processes sharing the cases, one thread each (default 1)")
     arguments.add_device(parser)
 
 
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         formats=args.format,
         lesions=args.lesions,
         uncertainty=args.uncertainty,
+        jobs=args.jobs or 1,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
@@ -131,7 +136,7 @@ def _classify(args: argparse.Namespace) -> int:
     segmentation_only = {
         "--tta": args.tta, "--save-probabilities": args.save_probabilities,
         "--series": args.series, "--fold": args.folds, "--lesions": args.lesions,
-        "--uncertainty": args.uncertainty,
+        "--uncertainty": args.uncertainty, "--jobs": args.jobs,
     }  # fmt: skip
     given = [name for name, value in segmentation_only.items() if value]
     if given or args.format not in (None, "nifti"):

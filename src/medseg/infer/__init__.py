@@ -1,5 +1,6 @@
 """Inference: load a run folder, predict label maps on the input's own grid."""
 
+from medseg.infer.cohort import predict_paths
 from medseg.infer.predict import (
     TrainedModel,
     find_input_cases,
@@ -7,7 +8,6 @@ from medseg.infer.predict import (
     predict_dicom_series,
     predict_image,
     predict_labels,
-    predict_paths,
     predict_probabilities,
 )
 

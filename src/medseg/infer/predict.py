@@ -11,13 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.datasets import Case, group_image_files, read_case_image
+from medseg.datasets import Case, group_image_files
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
-from medseg.infer.lesions import lesion_rows, write_lesions
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
-from medseg.infer.quality import load_calibration
-from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
 from medseg.io import (
     Image,
     atomic_path,
@@ -28,12 +25,10 @@ from medseg.io import (
     write_image,
 )
 from medseg.io.limits import check_input_file
-from medseg.io.outputs import prepare_output_folder
 from medseg.nn import predict_volume
 from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import preprocess_image, restore_probabilities, zscore
-from medseg.progress import log_line, make_progress, warn
 from medseg.runs import Plan, network_for, trained_weights
 
 
@@ -265,106 +260,6 @@ def check_fits_model(image: Image, config: Plan, path: Path) -> None:
                 path, f"a {image.ndim}D image; the model was trained on {config.data_dim}D images"
             )
         )
-
-
-def predict_paths(
-    run_dir: str | Path,
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    device: str = "auto",
-    quiet: bool = False,
-    series: str | None = None,
-    tta: bool = False,
-    save_probabilities: str | None = None,
-    postprocess: bool = True,
-    folds: Sequence[int | str] | None = None,
-    formats: str | Sequence[str] = ("nifti",),
-    lesions: bool = False,
-    uncertainty: bool = False,
-) -> list[Path]:
-    """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
-
-    Returns the files written. Each label map has exactly its input's shape and affine; a DICOM
-    series folder gives ``{folder}.nii.gz`` (``series`` picks one of several series in a
-    folder, by UID or description). Every fold of the run (or those in ``folds``) votes by
-    averaging its softmax; ``tta`` adds every mirrored copy of the image;
-    ``save_probabilities`` (``npz`` or ``nifti``) writes the averaged probabilities too.
-    The run folder's ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied
-    unless ``postprocess`` is false. ``formats``: ``nifti`` is that label map (NIfTI for a
-    DICOM series, else the input's own format); ``dicom-seg`` adds ``{case}_seg.dcm``, a
-    DICOM Segmentation referencing the series, and ``rtstruct`` ``{case}_rtstruct.dcm``, an
-    RT Structure Set (DICOM series inputs only). ``lesions`` writes ``lesions.csv``: every
-    connected component of every predicted label with its centroid, box, volume and
-    confidence (`medseg.infer.lesions`). ``uncertainty`` writes ``{case}_uncertainty.nii.gz``
-    (the normalised entropy of the averaged probabilities) and ``quality.csv`` (per case:
-    scores and, once the run is calibrated, an ``ok``/``review`` flag; `medseg.infer.quality`).
-    """
-    prepare_output_folder(out_dir)
-    if save_probabilities not in (None, "npz", "nifti"):
-        raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
-    formats = parse_formats(formats)
-    cases = find_input_cases(inputs)
-    _check_dicom_formats(cases, formats)
-    model = load_trained_model(run_dir, device, folds)
-    segments = run_segments(model.run_dir, model.config) if DICOM_FORMATS & set(formats) else []
-    if tta and mirror_axes(model.config) == [()]:
-        warn(
-            "--tta: the model was trained without mirroring, so no mirrored copies are "
-            "predicted (they would lower its accuracy)"
-        )
-    postprocessing = load_postprocessing(model.run_dir) if postprocess else None
-    out_dir = Path(out_dir)  # created by the first write: a refused input leaves nothing
-    written: list[Path] = []
-    found: list[dict[str, object]] = []  # lesion rows
-    quality: list[dict[str, object]] = []  # quality.csv rows
-    calibration = load_calibration(model.run_dir) if uncertainty else None
-    with make_progress(quiet) as progress:
-        for case in progress.track(cases, description="predicting"):
-            source = case.image_paths[0]
-            image = read_dicom_series(source, series) if source.is_dir() else read_case_image(case)
-            suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
-            check_fits_model(image, model.config, source)
-            members: list[np.ndarray] | None = [] if uncertainty else None
-            labels, probabilities = predict_labels(
-                model, image, tta, postprocessing, source=source, members=members
-            )
-            files = write_prediction(
-                labels, out_dir, case.case_id, suffix, formats,
-                dicom_series=source if source.is_dir() else None, series=series,
-                segments=segments, run_name=model.run_dir.name,
-            )  # fmt: skip
-            if save_probabilities:
-                stem = out_dir / case.case_id
-                write_probabilities(probabilities, image, model.config, stem, save_probabilities)
-            if lesions:
-                found += lesion_rows(case.case_id, labels, probabilities, model.config)
-            if members is not None:
-                files.append(write_uncertainty(probabilities, labels, out_dir, case.case_id))
-                quality.append(
-                    quality_row(case.case_id, probabilities, labels, members, calibration)
-                )
-            written.extend(files)
-            log_line(f"wrote {', '.join(str(f) for f in files)}", quiet)
-    if lesions:
-        written.append(write_lesions(found, out_dir))
-    if uncertainty:
-        written.append(write_quality(quality, out_dir))
-    return written
-
-
-def _check_dicom_formats(cases: Sequence[Case], formats: Sequence[str]) -> None:
-    """DICOM output needs DICOM series inputs: refuse any other before predicting."""
-    wanted = sorted(DICOM_FORMATS & set(formats))
-    if not wanted:
-        return
-    for case in cases:
-        if not case.image_paths[0].is_dir():
-            raise ConfigError(
-                located(
-                    case.image_paths[0],
-                    f"--format {','.join(wanted)} needs a DICOM series folder as input",
-                )
-            )
 
 
 def predict_dicom_series(

@@ -1,0 +1,270 @@
+"""``medseg predict`` over a cohort: every case, in worker processes if asked, recorded in
+``predictions.json``, resumable, and never stopped by one bad case.
+
+``OUT/predictions.json`` holds what made the predictions (medseg version, the run folder and
+its plan's SHA-256, folds, TTA, post-processing, formats, device) and one entry per case:
+``done`` or ``failed``, seconds, the SHA-256 of each input file, the files written, the
+error. Run again with the same command, a case recorded ``done`` whose files all exist is
+skipped, so a killed cohort finishes where it stopped (every output is written atomically);
+any other setting predicts everything again. A case that fails is recorded with its error
+and the others go on; the command ends with an error naming how many failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg import __version__
+from medseg.datasets import Case, read_case_image
+from medseg.errors import ConfigError, MedsegError, located
+from medseg.infer.lesions import lesion_rows, write_lesions
+from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
+from medseg.infer.predict import (
+    check_fits_model,
+    find_input_cases,
+    label_suffix,
+    load_trained_model,
+    mirror_axes,
+    predict_labels,
+    write_probabilities,
+)
+from medseg.infer.quality import load_calibration
+from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
+from medseg.io import read_dicom_series, write_text_atomic
+from medseg.io.outputs import prepare_output_folder
+from medseg.parallel import map_in_processes
+from medseg.postprocess import load_postprocessing
+from medseg.progress import log_line, warn
+from medseg.runs.manifest import plan_hash
+
+PREDICTIONS_FILE = "predictions.json"
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """Everything that decides a case's prediction (the same settings may resume a cohort)."""
+
+    run_dir: Path
+    device: str = "auto"
+    series: str | None = None
+    tta: bool = False
+    save_probabilities: str | None = None
+    postprocess: bool = True
+    folds: tuple[int | str, ...] | None = None
+    formats: tuple[str, ...] = ("nifti",)
+    lesions: bool = False
+    uncertainty: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as JSON values, with the run folder resolved and its plan's hash."""
+        values = asdict(self)
+        values["run_dir"] = str(Path(self.run_dir).resolve())
+        values["plan_sha256"] = plan_hash(Path(self.run_dir))
+        values["folds"] = list(self.folds) if self.folds is not None else None
+        values["formats"] = list(self.formats)
+        return values
+
+
+#: Per process: the model of each settings, loaded once.
+_LOADED: dict[PredictSettings, dict[str, Any]] = {}
+
+
+def predict_paths(
+    run_dir: str | Path,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    device: str = "auto",
+    quiet: bool = False,
+    series: str | None = None,
+    tta: bool = False,
+    save_probabilities: str | None = None,
+    postprocess: bool = True,
+    folds: list[int | str] | None = None,
+    formats: str | list[str] | tuple[str, ...] = ("nifti",),
+    lesions: bool = False,
+    uncertainty: bool = False,
+    jobs: int = 1,
+) -> list[Path]:
+    """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
+
+    Returns the files written (those of cases predicted before and skipped included). Each
+    label map has exactly its input's shape and affine; a DICOM series folder gives
+    ``{folder}.nii.gz`` (``series`` picks one of several series in a folder, by UID or
+    description). Every fold of the run (or those in ``folds``) votes by averaging its
+    softmax; ``tta`` adds every mirrored copy of the image; ``save_probabilities`` (``npz``
+    or ``nifti``) writes the averaged probabilities too. The run folder's
+    ``postprocessing.json`` (from ``medseg postprocess --auto``) is applied unless
+    ``postprocess`` is false. ``formats``: ``nifti`` is that label map (NIfTI for a DICOM
+    series, else the input's own format); ``dicom-seg`` adds ``{case}_seg.dcm``, a DICOM
+    Segmentation referencing the series, and ``rtstruct`` ``{case}_rtstruct.dcm``, an RT
+    Structure Set (DICOM series inputs only). ``lesions`` writes ``lesions.csv``: every
+    connected component of every predicted label with its centroid, box, volume and
+    confidence (`medseg.infer.lesions`). ``uncertainty`` writes ``{case}_uncertainty.nii.gz``
+    (the normalised entropy of the averaged probabilities) and ``quality.csv`` (per case:
+    scores and, once the run is calibrated, an ``ok``/``review`` flag;
+    `medseg.infer.quality`). ``jobs`` worker processes share the cases (one thread each).
+    ``predictions.json`` records it all and makes the command resumable (module text).
+    """
+    prepare_output_folder(out_dir)
+    if save_probabilities not in (None, "npz", "nifti"):
+        raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")
+    settings = PredictSettings(
+        Path(run_dir), device, series, tta, save_probabilities, postprocess,
+        tuple(folds) if folds is not None else None, parse_formats(formats), lesions,
+        uncertainty,
+    )  # fmt: skip
+    cases = find_input_cases(inputs)
+    _check_dicom_formats(cases, settings.formats)
+    _LOADED[settings] = _load(settings)  # run-folder errors before anything is written
+    if tta and mirror_axes(_LOADED[settings]["model"].config) == [()]:
+        warn(
+            "--tta: the model was trained without mirroring, so no mirrored copies are "
+            "predicted (they would lower its accuracy)"
+        )
+    out_dir = Path(out_dir)
+    record = _Record(out_dir, settings.describe())
+    todo = [case for case in cases if not record.finished(case.case_id)]
+    if len(todo) < len(cases):
+        log_line(f"{len(cases) - len(todo)} case(s) already predicted: skipped", quiet)
+    work = functools.partial(predict_case, settings, out_dir)
+    for entry in map_in_processes(work, todo, jobs, "predicting", quiet):
+        record.add(entry)
+        if entry["status"] == "done":
+            log_line(f"wrote {', '.join(entry['outputs'])}", quiet)
+    return _finish(record, cases, settings, out_dir)
+
+
+def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[str, Any]:
+    """Predict one case and write its files; its ``predictions.json`` entry (``failed``
+    with the error, rather than an exception, when the case cannot be predicted)."""
+    start = time.perf_counter()
+    entry: dict[str, Any] = {"case": case.case_id, "inputs": _checksums(case)}
+    try:
+        loaded = _LOADED.get(settings) or _LOADED.setdefault(settings, _load(settings))
+        entry |= _predict(settings, loaded, out_dir, case)
+        entry["status"] = "done"
+    except MedsegError as exc:
+        entry |= {"status": "failed", "error": str(exc)}
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    return entry
+
+
+def _load(settings: PredictSettings) -> dict[str, Any]:
+    model = load_trained_model(settings.run_dir, settings.device, settings.folds)
+    dicom = DICOM_FORMATS & set(settings.formats)
+    return {
+        "model": model,
+        "segments": run_segments(model.run_dir, model.config) if dicom else [],
+        "postprocessing": load_postprocessing(model.run_dir) if settings.postprocess else None,
+        "calibration": load_calibration(model.run_dir) if settings.uncertainty else None,
+    }
+
+
+def _predict(settings, loaded, out_dir: Path, case: Case) -> dict[str, Any]:
+    model, source = loaded["model"], case.image_paths[0]
+    image = read_dicom_series(source, settings.series) if source.is_dir() else read_case_image(case)
+    suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
+    check_fits_model(image, model.config, source)
+    members: list[np.ndarray] | None = [] if settings.uncertainty else None
+    labels, probabilities = predict_labels(
+        model, image, settings.tta, loaded["postprocessing"], source=source, members=members
+    )
+    files = write_prediction(
+        labels, out_dir, case.case_id, suffix, settings.formats,
+        dicom_series=source if source.is_dir() else None, series=settings.series,
+        segments=loaded["segments"], run_name=model.run_dir.name,
+    )  # fmt: skip
+    if settings.save_probabilities:
+        stem = out_dir / case.case_id
+        files.append(write_probabilities(probabilities, image, model.config, stem,
+                                         settings.save_probabilities))  # fmt: skip
+    entry: dict[str, Any] = {}
+    if settings.lesions:
+        entry["lesions"] = lesion_rows(case.case_id, labels, probabilities, model.config)
+    if members is not None:
+        files.append(write_uncertainty(probabilities, labels, out_dir, case.case_id))
+        entry["quality"] = quality_row(
+            case.case_id, probabilities, labels, members, loaded["calibration"]
+        )
+    return entry | {"outputs": [f.name for f in files]}
+
+
+def _finish(record: _Record, cases: list[Case], settings: PredictSettings, out_dir: Path):
+    entries = [record.cases[case.case_id] for case in cases]
+    done = [e for e in entries if e["status"] == "done"]
+    written = [out_dir / name for e in done for name in e["outputs"]]
+    if settings.lesions:
+        written.append(write_lesions([row for e in done for row in e["lesions"]], out_dir))
+    if settings.uncertainty:
+        written.append(write_quality([e["quality"] for e in done], out_dir))
+    failed = [e for e in entries if e["status"] == "failed"]
+    if failed:
+        raise MedsegError(
+            f"{len(failed)} of {len(cases)} case(s) failed, the others are written "
+            f"({out_dir / PREDICTIONS_FILE} lists each); {failed[0]['error']}"
+        )
+    return written
+
+
+class _Record:
+    """``predictions.json``: read at the start (when its settings are these), rewritten
+    atomically after every case."""
+
+    def __init__(self, out_dir: Path, settings: dict[str, Any]) -> None:
+        self.path, self.out_dir = out_dir / PREDICTIONS_FILE, out_dir
+        self.settings = settings
+        self.cases: dict[str, dict[str, Any]] = {}
+        previous = self._read()
+        if previous.get("settings") == settings:
+            self.cases = previous.get("cases", {})
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def finished(self, case_id: str) -> bool:
+        """Whether the case was predicted with these settings and its files are all there."""
+        entry = self.cases.get(case_id)
+        if not isinstance(entry, dict) or entry.get("status") != "done":
+            return False
+        return all((self.out_dir / str(name)).is_file() for name in entry.get("outputs", []))
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Record one case and rewrite the file."""
+        self.cases[entry["case"]] = entry
+        document = {"medseg": __version__, "settings": self.settings, "cases": self.cases}
+        write_text_atomic(self.path, json.dumps(document, indent=1) + "\n")
+
+
+def _checksums(case: Case) -> list[dict[str, str]]:
+    """SHA-256 of each input file (a DICOM folder: of its files in name order)."""
+    sums = []
+    for path in case.image_paths:
+        digest = hashlib.sha256()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            with open(file, "rb") as stream:
+                for block in iter(lambda s=stream: s.read(2**20), b""):
+                    digest.update(block)
+        sums.append({"file": path.name, "sha256": digest.hexdigest()})
+    return sums
+
+
+def _check_dicom_formats(cases: list[Case], formats: tuple[str, ...]) -> None:
+    """DICOM output needs DICOM series inputs: refuse any other before predicting."""
+    wanted = sorted(DICOM_FORMATS & set(formats))
+    for case in cases if wanted else []:
+        if not case.image_paths[0].is_dir():
+            problem = f"--format {','.join(wanted)} needs a DICOM series folder as input"
+            raise ConfigError(located(case.image_paths[0], problem))
