@@ -24,7 +24,14 @@ def test_help_lists_every_command_under_its_group(run_cli):
     assert list(groups) == list(GROUPS)
     assert groups["evaluate"] == ["evaluate", "evaluate-classification", "calibrate"]
     assert set(groups["register"]) == {"register", "train-registration", "atlas-segment"}
-    assert set(groups["prepare"]) == {"fingerprint", "plan", "preprocess", "convert", "anonymize"}
+    assert set(groups["prepare"]) == {
+        "fingerprint",
+        "plan",
+        "preprocess",
+        "convert",
+        "anonymize",
+        "info",
+    }
     assert "serve-dicom" in groups["segment"]
     assert groups["classify"] == ["train-classifier", "explain"]
     listed = [name for names in groups.values() for name in names]
@@ -34,7 +41,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
 
 def test_every_command_has_examples_and_a_short_summary(run_cli):
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(COMMAND_MODULES) == 15 and len(subparsers) == 21
+    assert len(COMMAND_MODULES) == 16 and len(subparsers) == 22
     for name, parser in subparsers.items():
         assert len(parser.summary) <= 80, name
         code, out, _ = run_cli([name, "--help"])

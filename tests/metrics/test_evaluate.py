@@ -312,6 +312,9 @@ def test_write_evaluation(folders: tuple[Path, Path], tmp_path: Path) -> None:
     assert summary["labels"]["2"]["undefined"] == 1
     assert summary["mean_dice"] == pytest.approx(0.875)
     assert summary["settings"]["nsd_tolerance_mm"] == 1.0
+    assert summary["settings"]["labels"] == [1, 2] and not summary["settings"]["only_predicted"]
+    assert summary["settings"]["prediction_dir"].endswith("preds")
+    assert set(summary["versions"]) == {"medseg", "python", "numpy", "scipy"}
     assert "NaN" not in (out / "summary.json").read_text()
 
 

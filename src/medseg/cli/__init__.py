@@ -19,6 +19,7 @@ from medseg.cli import (
     evaluate,
     evaluate_classification,
     explain,
+    info,
     plan,
     postprocess,
     predict,
@@ -36,7 +37,7 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
     demo, train, train_classifier, explain, predict, postprocess, serve, serve_dicom, evaluate,
-    evaluate_classification, calibrate, register, plan, convert, anonymize,
+    evaluate_classification, calibrate, register, plan, convert, anonymize, info,
 )  # fmt: skip
 
 _EXAMPLES = """\

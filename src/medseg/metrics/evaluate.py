@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg import __version__
 from medseg.datasets import load_dataset_spec
 from medseg.errors import DatasetError, InputProblems, MedsegError, located
 from medseg.io import Image, image_files, image_suffix, read_image, same_grid, write_text_atomic
@@ -38,6 +39,22 @@ from medseg.progress import log_line
 
 #: The lesion list `medseg predict --lesions` writes beside its predictions.
 LESIONS_FILE = "lesions.csv"
+
+
+def versions() -> dict[str, str]:
+    """The versions a score depends on (recorded in summary.json).
+
+    Examples
+    --------
+    >>> sorted(versions())
+    ['medseg', 'numpy', 'python', 'scipy']
+    """
+    import platform
+
+    import scipy
+
+    return {"medseg": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -306,7 +323,14 @@ def evaluate_folders(
                 lesion_rows.append({**head, **lesions})
         log_line(f"scored {outcome.case}", quiet)
     summary = summarise(rows, label_list, label_names, len(outcomes), lesion_rows)
-    summary["settings"] = settings.as_dict()
+    summary["settings"] = settings.as_dict() | {
+        "prediction_dir": str(pred_dir.resolve()),
+        "reference_dir": str(Path(ref_dir).resolve()),
+        "labels": list(label_list),
+        "only_predicted": only_predicted,
+        "missing_as_empty": missing_as_empty,
+    }
+    summary["versions"] = versions()
     pairs = {t.case: (t.prediction, t.reference) for t in tasks}
     if (pred_dir / LESIONS_FILE).is_file():  # medseg predict --lesions wrote one
         references = {case: reference for case, (_, reference) in pairs.items()}

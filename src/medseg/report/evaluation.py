@@ -3,6 +3,7 @@ the tables and the HTML report."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from medseg.datasets import load_dataset_spec
 from medseg.datasets.dicom_references import is_studies_folder, write_references
 from medseg.errors import ConfigError
+from medseg.io import write_text_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, EvaluationSettings, evaluate_folders, write_evaluation
 from medseg.report.html import find_images_dir, write_report
@@ -57,6 +59,11 @@ def evaluate_and_report(
                 images_dir=images_dir if images_dir is not None else Path(tmp) / "imagesTs",
             )  # fmt: skip
         evaluation.warnings[:0] = notes
+        evaluation.summary["settings"]["reference_dir"] = str(Path(ref_dir).resolve())
+        evaluation.summary["settings"]["references"] = "DICOM-SEG / RTSTRUCT of a studies folder"
+        if out_dir is not None:  # name the studies folder, not the temporary one
+            text = json.dumps(evaluation.summary, indent=2) + "\n"
+            write_text_atomic(Path(out_dir) / "summary.json", text)
         return evaluation, written
     if label_names is not None:
         raise ConfigError(f"{ref_dir}: label names apply to DICOM references (a studies folder)")
