@@ -5,8 +5,9 @@ process, and both are scored on the same held-out cases by the same code
 (`medseg.metrics.score_case`, on each case's own grid against its own label file).
 
 Two set-ups:
-- ``--fold K`` (default 0): the dataset's fold K (medseg's case-wise split, seed 12345); both
-  train on its training cases and are scored on its validation cases.
+- ``--fold K`` (default 0): the dataset's fold K (nnU-Net's split since 2026-12-03: results
+  recorded before that date used medseg's earlier shuffle, so another 40 held-out cases);
+  both train on its training cases and are scored on its validation cases.
 - ``--train-cases N --test-cases M``: N + M cases drawn at random (``--subset-seed``) from the
   dataset; both learn from the N and are scored on the M others, as a new user with N
   labelled cases would be. medseg trains as ``medseg train`` does by default (``--medseg-fold

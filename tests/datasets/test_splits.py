@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
-from medseg.datasets import kfold_splits, train_val_split
-from medseg.errors import ConfigError
+from medseg.datasets import kfold_splits, read_splits, train_val_split
+from medseg.errors import ConfigError, DatasetError
 
 IDS = [f"case_{i:03d}" for i in range(23)]
 
@@ -82,3 +84,37 @@ def test_fewer_cases_than_folds_is_an_error() -> None:
 def test_fold_out_of_range_is_an_error(fold: int) -> None:
     with pytest.raises(ConfigError, match=f"fold {fold}"):
         train_val_split(IDS, fold=fold, n_folds=5)
+
+
+def test_the_folds_are_nnunets_for_the_hippocampus_cases() -> None:
+    """The fixture is nnU-Net v2's split of the 200 shared Hippocampus case ids, made by the
+    call nnU-Net makes (``generate_crossval_split(sorted ids, seed=12345, n_splits=5)``, i.e.
+    scikit-learn's ``KFold(5, shuffle=True, random_state=12345)``), recorded once."""
+    recorded = json.loads((Path(__file__).parent / "nnunet_splits_hippocampus.json").read_text())
+    ids = sorted(recorded[0]["train"] + recorded[0]["val"])
+    assert len(ids) == 200
+    assert kfold_splits(ids) == [(fold["train"], fold["val"]) for fold in recorded]
+
+
+@pytest.mark.parametrize("n, k, seed", [(7, 5, 12345), (23, 3, 12345), (260, 5, 12345), (31, 5, 4)])
+def test_the_folds_are_scikit_learns_kfold(n: int, k: int, seed: int) -> None:
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    ids = sorted(f"case_{i:04d}" for i in range(n))
+    expected = [
+        ([ids[i] for i in train], [ids[i] for i in val])
+        for train, val in model_selection.KFold(k, shuffle=True, random_state=seed).split(ids)
+    ]
+    assert kfold_splits(ids, k, seed) == expected
+
+
+def test_a_bad_splits_final_json_is_named(tmp_path) -> None:
+    path = tmp_path / "splits_final.json"
+    path.write_text(json.dumps([{"train": ["a", "b"], "val": ["zz"]}]))
+    with pytest.raises(DatasetError, match="fold 0: unknown case 'zz'"):
+        read_splits(path, ["a", "b", "c"])
+    path.write_text(json.dumps([{"train": ["a"], "val": ["a"]}]))
+    with pytest.raises(DatasetError, match="empty or overlapping"):
+        read_splits(path, ["a", "b"])
+    path.write_text(json.dumps({"train": []}))
+    with pytest.raises(DatasetError, match="want a list"):
+        read_splits(path, ["a"])

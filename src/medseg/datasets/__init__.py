@@ -10,7 +10,7 @@ from medseg.datasets.folder import (
     read_training_case,
 )
 from medseg.datasets.schema import DatasetSpec, load_dataset_spec
-from medseg.datasets.splits import kfold_splits, train_val_split
+from medseg.datasets.splits import kfold_splits, read_splits, train_val_split
 
 __all__ = [
     "Case",
@@ -18,6 +18,7 @@ __all__ = [
     "DatasetSpec",
     "group_image_files",
     "kfold_splits",
+    "read_splits",
     "load_dataset_spec",
     "open_dataset",
     "read_case_image",

@@ -22,10 +22,9 @@ from pathlib import Path
 
 from medseg.datasets.folder import Case, check_channel_files, group_image_files, visible_files
 from medseg.datasets.schema import ClassificationSpec, load_classification_spec
+from medseg.datasets.splits import read_splits
 from medseg.errors import DatasetError, located
-from medseg.io import read_json_file
 from medseg.io.csv_file import read_csv_rows
-from medseg.io.limits import check_input_file
 
 
 @dataclass(frozen=True)
@@ -109,23 +108,3 @@ def read_class_table(
         problem = f"no class for {len(unlabelled)} case(s), e.g. {unlabelled[0]!r}"
         raise DatasetError(located(path, problem))
     return classes
-
-
-def read_splits(path: Path, case_ids: list[str]) -> list[tuple[list[str], list[str]]]:
-    """nnU-Net's ``splits_final.json``: a list of ``{"train": [...], "val": [...]}``."""
-    check_input_file(path, DatasetError)
-    raw = read_json_file(path, DatasetError)
-    known = set(case_ids)
-    if not isinstance(raw, list) or not raw:
-        raise DatasetError(located(path, "want a list of {'train': [...], 'val': [...]}"))
-    splits = []
-    for k, fold in enumerate(raw):
-        if not isinstance(fold, dict) or not {"train", "val"} <= set(fold):
-            raise DatasetError(located(path, f"fold {k}: want 'train' and 'val' lists"))
-        train, val = [str(c) for c in fold["train"]], [str(c) for c in fold["val"]]
-        unknown = sorted((set(train) | set(val)) - known)
-        if unknown or set(train) & set(val) or not train or not val:
-            problem = f"unknown case {unknown[0]!r}" if unknown else "empty or overlapping"
-            raise DatasetError(located(path, f"fold {k}: {problem}"))
-        splits.append((sorted(train), sorted(val)))
-    return splits

@@ -15,6 +15,7 @@ from medseg.datasets import (
     DatasetSpec,
     kfold_splits,
     open_dataset,
+    read_splits,
     read_training_case,
 )
 from medseg.device import resolve_device
@@ -162,8 +163,17 @@ def _prepare_run_folder(
 def _write_run_files(
     run_dir: Path, dataset: DatasetFolder, plan: Plan, case_ids: list[str]
 ) -> list[tuple[list[str], list[str]]]:
-    """``splits.json``, ``plan.json`` and the copy of ``dataset.json``; returns the folds."""
-    folds = kfold_splits(case_ids, plan.n_folds)
+    """``splits.json``, ``plan.json`` and the copy of ``dataset.json``; returns the folds:
+    the dataset's ``splits_final.json`` when it has one (nnU-Net's file), else nnU-Net's
+    5-fold split of the cases (`kfold_splits`)."""
+    given = dataset.root / "splits_final.json"
+    if given.is_file():
+        folds = read_splits(given, case_ids)
+        if len(folds) != plan.n_folds:
+            problem = f"{len(folds)} folds, the plan {plan.n_folds} (--set n_folds={len(folds)})"
+            raise ConfigError(located(given, problem))
+    else:
+        folds = kfold_splits(case_ids, plan.n_folds)
     splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
     write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
     plan.save(run_dir)
