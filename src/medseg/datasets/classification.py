@@ -20,7 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg.datasets.folder import Case, check_channel_files, group_image_files, visible_files
+from medseg.datasets.folder import (
+    Case,
+    check_channel_files,
+    find_dataset_folder,
+    group_image_files,
+    visible_files,
+)
 from medseg.datasets.schema import ClassificationSpec, load_classification_spec
 from medseg.datasets.splits import read_splits
 from medseg.errors import DatasetError, located
@@ -47,7 +53,7 @@ def open_classification_dataset(root: str | Path) -> ClassificationDataset:
     without a class or with two, a class table naming a case that is not in imagesTr, an
     unknown class name, a class no training case has, or a wrong ``numTraining``.
     """
-    root = Path(root)
+    root = find_dataset_folder(root)
     if not root.is_dir():
         raise DatasetError(located(root, "dataset folder not found"))
     spec = load_classification_spec(root / "dataset.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -109,14 +110,54 @@ def check_channel_files(cases: Sequence[Case]) -> None:
             )
 
 
+#: Environment variables naming folders of datasets, looked in in this order.
+RAW_VARIABLES = ("MEDSEG_RAW", "nnUNet_raw")
+_DATASET_NAME = re.compile(r"Dataset(\d{3})_[A-Za-z0-9._-]+")
+
+
+def find_dataset_folder(name: str | Path) -> Path:
+    """The dataset folder ``name`` means: a path as given when it exists; else a dataset ID
+    (``4``, ``004``) or name (``Dataset004_Hippocampus``) looked up, as nnU-Net does, in the
+    folders of ``$MEDSEG_RAW`` and ``$nnUNet_raw``. Anything else comes back as given (the
+    caller then says it is not found); `DatasetError` when an ID matches several folders.
+
+    Examples
+    --------
+    >>> find_dataset_folder("no/such/folder")
+    PosixPath('no/such/folder')
+    """
+    path = Path(name)
+    text = str(name)
+    if path.exists() or not (text.isdigit() and len(text) <= 3 or _DATASET_NAME.fullmatch(text)):
+        return path
+    roots = [Path(os.environ[v]) for v in RAW_VARIABLES if os.environ.get(v)]
+    for raw in roots:
+        if not text.isdigit():
+            if (raw / text).is_dir():
+                return raw / text
+            continue
+        found = sorted(p for p in raw.glob(f"Dataset{int(text):03d}_*") if p.is_dir())
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            raise DatasetError(located(raw, f"dataset {text} is ambiguous: {names}"))
+        if found:
+            return found[0]
+    if not roots:
+        problem = "not a folder, and neither MEDSEG_RAW nor nnUNet_raw is set to look it up in"
+        raise DatasetError(located(path, problem))
+    where = ", ".join(f"${v}" for v in RAW_VARIABLES if os.environ.get(v))
+    raise DatasetError(located(path, f"no such dataset folder here or in {where}"))
+
+
 def open_dataset(root: str | Path) -> DatasetFolder:
-    """Open and check an nnU-Net v2 raw dataset folder (no image is read yet).
+    """Open and check an nnU-Net v2 raw dataset folder (no image is read yet); ``root`` may
+    also be a dataset ID or name under ``$nnUNet_raw`` (`find_dataset_folder`).
 
     Raises `DatasetError` for a missing or malformed ``dataset.json``, an empty ``imagesTr``,
     an image without a label or a label without an image, a missing channel file, or a case
     count that differs from ``numTraining``.
     """
-    root = Path(root)
+    root = find_dataset_folder(root)
     if not root.is_dir():
         raise DatasetError(located(root, "dataset folder not found"))
     spec = load_dataset_spec(root / "dataset.json")
