@@ -74,11 +74,15 @@ def test_killed_predict_leaves_loadable_files_and_reruns(material, tmp_path, del
     command = _medseg("predict", material["run"], material["images"], "--out", out)
     _kill_when(command, lambda: out.is_dir() and any(out.iterdir()), delay)
     for path in out.iterdir():
-        if not path.name.startswith("."):
+        if path.name == "predictions.json":
+            assert json.loads(path.read_text())["cases"]  # whole, or not there
+        elif not path.name.startswith("."):
             assert read_image(path).spatial_shape  # a visible file is a whole image
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(out.glob("*.nii.gz"))) == 30
+    record = json.loads((out / "predictions.json").read_text())["cases"]
+    assert len(record) == 30 and {e["status"] for e in record.values()} == {"done"}
     assert _temporaries(out) == []
 
 

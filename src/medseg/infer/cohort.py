@@ -4,10 +4,11 @@
 ``OUT/predictions.json`` holds what made the predictions (medseg version, the run folder and
 its plan's SHA-256, folds, TTA, post-processing, formats, device) and one entry per case:
 ``done`` or ``failed``, seconds, the SHA-256 of each input file, the files written, the
-error. Run again with the same command, a case recorded ``done`` whose files all exist is
-skipped, so a killed cohort finishes where it stopped (every output is written atomically);
-any other setting predicts everything again. A case that fails is recorded with its error
-and the others go on; the command ends with an error naming how many failed.
+error; it is written once a case is done (a run whose every case is refused leaves
+nothing). Run again with the same command, a case recorded ``done`` whose files all exist
+is skipped, so a killed cohort finishes where it stopped (every output is written
+atomically); any other setting predicts everything again. A case that fails is recorded
+with its error and the others go on; the command ends with an error naming how many failed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from medseg import __version__
 from medseg.datasets import Case, read_case_image
-from medseg.errors import ConfigError, MedsegError, located
+from medseg.errors import ConfigError, ImageReadError, MedsegError, located
 from medseg.infer.lesions import lesion_rows, write_lesions
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
 from medseg.infer.predict import (
@@ -146,8 +147,9 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
     """Predict one case and write its files; its ``predictions.json`` entry (``failed``
     with the error, rather than an exception, when the case cannot be predicted)."""
     start = time.perf_counter()
-    entry: dict[str, Any] = {"case": case.case_id, "inputs": _checksums(case)}
+    entry: dict[str, Any] = {"case": case.case_id}
     try:
+        entry["inputs"] = _checksums(case)
         loaded = _LOADED.get(settings) or _LOADED.setdefault(settings, _load(settings))
         entry |= _predict(settings, loaded, out_dir, case)
         entry["status"] = "done"
@@ -241,8 +243,11 @@ class _Record:
         return all((self.out_dir / str(name)).is_file() for name in entry.get("outputs", []))
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Record one case and rewrite the file."""
+        """Record one case and rewrite the file — once some case is done: inputs that are
+        all refused leave nothing behind."""
         self.cases[entry["case"]] = entry
+        if not any(e.get("status") == "done" for e in self.cases.values()):
+            return
         document = {"medseg": __version__, "settings": self.settings, "cases": self.cases}
         write_text_atomic(self.path, json.dumps(document, indent=1) + "\n")
 
@@ -254,9 +259,12 @@ def _checksums(case: Case) -> list[dict[str, str]]:
         digest = hashlib.sha256()
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            with open(file, "rb") as stream:
-                for block in iter(lambda s=stream: s.read(2**20), b""):
-                    digest.update(block)
+            try:
+                with open(file, "rb") as stream:
+                    for block in iter(lambda s=stream: s.read(2**20), b""):
+                        digest.update(block)
+            except OSError as exc:
+                raise ImageReadError(located(file, f"cannot be read ({exc.strerror})")) from None
         sums.append({"file": path.name, "sha256": digest.hexdigest()})
     return sums
 

@@ -129,5 +129,11 @@ class FailureLimiter:
         return len(recent) >= self.limit
 
     def failed(self, address: str) -> None:
-        """Count one failed authentication of ``address``."""
-        self._failures.setdefault(address, []).append(time.monotonic())
+        """Count one failed authentication of ``address`` (addresses whose failures have all
+        aged out are forgotten once many are held, so the table stays bounded)."""
+        now = time.monotonic()
+        if len(self._failures) > 10_000:
+            stale = [a for a, times in self._failures.items() if now - times[-1] >= self.window]
+            for old in stale:
+                del self._failures[old]
+        self._failures.setdefault(address, []).append(now)
