@@ -119,6 +119,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="bit-identical results for a seed on this machine (needs --epochs)",
     )
+    parser.add_argument(
+        "--splits", type=Path, metavar="FILE",
+        help="the folds of a new run, in nnU-Net's splits_final.json format (default: the "
+        "dataset's splits_final.json, else nnU-Net's 5-fold split)",
+    )  # fmt: skip
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_encoder=args.freeze_encoder,
         fine_tune_lr=args.fine_tune_lr,
         deterministic=args.deterministic,
+        splits_file=args.splits,
     )
     if args.fold == "all":
         print(NOTE_FOLD_ALL, file=sys.stderr)

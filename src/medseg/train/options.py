@@ -94,6 +94,9 @@ class TrainOptions(PlanOptions):
     fine_tune_lr: float | None = None
     #: Bit-identical results for a seed on this machine (needs an epoch budget).
     deterministic: bool = False
+    #: The folds of a new run (nnU-Net's splits_final.json format); None: the dataset's
+    #: splits_final.json, else nnU-Net's 5-fold split.
+    splits_file: str | Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

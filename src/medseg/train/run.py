@@ -19,8 +19,8 @@ from medseg.datasets import (
     read_training_case,
 )
 from medseg.device import resolve_device
-from medseg.errors import ConfigError, located
-from medseg.io import write_text_atomic
+from medseg.errors import ConfigError, RunFolderError, located
+from medseg.io import read_json_file, write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
 from medseg.runs import PLAN_FILE, Plan, record_fold
@@ -161,25 +161,49 @@ def _prepare_run_folder(
 
 
 def _write_run_files(
-    run_dir: Path, dataset: DatasetFolder, plan: Plan, case_ids: list[str]
+    run_dir: Path, dataset: DatasetFolder, plan: Plan, case_ids: list[str], given: Path | None
 ) -> list[tuple[list[str], list[str]]]:
-    """``splits.json``, ``plan.json`` and the copy of ``dataset.json``; returns the folds:
-    the dataset's ``splits_final.json`` when it has one (nnU-Net's file), else nnU-Net's
-    5-fold split of the cases (`kfold_splits`)."""
-    given = dataset.root / "splits_final.json"
-    if given.is_file():
-        folds = read_splits(given, case_ids)
-        if len(folds) != plan.n_folds:
-            problem = f"{len(folds)} folds, the plan {plan.n_folds} (--set n_folds={len(folds)})"
-            raise ConfigError(located(given, problem))
+    """``splits.json``, ``plan.json`` and the copy of ``dataset.json``; returns the folds.
+
+    A run keeps the folds it started with (its ``splits.json``: folds added or resumed later
+    hold out the same cases). A new run takes ``given`` (``--splits``), else the dataset's
+    ``splits_final.json`` (nnU-Net's file), else nnU-Net's split of the cases
+    (`kfold_splits`)."""
+    written = run_dir / "splits.json"
+    if written.is_file():
+        folds = _run_splits(written, case_ids)
+        if given is not None and folds != read_splits(given, case_ids):
+            raise ConfigError(located(given, "the run folder was trained on other folds"))
     else:
-        folds = kfold_splits(case_ids, plan.n_folds)
-    splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
-    write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
+        given = given or (dataset.root / "splits_final.json")
+        if given.is_file():
+            folds = read_splits(given, case_ids)
+            if len(folds) != plan.n_folds:
+                problem = (
+                    f"{len(folds)} folds, the plan {plan.n_folds} (--set n_folds={len(folds)})"
+                )
+                raise ConfigError(located(given, problem))
+        else:
+            folds = kfold_splits(case_ids, plan.n_folds)
+        splits = [{"fold": k, "train": t, "validation": v} for k, (t, v) in enumerate(folds)]
+        write_text_atomic(written, json.dumps(splits, indent=1) + "\n")
     plan.save(run_dir)
     write_text_atomic(
         run_dir / "dataset.json", (dataset.root / "dataset.json").read_text(encoding="utf-8")
     )
+    return folds
+
+
+def _run_splits(path: Path, case_ids: list[str]) -> list[tuple[list[str], list[str]]]:
+    """A run folder's ``splits.json``, which must name exactly the dataset's cases."""
+    raw = read_json_file(path, RunFolderError)
+    try:
+        folds = [(list(f["train"]), list(f["validation"])) for f in raw]
+    except (TypeError, KeyError):
+        raise RunFolderError(located(path, "not a list of train/validation folds")) from None
+    if set(folds[0][0]) | set(folds[0][1]) != set(case_ids):
+        problem = "names other cases than the dataset has: train into another --out"
+        raise ConfigError(located(path, problem))
     return folds
 
 
@@ -218,7 +242,9 @@ def train_run(
     dataset = open_dataset(dataset_dir)
     plan, cases = _prepare_run_folder(dataset, run_dir, options, fold)
     torch.use_deterministic_algorithms(options.deterministic)
-    folds = _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases])
+    ids = [c.case_id for c in cases]
+    given = Path(options.splits_file) if options.splits_file is not None else None
+    folds = _write_run_files(run_dir, dataset, plan, ids, given)
     fold_cases = _split(cases, folds, fold)
     resumed = options.resume and (fold_dir / STATE_FILE).exists()
     if fold == ALL_CASES and not resumed:
