@@ -74,7 +74,7 @@ class PredictSettings:
         return values
 
 
-#: Per process: the model of each settings, loaded once.
+#: Per process: the model of each settings, loaded once (for one `predict_paths` call).
 _LOADED: dict[PredictSettings, dict[str, Any]] = {}
 
 
@@ -136,10 +136,13 @@ def predict_paths(
     if len(todo) < len(cases):
         log_line(f"{len(cases) - len(todo)} case(s) already predicted: skipped", quiet)
     work = functools.partial(predict_case, settings, out_dir)
-    for entry in map_in_processes(work, todo, jobs, "predicting", quiet):
-        record.add(entry)
-        if entry["status"] == "done":
-            log_line(f"wrote {', '.join(entry['outputs'])}", quiet)
+    try:
+        for entry in map_in_processes(work, todo, jobs, "predicting", quiet):
+            record.add(entry)
+            if entry["status"] == "done":
+                log_line(f"wrote {', '.join(entry['outputs'])}", quiet)
+    finally:
+        _LOADED.pop(settings, None)  # the next call loads the run folder afresh
     return _finish(record, cases, settings, out_dir)
 
 
