@@ -51,7 +51,6 @@ class ServiceState:
     data_dir: Path
     models: dict[str, Path]
     limits: Limits = field(default_factory=Limits)
-    label_names: dict[str, dict[str, str]] = field(default_factory=dict)
     workers_alive: object = None  # a callable returning the live worker count, if any
 
     def __post_init__(self) -> None:

@@ -3,9 +3,9 @@ label map on niivue (axial, coronal, sagittal; scrolling, window/level, overlay 
 per-label colours and toggles, a crosshair readout of value and label).
 
 The page is a static shell (``static/viewer.html``, ``static/viewer.js``); niivue's ES module
-bundle is ``static/niivue/niivue.js``, installed by ``./run`` from npm at the pinned
-`NIIVUE_VERSION` (never fetched at run time, never from a CDN; docs/serve.md says how to
-update it). The page reads the volumes from the same origin: ``/jobs/{id}/view/image`` and
+bundle is ``static/niivue/niivue.js``, installed by ``./run`` from npm at the version pinned
+there (never fetched at run time, never from a CDN; docs/serve.md says how to update it).
+The page reads the volumes from the same origin: ``/jobs/{id}/view/image`` and
 ``/jobs/{id}/view/labels`` (NIfTI, converted once from the stored input and result) and the
 label names from ``/jobs/{id}/view/labels.json``. A browser cannot send the API key as a
 header on navigation, so the page asks for it once and ``POST /session`` turns it into a
@@ -26,12 +26,11 @@ from starlette.concurrency import run_in_threadpool
 
 from medseg.serve.auth import Reader, check_key
 from medseg.serve.sessions import SESSION_COOKIE, SESSION_SECONDS, open_session_token
-from medseg.serve.worker import job_folder
+from medseg.serve.worker import job_folder, read_job_image
 
 if TYPE_CHECKING:
     from medseg.serve.app import ServiceState
 
-NIIVUE_VERSION = "0.69.0"
 STATIC = Path(__file__).parent / "static"
 #: The viewer's security headers: same-origin everything, no framing.
 _HEADERS = {
@@ -98,8 +97,7 @@ def add_viewer_routes(app: FastAPI, state: ServiceState, visible_job) -> None:
 
 def _view_file(folder: Path, kind: str, input_name: str, part: str) -> Path:
     """A NIfTI copy of the job's image or labels (made on the first request, then kept)."""
-    from medseg.io import read_image, write_image
-    from medseg.io.dicom import read_dicom_series
+    from medseg.io import write_image
 
     if part == "labels":
         return folder / "result" / "labels.nii.gz"
@@ -107,10 +105,5 @@ def _view_file(folder: Path, kind: str, input_name: str, part: str) -> Path:
         return folder / input_name
     target = folder / "result" / "view_image.nii.gz"
     if not target.is_file():
-        image = (
-            read_dicom_series(folder / "dicom")
-            if kind == "dicom"
-            else read_image(folder / input_name)
-        )
-        write_image(image, target)
+        write_image(read_job_image(folder, kind, input_name), target)
     return target

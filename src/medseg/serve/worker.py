@@ -43,6 +43,16 @@ def job_folder(data_dir: Path, job_id: str) -> Path:
     return data_dir / "jobs" / job_id
 
 
+def read_job_image(folder: Path, kind: str, input_name: str):
+    """The stored input of a job: its DICOM series (``dicom/``) or its image file."""
+    from medseg.io import read_image
+    from medseg.io.dicom import read_dicom_series
+
+    return (
+        read_dicom_series(folder / "dicom") if kind == "dicom" else read_image(folder / input_name)
+    )
+
+
 def run_worker(
     data_dir: Path, models: dict[str, Path], device: str, threads: int, server: int
 ) -> None:
@@ -96,13 +106,12 @@ def _predict(store: JobStore, job: Job, folder: Path, scratch: Path, model, post
     from medseg.infer.outputs import run_segments, write_prediction
     from medseg.infer.predict import check_fits_model, predict_labels, write_probabilities
     from medseg.infer.quality import case_scores, flag, load_calibration
-    from medseg.io import read_image, write_image
-    from medseg.io.dicom import read_dicom_series
+    from medseg.io import write_image
 
     timings, start = {}, time.perf_counter()
     dicom = job.kind == "dicom"
     source = folder / "dicom" if dicom else folder / job.input
-    image = read_dicom_series(source) if dicom else read_image(source)
+    image = read_job_image(folder, job.kind, job.input)
     check_fits_model(image, model.config, Path(job.input))
     timings["read"] = time.perf_counter() - start
     store.progress(job, 0.2)
