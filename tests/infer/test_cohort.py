@@ -94,3 +94,18 @@ def test_worker_processes_write_what_one_process_writes(
     for path in sorted(one.glob("*.nii.gz")):
         assert np.array_equal(read_image(path).array, read_image(two / path.name).array), path.name
     assert set(_record(two)["cases"]) == set(_record(one)["cases"])
+
+
+def test_a_record_naming_files_outside_the_folder_is_not_trusted(
+    cohort, untrained_run_dir, tmp_path
+):
+    out = tmp_path / "out"
+    predict_paths(untrained_run_dir, [cohort], out, device="cpu", quiet=True)
+    record = _record(out)
+    (tmp_path / "elsewhere.nii.gz").write_bytes(b"x")
+    record["cases"]["phantom_000"]["outputs"] = ["../elsewhere.nii.gz"]
+    (out / "predictions.json").write_text(json.dumps(record))
+    (out / "phantom_000.nii.gz").unlink()
+    written = predict_paths(untrained_run_dir, [cohort], out, device="cpu", quiet=True)
+    assert (out / "phantom_000.nii.gz").is_file()  # predicted again, not taken as done
+    assert all(path.parent == out for path in written)

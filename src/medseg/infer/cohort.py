@@ -243,7 +243,10 @@ class _Record:
         entry = self.cases.get(case_id)
         if not isinstance(entry, dict) or entry.get("status") != "done":
             return False
-        return all((self.out_dir / str(name)).is_file() for name in entry.get("outputs", []))
+        names = [str(name) for name in entry.get("outputs", [])]
+        if any(Path(name).name != name for name in names):  # only names inside out_dir
+            return False
+        return all((self.out_dir / name).is_file() for name in names)
 
     def add(self, entry: dict[str, Any]) -> None:
         """Record one case and rewrite the file — once some case is done: inputs that are
