@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from medseg.errors import MedsegError
 from medseg.infer import predict_paths
@@ -87,7 +88,12 @@ def test_worker_processes_write_what_one_process_writes(
     cohort, untrained_run_dir, tmp_path, run_cli
 ):
     one, two = tmp_path / "one", tmp_path / "two"
-    predict_paths(untrained_run_dir, [cohort], one, device="cpu", quiet=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker runs: the same arithmetic, bit for bit
+    try:
+        predict_paths(untrained_run_dir, [cohort], one, device="cpu", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
     code, _, err = run_cli(["--quiet", "predict", untrained_run_dir, cohort, "--out", two,
                             "--jobs", "2", "--device", "cpu"])  # fmt: skip
     assert code == 0, err
