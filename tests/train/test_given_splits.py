@@ -53,3 +53,7 @@ def test_a_run_keeps_its_folds_and_splits_names_a_file(tmp_path, run_cli):
     runs.write_text(json.dumps([{"fold": 0, "train": ["x"], "validation": ["y"]}]))
     code, _, err = run_cli([*args, "--fold", "3"])
     assert code == 2 and "names other cases than the dataset has" in err
+    for broken in ([], {"fold": 0}, [{"train": []}]):
+        runs.write_text(json.dumps(broken))
+        code, _, err = run_cli([*args, "--fold", "3"])
+        assert code == 2 and "not a list of train/validation folds" in err, err

@@ -200,7 +200,9 @@ def _run_splits(path: Path, case_ids: list[str]) -> list[tuple[list[str], list[s
     try:
         folds = [(list(f["train"]), list(f["validation"])) for f in raw]
     except (TypeError, KeyError):
-        raise RunFolderError(located(path, "not a list of train/validation folds")) from None
+        folds = []
+    if not folds:
+        raise RunFolderError(located(path, "not a list of train/validation folds"))
     if set(folds[0][0]) | set(folds[0][1]) != set(case_ids):
         problem = "names other cases than the dataset has: train into another --out"
         raise ConfigError(located(path, problem))
