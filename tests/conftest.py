@@ -7,10 +7,12 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medseg.cli import main
 from medseg.datasets.phantom import LABELS, write_phantom_dataset
+from medseg.io import Image, spacing_affine, write_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PHANTOM_SHAPE_3D = (24, 24, 8)
@@ -184,14 +186,17 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def render_in_chromium() -> Callable[[Path], dict]:
+def render_in_chromium() -> Callable[..., dict]:
     """Open an HTML file in the system's headless Chromium (driven by Playwright); return
-    ``{"errors": [...], "images": [[complete, naturalWidth, alt], ...], "title": str}``."""
+    ``{"errors": [...], "images": [[complete, naturalWidth, alt], ...], "title": str,
+    "result": ...}``, where ``result`` is what the optional ``script`` (a JavaScript
+    function body run in the loaded page) returns."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = _chromium()
 
-    def render(path: Path) -> dict:
+    def render(path: Path, script: str | None = None) -> dict:
         errors: list[str] = []
+        result = None
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
@@ -206,9 +211,11 @@ def render_in_chromium() -> Callable[[Path], dict]:
                     "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
                 )
                 title = page.title()
+                if script is not None:
+                    result = page.evaluate(f"() => {{ {script} }}")
             finally:
                 browser.close()
-        return {"errors": errors, "images": images, "title": title}
+        return {"errors": errors, "images": images, "title": title, "result": result}
 
     return render
 
@@ -228,3 +235,33 @@ def coarse_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings=settings),
     )
     return root / "run"
+
+
+SCORED_AFFINE = spacing_affine((1.0, 1.0, 2.0))
+
+
+def write_scored_dataset(
+    root: Path, cases: int = 7, missed: Callable[[int], int] = lambda k: k, name: str = "preds"
+) -> tuple[Path, Path, Path]:
+    """images, labels and a predictions folder ``name`` in the nnU-Net layout; case k's
+    prediction of label 1 misses ``missed(k)`` voxel layers of the reference box (label 2
+    is predicted exactly), so with the default the worst cases are the last ones."""
+    images, labels, preds = root / "imagesTr", root / "labelsTr", root / name
+    rng = np.random.default_rng(0)
+    for k in range(cases):
+        reference = np.zeros((20, 20, 6), np.uint8)
+        reference[4:14, 4:14, 1:5] = 1
+        reference[15:18, 15:18, 2:4] = 2
+        prediction = reference.copy()
+        prediction[4 : 4 + missed(k), 4:14, 1:5] = 0
+        image = rng.normal(size=reference.shape).astype(np.float32) + 3 * reference
+        write_image(Image(image[None], SCORED_AFFINE), images / f"case_{k}_0000.nii.gz")
+        write_image(Image(reference[None], SCORED_AFFINE), labels / f"case_{k}.nii.gz")
+        write_image(Image(prediction[None], SCORED_AFFINE), preds / f"case_{k}.nii.gz")
+    return images, labels, preds
+
+
+@pytest.fixture
+def scored_dataset() -> Callable[..., tuple[Path, Path, Path]]:
+    """`write_scored_dataset`."""
+    return write_scored_dataset

@@ -9,7 +9,7 @@ import pytest
 
 from medseg.io import Image, write_image
 from medseg.metrics.detection import Lesion, find_lesions, froc, froc_from_files
-from medseg.metrics.evaluate import evaluate_folders
+from medseg.metrics.evaluate import evaluate_folders, write_evaluation
 
 
 def _ball(shape, centre, radius):
@@ -70,3 +70,19 @@ def test_evaluate_reports_froc_from_the_predictions_lesion_list(tmp_path):
     references = {"a": refs / "a.nii.gz", "b": refs / "b.nii.gz"}
     direct = froc_from_files(preds / "lesions.csv", references, {1: "1"})
     assert direct["1"] == found
+
+
+def test_a_validation_folder_with_evaluation_tables_can_be_scored_again(tmp_path):
+    """Training writes its validation predictions and their evaluation (whose per-case
+    lesion counts are also called lesions.csv) into one folder; scoring that folder again
+    must not take those counts for a lesion list."""
+    refs, preds = tmp_path / "refs", tmp_path / "preds"
+    label = np.zeros((12, 12, 12), np.uint8)
+    label[3:8, 3:8, 3:8] = 1
+    write_image(Image(label[None], np.eye(4)), refs / "a.nii.gz")
+    write_image(Image(label[None], np.eye(4)), preds / "a.nii.gz")
+    write_evaluation(evaluate_folders(preds, refs), preds)
+    assert (preds / "lesions.csv").is_file()
+    evaluation = evaluate_folders(preds, refs)
+    assert "froc" not in evaluation.summary
+    assert evaluation.rows[0]["dice"] == 1.0

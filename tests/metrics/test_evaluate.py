@@ -20,6 +20,7 @@ from medseg.metrics import (
     evaluate_folders,
     write_evaluation,
 )
+from medseg.metrics.evaluate import WIDE_STATISTICS
 
 AFFINE = spacing_affine((1.0, 1.0, 2.0))
 SHAPE = (6, 6, 4)
@@ -291,8 +292,9 @@ def test_write_evaluation(folders: tuple[Path, Path], tmp_path: Path) -> None:
     evaluation = evaluate_folders(*folders)
     out = tmp_path / "scores" / "fold_0"
     paths = write_evaluation(evaluation, out)
-    assert paths == [out / "metrics.csv", out / "lesions.csv", out / "summary.json"]
-    assert sorted(p.name for p in out.iterdir()) == ["lesions.csv", "metrics.csv", "summary.json"]
+    names = ["metrics.csv", "summary.csv", "lesions.csv", "summary.json"]
+    assert paths == [out / name for name in names]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
     with (out / "metrics.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["case", "label", "label_name", *METRICS]
@@ -316,6 +318,28 @@ def test_write_evaluation(folders: tuple[Path, Path], tmp_path: Path) -> None:
     assert summary["settings"]["prediction_dir"].endswith("preds")
     assert set(summary["versions"]) == {"medseg", "python", "numpy", "scipy"}
     assert "NaN" not in (out / "summary.json").read_text()
+
+
+def test_wide_summary_has_one_row_per_label(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    evaluation = evaluate_folders(*folders)
+    write_evaluation(evaluation, tmp_path)
+    with (tmp_path / "summary.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["label"] for r in rows] == ["1", "2"]
+    assert list(rows[0])[:6] == [
+        "label", "label_name", "cases", "empty_reference", "empty_prediction", "empty_both",
+    ]  # fmt: skip
+    assert len(rows[0]) == 6 + len(METRICS) * len(WIDE_STATISTICS)
+    for row in rows:
+        stats = evaluation.summary["labels"][row["label_name"]]["metrics"]
+        for metric in METRICS:
+            expected = stats[metric]
+            if expected["mean"] is None:
+                assert row[f"{metric}_mean"] == "" and row[f"{metric}_ci95_low"] == ""
+                continue
+            assert float(row[f"{metric}_mean"]) == pytest.approx(expected["mean"], rel=1e-5)
+            assert float(row[f"{metric}_ci95_high"]) == pytest.approx(expected["ci95"][1], rel=1e-5)
+            assert row[f"{metric}_n"] == str(expected["n"])
 
 
 def test_write_evaluation_with_undefined_mean_writes_null(

@@ -123,6 +123,36 @@ def test_reads_simpleitk_files_with_a_centre(tmp_path: Path) -> None:
     assert np.allclose(read_affine_text(tmp_path / "centred.tfm"), A, atol=1e-12)
 
 
+def test_mat_files_round_trip_and_map_points_like_simpleitk(tmp_path: Path) -> None:
+    write_affine_text(A, tmp_path / "affine.mat")
+    assert np.array_equal(read_affine_text(tmp_path / "affine.mat"), A)
+    # ANTs writes rigid and affine .mat files with a centre: read the whole map
+    rigid = sitk.Euler3DTransform((5.0, -3.0, 12.0), 0.1, -0.2, 0.3, (2.0, 4.0, -1.0))
+    sitk.WriteTransform(rigid, str(tmp_path / "0GenericAffine.mat"))
+    ours = Transform(read_affine_text(tmp_path / "0GenericAffine.mat"))
+    points = np.random.default_rng(1).uniform(-50, 50, size=(10, 3))
+    theirs = np.array([rigid.TransformPoint((FLIP[:3, :3] @ p).tolist()) for p in points])
+    assert np.allclose(theirs @ FLIP[:3, :3], ours.apply(points), atol=1e-9)
+
+
+def test_simpleitk_reads_a_truncated_text_file_as_the_identity_medseg_refuses_it(
+    tmp_path: Path,
+) -> None:
+    """Why text transforms are parsed by medseg: SimpleITK takes a file that lost its
+    FixedParameters line, or both parameter lines, for the identity."""
+    head = "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+    no_centre = tmp_path / "no_centre.txt"
+    no_centre.write_text(head + "Parameters: 2 0 0 0 1 0 0 0 1 5 6 7\n")
+    no_parameters = tmp_path / "no_parameters.txt"
+    no_parameters.write_text(head)
+    for path in (no_centre, no_parameters):
+        assert sitk.ReadTransform(str(path)).GetParameters() == (1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0)
+    with pytest.raises(TransformFileError, match="no_centre.txt: expected one 'FixedParameters:'"):
+        read_affine_text(no_centre)
+    with pytest.raises(TransformFileError, match="no_parameters.txt: expected one 'Parameters:'"):
+        read_affine_text(no_parameters)
+
+
 def test_affine_text_refusals(tmp_path: Path) -> None:
     euler = tmp_path / "euler.txt"
     sitk.WriteTransform(sitk.Euler3DTransform(), str(euler))
@@ -146,6 +176,11 @@ def test_affine_text_refusals(tmp_path: Path) -> None:
     with pytest.raises(TransformFileError, match="last row"):
         write_affine_text(np.ones((4, 4)), tmp_path / "nan.txt")
     assert not (tmp_path / "nan.txt").exists()
+    with pytest.raises(TransformFileError, match=r"affine.h5: not an ITK transform file"):
+        read_affine_text(tmp_path / "affine.h5")
+    broken.with_suffix(".mat").write_bytes(b"\x00" * 64)
+    with pytest.raises(TransformFileError, match="broken.mat: "):
+        read_affine_text(broken.with_suffix(".mat"))
 
 
 # --- displacement field ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_register_writes_every_file(run_cli, tmp_path: Path) -> None:
     assert code == 0, err
     expected = {
         "warped.nii.gz", "warped_labels.nii.gz", "displacement.nii.gz", "affine.txt",
-        "affine.tfm", "jacobian.nii.gz", "metrics.json", "overlay.png",
+        "affine.tfm", "affine.mat", "jacobian.nii.gz", "metrics.json", "overlay.png",
     }  # fmt: skip
     assert {p.name for p in out.iterdir()} == expected
     metrics = json.loads((out / "metrics.json").read_text())

@@ -45,9 +45,11 @@ def test_predictions_are_scored_against_the_seg_and_rtstruct_of_their_series(
     overlap = np.logical_and(roi, np.roll(roi, 2, axis=1)).sum()
     assert dice[("ct", "roi-1")] == pytest.approx(2 * overlap / (2 * roi.sum()))
     assert 0 < dice[("ct", "roi-1")] < 1
-    assert len(written) == 4
+    assert [p.name for p in written] == [
+        "metrics.csv", "summary.csv", "lesions.csv", "summary.json", "report.html", "figures",
+    ]  # fmt: skip
     report = (tmp_path / "scores/report.html").read_text()
-    assert "alt='a'" in report and "alt='ct'" in report  # overlays drawn on the series
+    assert 'alt="a"' in report and 'alt="ct"' in report  # overlays drawn on the series
     assert evaluation.warnings == []
 
 

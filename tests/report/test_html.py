@@ -1,4 +1,5 @@
-"""The HTML evaluation report: self-contained, complete, and rendered by a real browser."""
+"""The HTML evaluation report: self-contained, complete, print-ready figures, and rendered
+(sorting and filtering included) by a real browser."""
 
 from __future__ import annotations
 
@@ -9,30 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from medseg.io import Image, spacing_affine, write_image
 from medseg.metrics import evaluate_folders, write_evaluation
 from medseg.report import find_images_dir, write_report
-from medseg.report.plots import PLOTTED_METRICS
-
-AFFINE = spacing_affine((1.0, 1.0, 2.0))
-
-
-def _dataset(root: Path, cases: int = 7) -> tuple[Path, Path, Path]:
-    """images, labels and predictions folders in the nnU-Net layout; case k's prediction
-    misses k voxel layers of the reference box, so the worst cases are the last ones."""
-    images, labels, preds = root / "imagesTr", root / "labelsTr", root / "preds"
-    rng = np.random.default_rng(0)
-    for k in range(cases):
-        reference = np.zeros((20, 20, 6), np.uint8)
-        reference[4:14, 4:14, 1:5] = 1
-        reference[15:18, 15:18, 2:4] = 2
-        prediction = reference.copy()
-        prediction[4 : 4 + k, 4:14, 1:5] = 0
-        image = rng.normal(size=reference.shape).astype(np.float32) + 3 * reference
-        write_image(Image(image[None], AFFINE), images / f"case_{k}_0000.nii.gz")
-        write_image(Image(reference[None], AFFINE), labels / f"case_{k}.nii.gz")
-        write_image(Image(prediction[None], AFFINE), preds / f"case_{k}.nii.gz")
-    return images, labels, preds
+from medseg.report.html import CASE_METRICS, worst_cases
+from medseg.report.overlay import label_colour
+from medseg.report.plots import PLOTTED_METRICS, PRINT_DPI
 
 
 def _data_images(page: str) -> list[bytes]:
@@ -41,36 +23,66 @@ def _data_images(page: str) -> list[bytes]:
     ]
 
 
-def test_report_is_self_contained_and_complete(tmp_path: Path) -> None:
-    images, labels, preds = _dataset(tmp_path)
+def _case_table_rows(page: str) -> list[list[str]]:
+    table = page.split('id="cases"', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in body.split("<tr>")[1:]]
+
+
+def test_report_is_self_contained_and_complete(tmp_path: Path, scored_dataset) -> None:
+    images, labels, preds = scored_dataset(tmp_path)
     evaluation = evaluate_folders(preds, labels, labels=[1, 2])
     path = write_report(evaluation, tmp_path / "out", images)
     page = path.read_text()
     assert not re.search(r"(src|href)=['\"]?(https?:|//|file:)", page), "no external resources"
     pictures = _data_images(page)
-    # one plot per metric, and the 5 worst of 7 cases for each of the 2 labels
-    assert len(pictures) == len(PLOTTED_METRICS) + 2 * 5
-    for picture in pictures:
-        assert picture.startswith(b"\x89PNG")
-    # the worst label-1 cases are those with the most missed layers
-    worst = re.findall(r"<figcaption>(case_\d+): Dice", page)
-    assert worst[:5] == ["case_6", "case_5", "case_4", "case_3", "case_2"]
+    # one plot per metric, and the 5 worst of 7 cases
+    assert len(pictures) == len(PLOTTED_METRICS) + 5
+    assert all(picture.startswith(b"\x89PNG") for picture in pictures)
+    # the worst cases are those with the most missed layers (label 2 is exact in all)
+    worst = re.findall(r"<figcaption>(case_\d+): mean Dice", page)
+    assert worst == ["case_6", "case_5", "case_4", "case_3", "case_2"]
+    assert [case for case, _ in worst_cases(evaluation)] == worst
     assert "95% CI" in page and "empty both" in page
+    # every case and label in the sortable table, with each metric's raw value to sort by
+    rows = _case_table_rows(page)
+    assert len(rows) == 7 * 2 and all(len(r) == 2 + len(CASE_METRICS) for r in rows)
+    dice = {(r["case"], r["label"]): r["dice"] for r in evaluation.rows}
+    assert f'data-v="{float(dice[("case_6", 1)])!r}"' in page
 
 
-def test_worst_case_overlay_shows_the_image_and_both_contours(tmp_path: Path) -> None:
-    images, labels, preds = _dataset(tmp_path, cases=2)
-    evaluation = evaluate_folders(preds, labels, labels=[1])
+def test_figures_are_written_as_svg_and_print_resolution_png(tmp_path, scored_dataset) -> None:
+    images, labels, preds = scored_dataset(tmp_path, cases=3)
+    evaluation = evaluate_folders(preds, labels, labels=[1, 2])
+    write_report(evaluation, tmp_path / "out", images)
+    figures = tmp_path / "out/figures"
+    assert sorted(p.name for p in figures.iterdir()) == sorted(
+        f"{metric}{suffix}" for metric in PLOTTED_METRICS for suffix in (".svg", ".png")
+    )
+    assert (figures / "dice.svg").read_text().lstrip().startswith("<?xml")
+    with PILImage.open(figures / "dice.png") as png:
+        assert round(png.info["dpi"][0]) == PRINT_DPI
+        assert png.size[0] >= 3.4 * PRINT_DPI
+
+
+def test_worst_case_overlay_shows_the_image_and_each_label_in_its_colour(
+    tmp_path: Path, scored_dataset
+) -> None:
+    images, labels, preds = scored_dataset(tmp_path, cases=2)
+    evaluation = evaluate_folders(preds, labels, labels=[1, 2])
     page = write_report(evaluation, tmp_path / "out", images).read_text()
     overlay = _data_images(page)[len(PLOTTED_METRICS)]
     (tmp_path / "o.png").write_bytes(overlay)
     pixels = np.asarray(PILImage.open(tmp_path / "o.png").convert("RGB")).astype(int)
-    green = (np.abs(pixels - [0, 208, 0]).sum(-1) < 60).sum()
-    red = (np.abs(pixels - [255, 48, 48]).sum(-1) < 60).sum()
+
+    def count(hex_colour: str) -> int:
+        rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+        return int((np.abs(pixels - rgb).sum(-1) < 40).sum())
+
+    assert count(label_colour(1)) > 20 and count(label_colour(2)) > 20, "both labels drawn"
     grey = (
         ((pixels.max(-1) - pixels.min(-1)) < 8) & (pixels.mean(-1) > 20) & (pixels.mean(-1) < 235)
     )
-    assert green > 20 and red > 20, "reference and prediction contours"
     assert grey.sum() > 500, "the case's image drawn beneath"
 
 
@@ -82,13 +94,39 @@ def test_find_images_dir(tmp_path: Path) -> None:
     assert find_images_dir(tmp_path / "refs") is None
 
 
-def test_report_renders_in_headless_chromium(tmp_path: Path, render_in_chromium) -> None:
-    images, labels, preds = _dataset(tmp_path, cases=3)
+SORT_AND_FILTER = """
+const table = document.getElementById("cases");
+const dice = Array.from(table.tHead.rows[0].cells).findIndex(c => c.textContent === "Dice");
+const firstCases = () => Array.from(table.tBodies[0].rows).slice(0, 2).map(
+    r => r.cells[0].textContent + "/" + r.cells[1].textContent + "/" + r.cells[dice].textContent);
+table.tHead.rows[0].cells[dice].click();
+const ascending = firstCases();
+table.tHead.rows[0].cells[dice].click();
+const descending = firstCases();
+const filter = document.querySelector("input.filter");
+filter.value = "case_1";
+filter.dispatchEvent(new Event("input"));
+const shown = Array.from(table.tBodies[0].rows).filter(r => !r.hidden).length;
+return {ascending, descending, shown};
+"""
+
+
+def test_report_renders_sorts_and_filters_in_headless_chromium(
+    tmp_path: Path, render_in_chromium, scored_dataset
+) -> None:
+    images, labels, preds = scored_dataset(tmp_path, cases=3)
     evaluation = evaluate_folders(preds, labels)
     write_evaluation(evaluation, tmp_path / "out")
-    rendered = render_in_chromium(write_report(evaluation, tmp_path / "out", images))
+    rendered = render_in_chromium(
+        write_report(evaluation, tmp_path / "out", images), SORT_AND_FILTER
+    )
     assert rendered["errors"] == []
     assert rendered["title"] == "Segmentation evaluation"
-    assert len(rendered["images"]) == len(PLOTTED_METRICS) + 2 * 3
+    assert len(rendered["images"]) == len(PLOTTED_METRICS) + 3
     for complete, width, alt in rendered["images"]:
         assert complete and width > 100, f"image {alt!r} did not decode"
+    dice = sorted((r["dice"], r["case"], r["label_name"]) for r in evaluation.rows)
+    lowest = [f"{case}/{name}/{value:.3f}" for value, case, name in dice[:2]]
+    assert rendered["result"]["ascending"] == lowest
+    assert all(row.endswith("/1.000") for row in rendered["result"]["descending"])
+    assert rendered["result"]["shown"] == 2  # case_1's two labels

@@ -21,9 +21,11 @@ def add_command(
     examples: str,
     run: Callable[[argparse.Namespace], int],
     description: str | None = None,
+    usage: str | None = None,
 ) -> argparse.ArgumentParser:
     """A subcommand with its one-line ``summary`` (listed under ``group`` by ``medseg
-    --help``), its examples, and the function that runs it."""
+    --help``), its examples, and the function that runs it; ``usage`` replaces argparse's
+    own usage line."""
     if group not in GROUPS:
         raise ValueError(f"unknown command group {group!r}")
     parser = subparsers.add_parser(
@@ -31,6 +33,7 @@ def add_command(
         description=description or summary,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=usage,
     )
     parser.set_defaults(run=run)
     parser.task_group, parser.summary = group, summary  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from medseg.cli import arguments
-from medseg.cli.output import console, print_summary
+from medseg.cli.output import console, print_comparison, print_summary
 
 EXAMPLES = """\
   medseg evaluate preds Dataset004_Hippocampus/labelsTs --out scores
@@ -16,11 +16,15 @@ EXAMPLES = """\
   medseg evaluate runs/hippo/fold_0/validation Dataset004_Hippocampus/labelsTr \
 --only-predicted --out scores
   medseg evaluate preds studies/ --label-names runs/liver/dataset.json --out scores
+  medseg evaluate preds_unet preds_fcn labelsTs --out unet_vs_fcn
 
-writes metrics.csv, lesions.csv, summary.json and report.html to --out;
-definitions of every metric and of empty masks: docs/metrics.md. REF_DIR may be a folder of
-DICOM studies with DICOM-SEG or RTSTRUCT files (as for 'medseg convert dicom'): the
-prediction named after a series folder is scored against the SEG or RTSTRUCT on that series.
+writes metrics.csv, summary.csv, lesions.csv, summary.json, report.html and figures/ (SVG and
+300-dpi PNG) to --out; definitions of every metric and of empty masks: docs/metrics.md.
+REF_DIR may be a folder of DICOM studies with DICOM-SEG or RTSTRUCT files (as for 'medseg
+convert dicom'): the prediction named after a series folder is scored against the SEG or
+RTSTRUCT on that series. With two prediction folders (A, then B) both are scored into
+--out/A and --out/B and compared case by case: comparison.csv, comparison.json and a
+report.html of the paired differences B - A (bootstrap CI, Wilcoxon p-value).
 """
 
 
@@ -35,12 +39,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Score predicted label maps against references (matched by file name, "
         "or DICOM-SEG/RTSTRUCT by series folder name): "
         "overlap, volumes, surface distances in mm, lesion detection; CSV, JSON and an HTML "
-        "report.",
+        "report. Given two prediction folders, compare them case by case.",
+        usage="medseg evaluate [options] PRED_DIR [PRED_B] REF_DIR",
     )
     parser.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="predictions")
-    parser.add_argument("ref_dir", type=Path, metavar="REF_DIR", help="references")
     parser.add_argument(
-        "--out", type=Path, help="write metrics.csv, lesions.csv, summary.json, report.html here"
+        "more", type=Path, nargs="+", metavar="[PRED_B] REF_DIR",
+        help="the references; or a second predictions folder to compare with, then the "
+        "references",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, help="write the tables, summary.json, report.html and figures/ here"
     )
     parser.add_argument(
         "--labels",
@@ -102,27 +111,35 @@ def _add_metric_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.errors import ConfigError
     from medseg.metrics import EvaluationSettings
-    from medseg.report import evaluate_and_report
+    from medseg.report import compare_and_report, evaluate_and_report
 
+    if len(args.more) > 2:
+        raise ConfigError("medseg evaluate: give PRED_DIR [PRED_B] REF_DIR (at most three folders)")
     settings = EvaluationSettings(
         tolerance_mm=args.tolerance_mm,
         tolerances=dict(args.per_label_tolerance),
         lesion_iou=args.lesion_iou,
     )
-    evaluation, written = evaluate_and_report(
-        args.pred_dir,
-        args.ref_dir,
-        args.out,
-        labels=args.labels,
-        only_predicted=args.only_predicted,
-        missing_as_empty=args.missing_as_empty,
-        settings=settings,
-        jobs=args.jobs,
-        quiet=args.quiet,
-        images_dir=args.images,
-        label_names=args.label_names,
-    )
+    options = {
+        "labels": args.labels,
+        "only_predicted": args.only_predicted,
+        "missing_as_empty": args.missing_as_empty,
+        "settings": settings,
+        "jobs": args.jobs,
+        "quiet": args.quiet,
+        "images_dir": args.images,
+        "label_names": args.label_names,
+    }
+    if len(args.more) == 2:
+        if args.out is None:
+            raise ConfigError("medseg evaluate: comparing two prediction folders needs --out")
+        comparison, written = compare_and_report(args.pred_dir, *args.more, args.out, **options)
+        print_comparison(comparison)
+        console.print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+    evaluation, written = evaluate_and_report(args.pred_dir, args.more[0], args.out, **options)
     for warning in evaluation.warnings:
         print(f"medseg: warning: {warning}", file=sys.stderr)
     print_summary(evaluation.summary)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from medseg.metrics.compare import Comparison
 
 console = Console(highlight=False, soft_wrap=True)
 
 _COLUMNS = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 mm", "assd": "ASSD mm"}
 
 
-def _cell(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _cell(value: object, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"  # type: ignore[arg-type]
 
 
 def print_summary(summary: dict, what: str = "") -> None:
@@ -30,4 +38,28 @@ def print_summary(summary: dict, what: str = "") -> None:
     if summary["mean_dice"] is not None:
         blanks = [""] * (len(_COLUMNS) - 1)
         table.add_row("[bold]mean", "", f"[bold]{summary['mean_dice']:.4f}", *blanks, "", "")
+    console.print(table)
+
+
+def print_comparison(comparison: Comparison) -> None:
+    """Paired differences B − A per label for Dice, NSD and HD95, with their CIs."""
+    from medseg.report.page import p_value  # the report package loads matplotlib
+
+    a, b = comparison.names
+    table = Table(title=f"B − A over the cases both define (A = {a}, B = {b})")
+    for heading in ("label", "metric", "n", "mean A", "mean B", "B − A", "95% CI", "Wilcoxon p"):
+        table.add_column(heading, justify="left" if heading in ("label", "metric") else "right")
+    for row in comparison.rows:
+        if row["metric"] not in _COLUMNS or row["metric"] == "assd":
+            continue
+        ci = f"{_cell(row['ci95_low'])} – {_cell(row['ci95_high'])}"
+        cells = [_cell(row[k]) for k in ("mean_a", "mean_b", "mean_difference")]
+        table.add_row(
+            str(row["label_name"]),
+            _COLUMNS[str(row["metric"])],
+            str(row["n"]),
+            *cells,
+            ci,
+            p_value(row["wilcoxon_p"]),
+        )
     console.print(table)

@@ -18,7 +18,7 @@ REGISTER_EXAMPLES = """\
       --model runs/reg --refine 20
 
 writes warped.nii.gz, warped_labels.nii.gz, displacement.nii.gz (ITK/ANTs),
-affine.txt, affine.tfm, jacobian.nii.gz, metrics.json and overlay.png
+affine.txt, affine.tfm, affine.mat (ANTs), jacobian.nii.gz, metrics.json and overlay.png
 (conventions: docs/register.md)
 """
 

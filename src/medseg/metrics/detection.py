@@ -148,6 +148,15 @@ def _hit(centroid: tuple[float, ...], truth: list[Lesion]) -> int:
     return best
 
 
+def is_lesion_list(path: Path) -> bool:
+    """Whether ``path`` is a lesion list of ``medseg predict --lesions`` (its header names
+    ``confidence_max``), not the per-case lesion counts ``medseg evaluate`` and training's
+    validation write under the same name."""
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        header = stream.readline(4096)
+    return "confidence_max" in next(csv.reader([header]), [])
+
+
 def froc_from_files(
     lesions_csv: Path, references: dict[str, Path], label_names: dict[int, str]
 ) -> dict[str, dict[str, object]]:

@@ -32,7 +32,7 @@ from medseg.metrics.case import (
     absent_label_scores,
     score_case,
 )
-from medseg.metrics.detection import froc_from_files
+from medseg.metrics.detection import froc_from_files, is_lesion_list
 from medseg.metrics.lesions import DEFAULT_LESION_IOU
 from medseg.parallel import available_cores, map_in_processes
 from medseg.progress import log_line
@@ -74,7 +74,8 @@ class EvaluationSettings:
             "lesion_connectivity": "full (8 in 2D, 26 in 3D)",
             "surface_connectivity": "face (4 in 2D, 6 in 3D)",
             "hd95": "max of the two directed 95th percentiles (linear interpolation)",
-            "confidence_interval": "95% percentile bootstrap of the mean, 10000 resamples, seed 0",
+            "confidence_interval": "95% BCa bootstrap of the mean (scipy.stats.bootstrap), "
+            "10000 resamples, seed 0",
         }
 
 
@@ -332,9 +333,10 @@ def evaluate_folders(
     }
     summary["versions"] = versions()
     pairs = {t.case: (t.prediction, t.reference) for t in tasks}
-    if (pred_dir / LESIONS_FILE).is_file():  # medseg predict --lesions wrote one
+    lesion_list = pred_dir / LESIONS_FILE
+    if lesion_list.is_file() and is_lesion_list(lesion_list):  # medseg predict --lesions
         references = {case: reference for case, (_, reference) in pairs.items()}
-        summary["froc"] = froc_from_files(pred_dir / LESIONS_FILE, references, label_names)
+        summary["froc"] = froc_from_files(lesion_list, references, label_names)
     return Evaluation(rows, summary, warnings, lesion_rows, pairs, label_names)
 
 
@@ -353,16 +355,42 @@ def _csv(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+#: The statistics of each metric in the wide summary (summary.csv), as column suffixes.
+WIDE_STATISTICS = ("n", "mean", "std", "median", "ci95_low", "ci95_high")
+
+
+def wide_summary_rows(summary: Mapping[str, object]) -> list[dict[str, object]]:
+    """One row per label: its counts, then ``METRIC_STATISTIC`` for every metric and
+    statistic of `WIDE_STATISTICS` (undefined: NaN)."""
+    rows = []
+    for name, entry in summary["labels"].items():  # type: ignore[attr-defined]
+        row: dict[str, object] = {"label": entry["label"], "label_name": name}
+        for key in ("cases", "empty_reference", "empty_prediction", "empty_both"):
+            row[key] = entry[key]
+        for metric, stats in entry["metrics"].items():
+            low, high = stats["ci95"] or (None, None)
+            values = {**stats, "ci95_low": low, "ci95_high": high}
+            for statistic in WIDE_STATISTICS:
+                value = values[statistic]
+                row[f"{metric}_{statistic}"] = math.nan if value is None else value
+        rows.append(row)
+    return rows
+
+
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
     """Write ``metrics.csv`` (one row per case and label, one column per metric; undefined
-    values are empty cells), ``lesions.csv`` and ``summary.json``."""
+    values are empty cells), ``summary.csv`` (one row per label: count, mean, std, median
+    and 95% CI of every metric), ``lesions.csv`` and ``summary.json``."""
     out_dir = Path(out_dir)
     head = ["case", "label", "label_name"]
     metrics_path = out_dir / "metrics.csv"
+    wide_path = out_dir / "summary.csv"
     lesions_path = out_dir / "lesions.csv"
     summary_path = out_dir / "summary.json"
     write_text_atomic(metrics_path, _csv(evaluation.rows, head + list(METRICS)))
-    written = [metrics_path]
+    wide = wide_summary_rows(evaluation.summary)
+    write_text_atomic(wide_path, _csv(wide, list(wide[0]) if wide else ["label"]))
+    written = [metrics_path, wide_path]
     if evaluation.lesion_rows:
         write_text_atomic(lesions_path, _csv(evaluation.lesion_rows, head + list(LESION_METRICS)))
         written.append(lesions_path)

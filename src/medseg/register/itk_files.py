@@ -5,9 +5,10 @@ ITK stores transforms in LPS world coordinates and, like medseg, as fixed-to-mov
 ``FLIP = diag(-1, -1, 1)`` both ways, an affine as ``A_lps = FLIP @ A_ras @ FLIP`` and a
 displacement vector by negating its x and y components.
 
-- ``affine.txt`` / ``affine.tfm``: ITK's text transform format, one
-  ``AffineTransform_double_3_3`` (12 parameters: the 3x3 matrix row by row, then the
-  translation; the centre, ``FixedParameters``, is written as 0 0 0).
+- ``affine.txt`` / ``affine.tfm`` / ``affine.mat``: one ``AffineTransform_double_3_3``,
+  written by SimpleITK (text for ``.txt``/``.tfm``, ANTs' MATLAB format for ``.mat``; the
+  centre, ``FixedParameters``, is 0 0 0); read back by medseg's strict text parser or, for
+  ``.mat``, by SimpleITK.
 - ``displacement.nii.gz``: the total displacement ``T(x) - x`` on the fixed grid, LPS mm,
   shape ``(X, Y, Z, 1, 3)``, intent ``NIFTI_INTENT_VECTOR`` (1007): what ANTs writes and ITK
   reads as a displacement field without converting its vectors.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 from medseg.errors import ImageReadError, ImageWriteError, MedsegError, located
 from medseg.io import write_image
-from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
 from medseg.io.limits import check_input_file
 from medseg.io.nifti import read_nifti
@@ -32,7 +34,9 @@ from medseg.register.transforms import Transform
 
 #: RAS <-> LPS (its own inverse).
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-#: The ITK transform types stored as a 3x3 matrix and a translation (read; the first is written).
+#: The affine transform files read and written: ITK text, MATLAB (ANTs).
+TRANSFORM_SUFFIXES = (".txt", ".tfm", ".mat")
+#: The ITK text transform types stored as a 3x3 matrix and a translation.
 MATRIX_TRANSFORMS = (
     "AffineTransform_double_3_3",
     "AffineTransform_float_3_3",
@@ -42,7 +46,7 @@ MATRIX_TRANSFORMS = (
 NIFTI_INTENT_VECTOR = 1007
 # NIfTI's own displacement intent; its vectors are RAS by the standard (ITK converts them).
 NIFTI_INTENT_DISPVECT = 1006
-# An affine text transform is a few hundred bytes; anything this large is not one.
+# An affine transform file is a few hundred bytes; anything this large is not one.
 MAX_TRANSFORM_TEXT_BYTES = 2**20
 
 
@@ -52,7 +56,8 @@ class TransformFileError(MedsegError):
 
 
 def write_affine_text(affine: np.ndarray, path: str | Path) -> None:
-    """Write a RAS+ fixed-to-moving affine as an ITK text transform (``.txt`` or ``.tfm``).
+    """Write a RAS+ fixed-to-moving affine as an ITK transform file by SimpleITK: ITK's
+    text format for ``.txt``/``.tfm``, the MATLAB format ANTs writes for ``.mat``.
 
     ``sitk.ReadTransform(path)`` then maps an LPS fixed point ``p`` to
     ``FLIP @ affine @ FLIP @ p``, the same point as medseg in LPS; ``antsApplyTransforms -t
@@ -66,36 +71,38 @@ def write_affine_text(affine: np.ndarray, path: str | Path) -> None:
     >>> shift[:3, 3] = [10.0, 0.0, 0.0]  # 10 mm towards the right (RAS x)
     >>> write_affine_text(shift, path)
     >>> print(path.read_text().splitlines()[3])  # LPS: -10 mm along x
-    Parameters: 1.0 0.0 0.0 0.0 1.0 0.0 0.0 0.0 1.0 -10.0 0.0 0.0
+    Parameters: 1 0 0 0 1 0 0 0 1 -10 0 0
     >>> np.array_equal(read_affine_text(path), shift)
     True
     """
     affine = np.asarray(affine, dtype=np.float64)
+    if Path(path).suffix.lower() not in TRANSFORM_SUFFIXES:
+        raise TransformFileError(located(path, f"write a {'/'.join(TRANSFORM_SUFFIXES)} file"))
     if affine.shape != (4, 4):
         raise TransformFileError(located(path, f"an affine is 4x4, got shape {affine.shape}"))
     if not np.all(np.isfinite(affine)):
         raise TransformFileError(located(path, "the affine holds NaN or infinite values"))
     if not np.allclose(affine[3], [0, 0, 0, 1]):
         raise TransformFileError(located(path, "an affine's last row must be 0 0 0 1"))
-    lps = RAS_TO_LPS @ affine @ RAS_TO_LPS
-    parameters = [*lps[:3, :3].ravel(), *lps[:3, 3]]
-    text = (
-        "#Insight Transform File V1.0\n"
-        "#Transform 0\n"
-        f"Transform: {MATRIX_TRANSFORMS[0]}\n"
-        f"Parameters: {' '.join(_number(v) for v in parameters)}\n"
-        "FixedParameters: 0 0 0\n"
-    )
-    write_text_atomic(path, text)
+    lps = RAS_TO_LPS @ affine @ RAS_TO_LPS + 0.0  # + 0.0: no negative zeros in the file
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix([float(v) for v in lps[:3, :3].ravel()])
+    transform.SetTranslation([float(v) for v in lps[:3, 3]])
+    with atomic_path(path) as tmp:
+        try:
+            sitk.WriteTransform(transform, str(tmp))
+        except RuntimeError as exc:
+            raise TransformFileError(located(path, _itk_message(exc))) from None
 
 
 def read_affine_text(path: str | Path) -> np.ndarray:
-    """Read an ITK text transform holding one affine; return it as a RAS+ 4x4 matrix.
+    """Read an ITK transform file holding one affine; return it as a RAS+ 4x4 matrix.
 
-    Accepts ``AffineTransform`` and ``MatrixOffsetTransformBase`` (double or float) with any
-    centre, as written by ITK, SimpleITK, ANTs (``.txt``) and `write_affine_text`. ANTs'
-    binary ``.mat`` files are not text: convert them with ``ConvertTransformFile 3 in.mat
-    out.txt``.
+    Text files (``.txt``, ``.tfm``: ``AffineTransform`` or ``MatrixOffsetTransformBase``,
+    double or float, any centre, as ITK, SimpleITK, ANTs and `write_affine_text` write them)
+    are parsed by medseg, strictly; MATLAB files (``.mat``, ANTs' ``0GenericAffine.mat``) are
+    read by SimpleITK and may hold any linear transform (affine, rigid, similarity, versor,
+    Euler, translation), alone or as the one member of a composite transform.
 
     Examples
     --------
@@ -106,6 +113,33 @@ def read_affine_text(path: str | Path) -> np.ndarray:
     [2.0, 1.0, 1.0, 1.0]
     """
     path = Path(path)
+    if path.suffix.lower() not in TRANSFORM_SUFFIXES:
+        raise TransformFileError(
+            located(path, f"not an ITK transform file ({', '.join(TRANSFORM_SUFFIXES)})")
+        )
+    if path.suffix.lower() != ".mat":
+        return RAS_TO_LPS @ _read_text_transform(path) @ RAS_TO_LPS
+    try:
+        if check_input_file(path).stat().st_size > MAX_TRANSFORM_TEXT_BYTES:
+            raise TransformFileError(located(path, "too large for an affine transform file"))
+        transform = sitk.ReadTransform(str(path)).Downcast()
+    except ImageReadError as exc:
+        raise TransformFileError(str(exc)) from None
+    except RuntimeError as exc:
+        raise TransformFileError(located(path, _itk_message(exc))) from None
+    if isinstance(transform, sitk.CompositeTransform):
+        if transform.GetNumberOfTransforms() != 1:
+            count = transform.GetNumberOfTransforms()
+            raise TransformFileError(located(path, f"expected one ITK transform, found {count}"))
+        transform = transform.GetNthTransform(0).Downcast()
+    return RAS_TO_LPS @ _lps_matrix(path, transform) @ RAS_TO_LPS
+
+
+def _read_text_transform(path: Path) -> np.ndarray:
+    """The LPS matrix of an ITK text transform, parsed strictly: one matrix-offset transform,
+    every field present with the right count of finite numbers. (SimpleITK's reader takes a
+    file without a ``Parameters:`` or ``FixedParameters:`` line as the identity, silently:
+    tests/register/test_itk_files.py.)"""
     try:
         if check_input_file(path).stat().st_size > MAX_TRANSFORM_TEXT_BYTES:
             raise TransformFileError(located(path, "too large for a text transform file"))
@@ -142,7 +176,36 @@ def read_affine_text(path: str | Path) -> np.ndarray:
     lps[:3, :3] = parameters[:9].reshape(3, 3)
     # ITK: T(p) = M (p - c) + c + t
     lps[:3, 3] = parameters[9:] + centre - lps[:3, :3] @ centre
-    return RAS_TO_LPS @ lps @ RAS_TO_LPS
+    return lps
+
+
+def _lps_matrix(path: Path, transform: sitk.Transform) -> np.ndarray:
+    """The 4x4 LPS matrix of a 3D matrix-offset or translation transform."""
+    if transform.GetDimension() != 3:
+        raise TransformFileError(located(path, f"a {transform.GetDimension()}D transform"))
+    lps = np.eye(4)
+    if isinstance(transform, sitk.TranslationTransform):
+        lps[:3, 3] = transform.GetOffset()
+    elif hasattr(transform, "GetMatrix") and hasattr(transform, "GetCenter"):
+        matrix = np.asarray(transform.GetMatrix(), np.float64).reshape(3, 3)
+        centre = np.asarray(transform.GetCenter(), np.float64)
+        # ITK: T(p) = M (p - c) + c + t
+        lps[:3, :3] = matrix
+        lps[:3, 3] = np.asarray(transform.GetTranslation()) + centre - matrix @ centre
+    else:
+        raise TransformFileError(
+            located(path, f"{transform.GetName()} is not a linear (affine) transform")
+        )
+    if not np.all(np.isfinite(lps)):
+        raise TransformFileError(located(path, "the transform holds NaN or infinite values"))
+    return lps
+
+
+def _itk_message(exc: RuntimeError) -> str:
+    """The last line of an ITK exception (its own message, without the source location)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = lines[-1] if lines else "unreadable"
+    return message.split(": ", 1)[-1] if message.startswith("ITK ERROR") else message
 
 
 def write_displacement(
@@ -251,12 +314,6 @@ def write_jacobian(jacobian: np.ndarray, fixed_grid: Image, path: str | Path) ->
             located(path, f"Jacobian shape {jacobian.shape} is not {fixed_grid.spatial_shape}")
         )
     write_image(Image(jacobian.astype(np.float32)[None], fixed_grid.affine), path)
-
-
-def _number(value: float) -> str:
-    """The shortest text that reads back as the same double ('-0.0' written as '0.0')."""
-    value = float(value)
-    return repr(value + 0.0) if value != 0 else "0.0"
 
 
 def _numbers(path: Path, fields: dict[str, list[str]], key: str, count: int) -> np.ndarray:

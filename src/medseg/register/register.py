@@ -242,7 +242,8 @@ def write_registration(
     moving_labels: Image | None = None,
 ) -> list[Path]:
     """Write warped.nii.gz, warped_labels.nii.gz (with labels), displacement.nii.gz,
-    affine.txt, affine.tfm, jacobian.nii.gz (deformable), metrics.json and overlay.png."""
+    affine.txt, affine.tfm, affine.mat (ANTs), jacobian.nii.gz (deformable), metrics.json
+    and overlay.png."""
     out = Path(out_dir)
     written = [out / "warped.nii.gz"]
     write_image(result.warped, written[0])
@@ -251,7 +252,7 @@ def write_registration(
         write_image(result.warped_labels, written[-1])
     written.append(out / "displacement.nii.gz")
     write_displacement(result.transform, fixed, written[-1])
-    for name in ("affine.txt", "affine.tfm"):
+    for name in ("affine.txt", "affine.tfm", "affine.mat"):
         written.append(out / name)
         write_affine_text(result.transform.affine, written[-1])
     if result.jacobian is not None:

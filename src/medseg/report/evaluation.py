@@ -14,7 +14,7 @@ from medseg.errors import ConfigError
 from medseg.io import write_text_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, EvaluationSettings, evaluate_folders, write_evaluation
-from medseg.report.html import find_images_dir, write_report
+from medseg.report.html import FIGURES_FOLDER, find_images_dir, write_report
 
 
 def evaluate_and_report(
@@ -31,10 +31,10 @@ def evaluate_and_report(
     images_dir: str | Path | None = None,
     label_names: str | Path | None = None,
 ) -> tuple[Evaluation, list[Path]]:
-    """`evaluate_folders`, then with ``out_dir`` its metrics.csv, lesions.csv, summary.json
-    and report.html, whose overlays are drawn on ``images_dir`` (default: the
-    imagesTr/imagesTs folder beside a labelsTr/labelsTs ``ref_dir``, if any). Returns the
-    evaluation and the files written.
+    """`evaluate_folders`, then with ``out_dir`` its metrics.csv, summary.csv, lesions.csv,
+    summary.json, report.html and figures/; the report's overlays are drawn on
+    ``images_dir`` (default: the imagesTr/imagesTs folder beside a labelsTr/labelsTs
+    ``ref_dir``, if any). Returns the evaluation and the files written.
 
     ``ref_dir`` may also be a folder of DICOM studies whose DICOM-SEG or RTSTRUCT files are
     the references (`medseg.datasets.dicom_references`): a prediction named after a series
@@ -83,5 +83,5 @@ def evaluate_and_report(
         return evaluation, []
     written = write_evaluation(evaluation, out_dir)
     images = images_dir if images_dir is not None else find_images_dir(Path(ref_dir))
-    written.append(write_report(evaluation, out_dir, images))
+    written += [write_report(evaluation, out_dir, images), Path(out_dir) / FIGURES_FOLDER]
     return evaluation, written

@@ -1,9 +1,9 @@
-"""The evaluation report: one self-contained HTML file (plots and overlays embedded)."""
+"""The evaluation report: one self-contained HTML file (plots and overlays embedded), and
+its figures as SVG and 300-dpi PNG files for a paper."""
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,10 +12,11 @@ import numpy as np
 
 from medseg import __version__
 from medseg.errors import MedsegError
-from medseg.io import image_files, image_suffix, read_image, same_grid, write_text_atomic
+from medseg.io import Image, image_files, image_suffix, read_image, same_grid, write_text_atomic
 from medseg.metrics import HIGHER_IS_BETTER, Evaluation
-from medseg.report.overlay import overlay_figure
-from medseg.report.plots import PLOTTED_METRICS, box_strip_figure, png_data_uri
+from medseg.report.overlay import planes_figure
+from medseg.report.page import number, render_page
+from medseg.report.plots import PLOTTED_METRICS, metric_figure, png_data_uri, save_figure
 
 WORST_CASES = 5
 #: Metrics in the summary table, with their headings.
@@ -32,99 +33,79 @@ TABLE_METRICS: dict[str, str] = {
     "ref_volume_ml": "Ref. volume ml",
     "volume_diff_ml": "Vol. diff. ml",
 }
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
-th { background: #f3f3f3; } td.name { text-align: left; }
-.plots, .cases { display: flex; flex-wrap: wrap; gap: 0.5em; }
-figure { margin: 0; } figcaption { font-size: 0.8em; text-align: center; }
-.note { color: #555; font-size: 0.85em; }
-.ref { color: #00a000; font-weight: bold; } .pred { color: #e02020; font-weight: bold; }
-"""
-
-
-def _number(value: object, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{float(value):.{digits}f}"  # type: ignore[arg-type]
+#: Metrics of the per-case table, with their headings.
+CASE_METRICS: dict[str, str] = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "nsd": "NSD",
+    "hd95": "HD95 mm",
+    "assd": "ASSD mm",
+    "precision": "Precision",
+    "recall": "Recall",
+    "ref_volume_ml": "Ref. ml",
+    "pred_volume_ml": "Pred. ml",
+    "volume_diff_ml": "Diff. ml",
+}
+#: Where `write_report` puts its figures as files, inside the output folder.
+FIGURES_FOLDER = "figures"
 
 
-def _summary_table(evaluation: Evaluation) -> str:
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("label", "metric", "n", "undef.", "mean", "std", "median", "IQR", "95% CI")
-    )
-    body = []
+def _summary_rows(evaluation: Evaluation) -> list[dict[str, object]]:
+    rows = []
     for name, entry in evaluation.summary["labels"].items():  # type: ignore[union-attr]
         for metric, heading in TABLE_METRICS.items():
-            s = entry["metrics"][metric]
-            iqr = f"{_number(s['q1'])} – {_number(s['q3'])}" if s["n"] else "n/a"
-            ci = f"{_number(s['ci95'][0])} – {_number(s['ci95'][1])}" if s["ci95"] else "n/a"
-            body.append(
-                f"<tr><td class='name'>{html.escape(name)}</td><td class='name'>{heading}</td>"
-                f"<td>{s['n']}</td><td>{s['undefined']}</td><td>{_number(s['mean'])}</td>"
-                f"<td>{_number(s['std'])}</td><td>{_number(s['median'])}</td>"
-                f"<td>{iqr}</td><td>{ci}</td></tr>"
+            stats = entry["metrics"][metric]
+            rows.append(
+                {"label": name, "metric": heading, **stats, "ci": stats["ci95"] or (None, None)}
             )
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return rows
 
 
-def _counts_table(evaluation: Evaluation) -> str:
-    heads = (
-        "label",
-        "cases",
-        "empty reference",
-        "empty prediction",
-        "empty both",
-        "lesions ref.",
-        "lesions pred.",
-        "lesion TP",
-        "FP",
-        "FN",
-        "lesion F1",
-    )
+def _count_rows(evaluation: Evaluation) -> list[list[object]]:
     rows = []
-    for name, e in evaluation.summary["labels"].items():  # type: ignore[union-attr]
-        lesions = e.get("lesions", {})
-        cells = [
-            e["cases"],
-            e["empty_reference"],
-            e["empty_prediction"],
-            e["empty_both"],
-            lesions.get("reference_lesions", "n/a"),
-            lesions.get("predicted_lesions", "n/a"),
-            lesions.get("tp", "n/a"),
-            lesions.get("fp", "n/a"),
-            lesions.get("fn", "n/a"),
-            _number(lesions.get("f1")),
+    for name, entry in evaluation.summary["labels"].items():  # type: ignore[union-attr]
+        lesions = entry.get("lesions", {})
+        counts = [
+            lesions.get(k, "n/a")
+            for k in ("reference_lesions", "predicted_lesions", "tp", "fp", "fn")
         ]
         rows.append(
-            f"<tr><td class='name'>{html.escape(name)}</td>"
-            + "".join(f"<td>{c}</td>" for c in cells)
-            + "</tr>"
+            [
+                name,
+                entry["cases"],
+                entry["empty_reference"],
+                entry["empty_prediction"],
+                entry["empty_both"],
+                *counts,
+                number(lesions.get("f1")),
+            ]
         )
-    return (
-        "<table><tr>"
-        + "".join(f"<th>{h}</th>" for h in heads)
-        + "</tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    return rows
 
 
-def _plots(evaluation: Evaluation) -> str:
-    figures = []
+def _plots(evaluation: Evaluation, figures_dir: Path | None) -> list[dict[str, str]]:
+    """One figure per metric (a column per label), embedded; also written to
+    ``figures_dir`` as SVG and PNG."""
+    plots = []
+    labels = evaluation.summary["labels"]  # type: ignore[index]
     for metric, title in PLOTTED_METRICS.items():
         values = {
             name: [float(r[metric]) for r in evaluation.rows if r["label"] == label]  # type: ignore[arg-type]
             for label, name in evaluation.labels.items()
         }
-        uri = png_data_uri(box_strip_figure(title, values))
-        figures.append(f"<figure><img src='{uri}' alt='{html.escape(title)}'></figure>")
-    return f"<div class='plots'>{''.join(figures)}</div>"
+        intervals = {name: labels[name]["metrics"][metric]["ci95"] for name in values}
+        fig = metric_figure(title, values, intervals)
+        if figures_dir is not None:
+            save_figure(fig, figures_dir / metric)
+        plots.append({"title": title, "uri": png_data_uri(fig)})
+    return plots
+
+
+def _case_rows(evaluation: Evaluation) -> list[dict[str, object]]:
+    return [
+        {"case": r["case"], "label": r["label_name"], "values": [r[m] for m in CASE_METRICS]}
+        for r in evaluation.rows
+    ]
 
 
 def _case_image(images_dir: Path | None, case: str) -> Path | None:
@@ -138,67 +119,61 @@ def _case_image(images_dir: Path | None, case: str) -> Path | None:
     return None
 
 
-def _worst_rows(evaluation: Evaluation, label: int) -> list[Mapping[str, object]]:
-    """The cases of a label with the lowest Dice (ties: larger HD95 first); cases where
-    Dice is undefined (label absent from both) are not candidates."""
-    rows = [
-        r
-        for r in evaluation.rows
-        if r["label"] == label and not math.isnan(float(r["dice"]))  # type: ignore[arg-type]
-    ]
-
-    def badness(row: Mapping[str, object]) -> tuple[float, float]:
-        hd95 = float(row["hd95"])  # type: ignore[arg-type]
-        return (float(row["dice"]), -(hd95 if math.isfinite(hd95) else math.inf))  # type: ignore[arg-type]
-
-    return sorted(rows, key=badness)[:WORST_CASES]
+def worst_cases(evaluation: Evaluation, count: int = WORST_CASES) -> list[tuple[str, float]]:
+    """The ``count`` cases with the lowest mean Dice over the labels where it is defined
+    (cases without any defined Dice are not candidates), worst first, with that mean."""
+    by_case: dict[str, list[float]] = {}
+    for row in evaluation.rows:
+        value = float(row["dice"])  # type: ignore[arg-type]
+        if not math.isnan(value):
+            by_case.setdefault(str(row["case"]), []).append(value)
+    means = sorted((float(np.mean(v)), case) for case, v in by_case.items())
+    return [(case, mean) for mean, case in means[:count]]
 
 
-def _worst_case_overlays(evaluation: Evaluation, images_dir: Path | None) -> str:
-    sections = []
-    for label, name in evaluation.labels.items():
-        figures = []
-        for row in _worst_rows(evaluation, label):
-            case = str(row["case"])
-            prediction_path, reference_path = evaluation.pairs[case]
-            reference_image = read_image(reference_path)
-            reference = reference_image.array[0] == label
-            prediction = (
-                read_image(prediction_path).array[0] == label
-                if prediction_path is not None
-                else np.zeros_like(reference)
-            )
-            background = np.zeros(reference.shape, np.float32)
-            image_path = _case_image(images_dir, case)
-            if image_path is not None:
-                try:
-                    image = read_image(image_path)
-                    if same_grid(image, reference_image):
-                        background = image.array[0].astype(np.float32)
-                except MedsegError:
-                    pass  # the overlay still shows the contours
-            error = reference ^ prediction
-            index = None
-            if reference.ndim == 3:  # the slice with the largest error
-                index = int(np.argmax(error.sum(axis=(0, 1))))
-            caption = f"{case}: Dice {_number(row['dice'])}, HD95 {_number(row['hd95'], 1)} mm"
-            fig = overlay_figure(
-                background,
-                reference.astype(np.uint8),
-                prediction.astype(np.uint8),
-                title=case,
-                slice_index=index,
-                size_inches=3.0,
-            )
-            figures.append(
-                f"<figure><img src='{png_data_uri(fig)}' alt='{html.escape(case)}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        if figures:
-            sections.append(
-                f"<h3>{html.escape(name)}</h3><div class='cases'>{''.join(figures)}</div>"
-            )
-    return "".join(sections) or "<p class='note'>No case with a defined Dice.</p>"
+def _background(images_dir: Path | None, case: str, reference: Image) -> np.ndarray:
+    """The case's image on the reference's grid, else a blank one."""
+    image_path = _case_image(images_dir, case)
+    if image_path is not None:
+        try:
+            image = read_image(image_path)
+            if same_grid(image, reference):
+                return image.array[0].astype(np.float32)
+        except MedsegError:
+            pass  # the overlay still shows the contours
+    return np.zeros(reference.spatial_shape, np.float32)
+
+
+def _worst_case_overlays(evaluation: Evaluation, images_dir: Path | None) -> list[dict]:
+    figures = []
+    dice = {(str(r["case"]), str(r["label_name"])): r["dice"] for r in evaluation.rows}
+    for case, mean in worst_cases(evaluation):
+        prediction_path, reference_path = evaluation.pairs[case]
+        reference_image = read_image(reference_path)
+        reference = reference_image.array[0].astype(np.int32)
+        prediction = (
+            read_image(prediction_path).array[0].astype(np.int32)
+            if prediction_path is not None
+            else np.zeros_like(reference)
+        )
+        fig = planes_figure(
+            _background(images_dir, case, reference_image),
+            reference,
+            prediction,
+            reference_image.affine,
+            evaluation.labels,
+            title=case,
+        )
+        per_label = sorted(
+            (float(v), name)
+            for (c, name), v in dice.items()  # type: ignore[arg-type]
+            if c == case and not math.isnan(float(v))
+        )  # type: ignore[arg-type]
+        shown = ", ".join(f"{name} {value:.3f}" for value, name in per_label[:4])
+        more = f" and {len(per_label) - 4} more" if len(per_label) > 4 else ""
+        caption = f"{case}: mean Dice {mean:.3f} ({shown}{more})"
+        figures.append({"uri": png_data_uri(fig), "name": case, "caption": caption})
+    return figures
 
 
 def find_images_dir(ref_dir: Path) -> Path | None:
@@ -210,47 +185,43 @@ def find_images_dir(ref_dir: Path) -> Path | None:
     return None
 
 
+def _settings_items(summary: Mapping[str, object]) -> list[tuple[str, str]]:
+    settings = summary.get("settings", {})
+    return [(str(k), str(v)) for k, v in settings.items()]  # type: ignore[union-attr]
+
+
 def write_report(
     evaluation: Evaluation,
     out_dir: str | Path,
     images_dir: str | Path | None = None,
     title: str = "Segmentation evaluation",
 ) -> Path:
-    """Write ``report.html``: the summary table, counts, a box/strip plot per metric with a
-    column per label, and overlays of the worst cases per label on the slice with the
-    largest error (reference green, prediction red; on the case's image when
-    ``images_dir`` holds it)."""
+    """Write ``report.html``: the summary table, counts, a plot per metric (a column per
+    label; mean and CI marked), a sortable and filterable table of every case and label,
+    and the worst cases in three planes with per-label colours (on the case's image when
+    ``images_dir`` holds it). The plots are also written to ``figures/METRIC.svg`` and
+    ``figures/METRIC.png`` (300 dpi)."""
+    out_dir = Path(out_dir)
     images = Path(images_dir) if images_dir is not None else None
-    summary = evaluation.summary
-    settings = summary.get("settings", {})
     direction = ", ".join(
         f"{m} {'↑' if m in HIGHER_IS_BETTER else '↓'}" for m in ("dice", "nsd", "hd95", "assd")
     )
-    setting_items = "".join(
-        f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-        for k, v in settings.items()  # type: ignore[union-attr]
+    page = render_page(
+        "evaluation.html",
+        title=title,
+        cases=evaluation.summary["cases"],
+        mean_dice=evaluation.summary["mean_dice"],
+        written=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        version=__version__,
+        direction=direction,
+        summary_rows=_summary_rows(evaluation),
+        count_rows=_count_rows(evaluation),
+        plots=_plots(evaluation, out_dir / FIGURES_FOLDER),
+        case_headings=["case", "label", *CASE_METRICS.values()],
+        case_rows=_case_rows(evaluation),
+        worst=_worst_case_overlays(evaluation, images),
+        settings=_settings_items(evaluation.summary),
     )
-    mean_dice = _number(summary["mean_dice"], 4)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p>{summary["cases"]} case(s), mean Dice over labels {mean_dice}.
-Written {dt.datetime.now().strftime("%Y-%m-%d %H:%M")} by medseg {__version__}.</p>
-<p class="note">Better: {direction}. Undefined values (e.g. Dice of a label absent from both
-reference and prediction) are left out of every statistic and counted in "undef.";
-definitions in docs/metrics.md.</p>
-<h2>Summary</h2>{_summary_table(evaluation)}
-<h2>Cases and lesions</h2>{_counts_table(evaluation)}
-<h2>Distributions</h2>{_plots(evaluation)}
-<h2>Worst cases</h2>
-<p class="note">Lowest Dice per label, on the slice with the most wrong voxels;
-<span class="ref">reference</span> and <span class="pred">prediction</span> contours.</p>
-{_worst_case_overlays(evaluation, images)}
-<h2>Settings</h2><ul>{setting_items}</ul>
-</body></html>
-"""
-    path = Path(out_dir) / "report.html"
+    path = out_dir / "report.html"
     write_text_atomic(path, page)
     return path
