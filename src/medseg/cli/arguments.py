@@ -105,6 +105,14 @@ def fold(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a fold number or all, got {value!r}") from None
 
 
+def run_folder(value: str) -> Path:
+    """A run folder: a path, or a folder under ``$MEDSEG_RESULTS`` / ``$nnUNet_results``
+    (``Dataset004_Hippocampus/medseg``)."""
+    from medseg.runs.locations import find_run_folder
+
+    return find_run_folder(value)
+
+
 def label_tolerance(value: str) -> tuple[str, float]:
     """``LABEL=MM``."""
     label, sep, tolerance = value.partition("=")

@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         EXAMPLES,
         run,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="cross-validated run")
+    parser.add_argument(
+        "run_dir", type=arguments.run_folder, metavar="RUN_DIR", help="cross-validated run"
+    )
     parser.add_argument("--dataset", type=Path, metavar="DIR", help="default: the recorded one")
     parser.add_argument(
         "--worst-fraction", type=arguments.positive_float, default=0.1, metavar="F",

@@ -28,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         EXAMPLES,
         run,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
+    parser.add_argument(
+        "run_dir", type=arguments.run_folder, metavar="RUN_DIR", help="trained run folder"
+    )
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="images/folders")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--auto",
-        type=Path,
+        type=arguments.run_folder,
         required=True,
         metavar="RUN_DIR",
         help="run folder whose fold_*/validation predictions decide",

@@ -39,7 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         EXAMPLES,
         run,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
+    parser.add_argument(
+        "run_dir",
+        type=arguments.run_folder,
+        metavar="RUN_DIR",
+        help="trained run folder (a path, or one under $MEDSEG_RESULTS / $nnUNet_results)",
+    )
     parser.add_argument(
         "inputs",
         type=Path,

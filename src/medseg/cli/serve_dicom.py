@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         EXAMPLES,
         run,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="trained run folder")
+    parser.add_argument(
+        "run_dir", type=arguments.run_folder, metavar="RUN_DIR", help="trained run folder"
+    )
     parser.add_argument("--ae-title", default="MEDSEG", help="this node's AE title (MEDSEG)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=11112, help="port to listen on (11112)")

@@ -26,6 +26,7 @@ EXAMPLES = """\
   medseg train Dataset004_Hippocampus --out runs/hippo --resume --epochs 60
   medseg train MyData --out runs/mine --init-from runs/hippo --freeze-encoder
   medseg train Dataset004_Hippocampus --out runs/h --set augmentation.enabled=false
+  medseg train 4 --minutes 10    # $nnUNet_raw/Dataset004_*, run in $nnUNet_results/.../medseg
 
 without --fold, one model learns from every labelled case; --fold K holds fold K out
 for validation (best epoch by validation Dice). Without --plan, the run folder's
@@ -50,7 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         run,
     )
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="dataset folder")
-    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folder (default: $MEDSEG_RESULTS/DATASET/medseg, or under $nnUNet_results)",
+    )
     parser.add_argument(
         "--dim",
         type=arguments.dimension,
@@ -105,6 +111,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--init-from",
+        type=arguments.run_folder,
         metavar="RUN_DIR_OR_WEIGHTS",
         help="start from these weights: every tensor whose name and shape fit is loaded",
     )
@@ -149,8 +156,12 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.runs.locations import default_run_folder
     from medseg.train import TrainOptions, cross_validation_complete, train_folds
 
+    if args.out is None:
+        args.out = default_run_folder(args.dataset)
+        console.print(f"run folder: {args.out}")
     options = TrainOptions(
         dim=args.dim,
         model=args.model,

@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="continue the fold from its last validation (a larger budget extends a finished one)",
     )  # fmt: skip
     parser.add_argument(
-        "--init-from", type=Path, metavar="RUN_DIR",
+        "--init-from", type=arguments.run_folder, metavar="RUN_DIR",
         help="start from this run's encoder: a segmentation run (U-Net) or another classifier",
     )  # fmt: skip
     parser.add_argument(

@@ -52,13 +52,16 @@ def visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def group_image_files(paths: Iterable[Path], ending: str | None = None) -> list[Case]:
+def group_image_files(
+    paths: Iterable[Path], ending: str | None = None, channel_suffixes: bool = True
+) -> list[Case]:
     """Group image files into cases by their ``_CCCC`` channel suffix.
 
     ``brain_0000.nii.gz`` and ``brain_0001.nii.gz`` form case ``brain`` with two channel
     files; a file without the suffix is a case of its own (all its channels in one file, as
-    in MSD's 4D NIfTI or an RGB PNG). Files of other types are skipped when ``ending`` is None
-    and rejected otherwise.
+    in MSD's 4D NIfTI or an RGB PNG). Without ``channel_suffixes`` every file is a case of
+    its own (MSD's layout). Files of other types are skipped when ``ending`` is None and
+    rejected otherwise.
 
     Examples
     --------
@@ -76,7 +79,7 @@ def group_image_files(paths: Iterable[Path], ending: str | None = None) -> list[
         if suffix is None:
             continue
         stem = path.name[: -len(suffix)]
-        match = _CHANNEL.match(stem)
+        match = _CHANNEL.match(stem) if channel_suffixes else None
         case_id, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
         files = channels.setdefault(case_id, {})
         if channel in files:
@@ -168,7 +171,7 @@ def open_dataset(root: str | Path) -> DatasetFolder:
     image_files = visible_files(images_dir)
     if not image_files:
         raise DatasetError(located(images_dir, "folder is empty"))
-    cases = group_image_files(image_files, spec.file_ending)
+    cases = group_image_files(image_files, spec.file_ending, not spec.single_file_cases)
     check_channel_files(cases)
     label_files = visible_files(labels_dir)
     if spec.file_ending in _DETACHED_HEADERS:  # skip the data files beside the headers
@@ -193,7 +196,9 @@ def open_dataset(root: str | Path) -> DatasetFolder:
         )
     test: list[Case] = []
     if (root / "imagesTs").is_dir():
-        test = group_image_files(visible_files(root / "imagesTs"), spec.file_ending)
+        test = group_image_files(
+            visible_files(root / "imagesTs"), spec.file_ending, not spec.single_file_cases
+        )
     return DatasetFolder(root, spec, tuple(training), tuple(test))
 
 

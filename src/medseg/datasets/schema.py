@@ -111,6 +111,12 @@ class DatasetSpec(_FolderSpec):
         return self
 
     @property
+    def single_file_cases(self) -> bool:
+        """Whether each image file is a whole case, channels included (MSD's layout): no
+        ``_0000`` channel suffixes are looked for."""
+        return getattr(self, "layout", None) == MSD_LAYOUT
+
+    @property
     def label_values(self) -> list[int]:
         """Sorted label values, background (0) first."""
         return sorted(self.labels.values())
@@ -151,10 +157,56 @@ class ClassificationSpec(_FolderSpec):
         return [name for name, _ in sorted(self.classes.items(), key=lambda kv: kv[1])]
 
 
+#: The value of ``layout`` in a spec read from a Medical Segmentation Decathlon dataset.json.
+MSD_LAYOUT = "msd"
+
+
+def is_msd(raw: dict) -> bool:
+    """Whether a dataset.json is the Medical Segmentation Decathlon's (``modality``,
+    ``training`` list, labels keyed by value) rather than nnU-Net v2's."""
+    return "modality" in raw and "channel_names" not in raw
+
+
+def from_msd(raw: dict) -> dict:
+    """An MSD dataset.json as the nnU-Net v2 fields medseg reads: ``modality`` becomes
+    ``channel_names``, labels ``{"0": "background", ...}`` become ``{"background": 0, ...}``,
+    files are ``.nii.gz`` with every channel in one (4D) file, and ``layout`` is "msd".
+    The ``training`` and ``test`` lists are not used: cases are the files of imagesTr and
+    labelsTr, as for any dataset (a file never names another).
+
+    Examples
+    --------
+    >>> spec = from_msd({"modality": {"0": "MRI"}, "labels": {"0": "background",
+    ...     "1": "Anterior"}, "numTraining": 260, "training": []})
+    >>> spec["channel_names"], spec["labels"], spec["file_ending"]
+    ({'0': 'MRI'}, {'background': 0, 'Anterior': 1}, '.nii.gz')
+    """
+    labels = raw.get("labels")
+    if not isinstance(labels, dict) or not all(str(k).isdigit() for k in labels):
+        raise ValueError("labels: an MSD dataset.json maps label values to names")
+    names = [str(name) for name in labels.values()]
+    if len(set(names)) != len(names):
+        raise ValueError("labels: two label values share a name")
+    converted = {key: value for key, value in raw.items() if key not in ("training", "test")}
+    converted.update(
+        channel_names=raw["modality"],
+        labels={str(name): int(value) for value, name in labels.items()},
+        file_ending=".nii.gz",
+        layout=MSD_LAYOUT,
+    )
+    return converted
+
+
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
-    """Read and validate a ``dataset.json`` file; errors name the file and the field."""
+    """Read and validate a ``dataset.json`` file, nnU-Net v2's or the Medical Segmentation
+    Decathlon's (`from_msd`); errors name the file and the field."""
     path = Path(path)
     raw = _read_raw(path)
+    if is_msd(raw):
+        try:
+            raw = from_msd(raw)
+        except ValueError as exc:
+            raise DatasetError(located(path, str(exc))) from None
     if "classes" in raw and "labels" not in raw:
         raise DatasetError(
             located(
