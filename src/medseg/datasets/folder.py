@@ -256,5 +256,5 @@ def read_training_case(case: Case, spec: DatasetSpec) -> tuple[Image, np.ndarray
     if case.label_path is None:
         raise DatasetError(located(case.image_paths[0], "case has no label"))
     image = read_case_image(case, spec.num_channels)
-    label = read_label(case.label_path, image, spec.label_values)
+    label = read_label(case.label_path, image, spec.stored_values)
     return image, label

@@ -19,6 +19,9 @@ from medseg.io.dicom_codes import segments_for
 
 #: Label maps are stored as 8- or 16-bit integers.
 MAX_LABEL_VALUE = 65535
+#: nnU-Net v2's name for the label of unannotated voxels: never trained on, scored or
+#: predicted. Its value must be the largest.
+IGNORE_LABEL_NAME = "ignore"
 
 
 class _FolderSpec(BaseModel):
@@ -94,6 +97,12 @@ class DatasetSpec(_FolderSpec):
             raise ValueError("two labels share a value")
         if values[-1] > MAX_LABEL_VALUE:
             raise ValueError(f"label values must be <= {MAX_LABEL_VALUE}, got {values[-1]}")
+        ignore = value.get(IGNORE_LABEL_NAME)
+        if ignore is not None and (ignore != values[-1] or ignore == 0 or len(values) < 3):
+            raise ValueError(
+                "the 'ignore' label must have the largest value, with background and at least "
+                "one other label below it (as in nnU-Net v2)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -117,14 +126,26 @@ class DatasetSpec(_FolderSpec):
         return getattr(self, "layout", None) == MSD_LAYOUT
 
     @property
+    def ignore_label(self) -> int | None:
+        """The value of nnU-Net's ``ignore`` label (unannotated voxels), if declared."""
+        return self.labels.get(IGNORE_LABEL_NAME)
+
+    @property
     def label_values(self) -> list[int]:
-        """Sorted label values, background (0) first."""
+        """Sorted values of the labels a network predicts, background (0) first (the
+        ``ignore`` label is not one of them)."""
+        return sorted(v for k, v in self.labels.items() if k != IGNORE_LABEL_NAME)
+
+    @property
+    def stored_values(self) -> list[int]:
+        """Every value a label file may hold: `label_values` and the ignore label."""
         return sorted(self.labels.values())
 
     @property
     def foreground_labels(self) -> dict[int, str]:
-        """Foreground label value -> name."""
-        return {v: k for k, v in sorted(self.labels.items(), key=lambda kv: kv[1]) if v != 0}
+        """Foreground label value -> name (without the ``ignore`` label)."""
+        ordered = sorted(self.labels.items(), key=lambda kv: kv[1])
+        return {v: k for k, v in ordered if v != 0 and k != IGNORE_LABEL_NAME}
 
 
 class ClassificationSpec(_FolderSpec):

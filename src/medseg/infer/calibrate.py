@@ -24,7 +24,7 @@ from medseg.infer.quality import SCORES, Calibration, case_scores
 from medseg.io import image_files
 from medseg.io.csv_file import write_csv_atomic
 from medseg.metrics.classification import roc_auc, youden_threshold
-from medseg.metrics.overlap import dice_per_label
+from medseg.metrics.overlap import dice_per_label, mask_ignored
 from medseg.postprocess.model import load_postprocessing
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
@@ -70,9 +70,14 @@ def calibrate_run(
                 voxel_ml = float(np.prod(image.spacing)) / 1000.0
                 scores = case_scores(probabilities, labels.array[0], members, voxel_ml, None)
                 values = [v for v in model.config.label_values if v != 0]
-                dice = dice_per_label(reference, labels.array[0], values)
+                ignore = model.config.ignore_label
+                predicted = mask_ignored(reference, labels.array[0], ignore)
+                dice = dice_per_label(reference, predicted, values)
+                annotated = (
+                    (reference > 0) if ignore is None else (reference > 0) & (reference != ignore)
+                )
                 rows.append({"case": case_id, "fold": fold, **scores,
-                             "reference_ml": float((reference > 0).sum()) * voxel_ml,
+                             "reference_ml": float(annotated.sum()) * voxel_ml,
                              "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
     calibration, curve = choose_flag(rows, worst_fraction)
     calibration.save(run_dir, {"risk_coverage": curve})

@@ -21,7 +21,7 @@ from medseg.metrics.evaluate import (
     write_evaluation,
 )
 from medseg.metrics.lesions import LesionCounts, match_lesions
-from medseg.metrics.overlap import Confusion, dice, dice_per_label
+from medseg.metrics.overlap import Confusion, dice, dice_per_label, mask_ignored
 from medseg.metrics.surface import SurfaceDistances, surface_distances, surface_voxels
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "dice",
     "dice_per_label",
     "evaluate_folders",
+    "mask_ignored",
     "match_lesions",
     "score_case",
     "score_label",

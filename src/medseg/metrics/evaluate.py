@@ -34,6 +34,7 @@ from medseg.metrics.case import (
 )
 from medseg.metrics.detection import froc_from_files, is_lesion_list
 from medseg.metrics.lesions import DEFAULT_LESION_IOU
+from medseg.metrics.overlap import mask_ignored
 from medseg.parallel import available_cores, map_in_processes
 from medseg.progress import log_line
 
@@ -104,15 +105,17 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _label_names_near(ref_dir: Path) -> dict[int, str] | None:
-    """Label names from a dataset.json in the reference folder or its parent, if any."""
+def _labels_near(ref_dir: Path) -> tuple[dict[int, str] | None, int | None]:
+    """Label names and the ignore label from a dataset.json in the reference folder or its
+    parent, if any."""
     for candidate in (ref_dir / "dataset.json", ref_dir.parent / "dataset.json"):
         if candidate.is_file():
             try:
-                return load_dataset_spec(candidate).foreground_labels
+                spec = load_dataset_spec(candidate)
             except DatasetError:
-                return None
-    return None
+                return None, None
+            return spec.foreground_labels, spec.ignore_label
+    return None, None
 
 
 def _resolve_tolerances(
@@ -165,6 +168,7 @@ class _Task:
     labels: tuple[int, ...] | None  # None: every value found
     known: frozenset[int] | None  # labels of dataset.json, to flag unknown values
     settings: EvaluationSettings
+    ignore: int | None = None  # dataset.json's ignore label: its voxels are not scored
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,7 @@ def _score_task(task: _Task, threads: int = 1) -> _Outcome:
     scores = score_case(
         task.case,
         reference,
-        prediction,
+        mask_ignored(reference, prediction, task.ignore),
         labels,
         spacing=reference_image.spacing,
         tolerances=task.settings.tolerances,
@@ -284,14 +288,16 @@ def evaluate_folders(
         located(pred_dir / name, "no reference of that name, not scored")
         for name in sorted(set(preds) - set(refs))
     ]
-    names = _label_names_near(ref_dir)
+    names, ignore = _labels_near(ref_dir)
     settings = replace(settings, tolerances=_resolve_tolerances(settings.tolerances, names))
     label_list = tuple(sorted({int(v) for v in labels})) if labels is not None else None
     if label_list is None and names is not None:
         label_list = tuple(sorted(names))
-    known = frozenset(names) if names is not None and labels is None else None
+    known = None
+    if names is not None and labels is None:
+        known = frozenset(names) | ({ignore} if ignore is not None else set())
     tasks = [
-        _Task(_case_id(name), path, preds.get(name), label_list, known, settings)
+        _Task(_case_id(name), path, preds.get(name), label_list, known, settings, ignore)
         for name, path in sorted(refs.items())
         if name in preds or missing_as_empty
     ]
@@ -305,7 +311,7 @@ def evaluate_folders(
             problems, f"{len(problems)} problem(s) in the inputs; nothing was scored or written"
         )
     if label_list is None:  # labels found in the files: a case without one scores it absent
-        label_list = tuple(sorted(set().union(*(o.found for o in outcomes))))
+        label_list = tuple(sorted(set().union(*(o.found for o in outcomes)) - {ignore}))
     rows: list[dict[str, object]] = []
     lesion_rows: list[dict[str, object]] = []
     label_names = {k: (names or {}).get(k, str(k)) for k in label_list}
@@ -330,6 +336,7 @@ def evaluate_folders(
         "labels": list(label_list),
         "only_predicted": only_predicted,
         "missing_as_empty": missing_as_empty,
+        "ignore_label": ignore,
     }
     summary["versions"] = versions()
     pairs = {t.case: (t.prediction, t.reference) for t in tasks}

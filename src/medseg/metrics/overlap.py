@@ -133,3 +133,21 @@ def dice_per_label(
     if reference.shape != prediction.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {prediction.shape}")
     return {int(k): dice(reference == k, prediction == k) for k in labels}
+
+
+def mask_ignored(reference: np.ndarray, prediction: np.ndarray, ignore: int | None) -> np.ndarray:
+    """The prediction with the reference's ``ignore`` voxels copied in, so that they count
+    for no label: neither true or false positive nor negative of any label other than
+    ``ignore`` (nnU-Net v2's ignore label). ``None``: the prediction unchanged.
+
+    Examples
+    --------
+    >>> mask_ignored(np.array([0, 1, 9, 9]), np.array([1, 1, 1, 0]), 9).tolist()
+    [1, 1, 9, 9]
+    """
+    if ignore is None:
+        return prediction
+    ignored = reference == ignore
+    if not ignored.any():
+        return prediction
+    return np.where(ignored, reference, prediction)

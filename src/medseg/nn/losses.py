@@ -22,15 +22,28 @@ class DiceCELoss(nn.Module):
     True
     """
 
-    def __init__(self, smooth: float = 1e-5) -> None:
+    def __init__(self, smooth: float = 1e-5, ignore_index: int | None = None) -> None:
         super().__init__()
         self.smooth = smooth
+        self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``logits``: (B, K, *spatial); ``target``: (B, *spatial) integer classes."""
-        ce = F.cross_entropy(logits, target)
+        """``logits``: (B, K, *spatial); ``target``: (B, *spatial) integer classes. Voxels of
+        class ``ignore_index`` count neither in the cross-entropy nor in the Dice."""
         probs = torch.softmax(logits, dim=1)[:, 1:]
+        if self.ignore_index is None:
+            ce = F.cross_entropy(logits, target)
+            valid = None
+        else:
+            valid = target != self.ignore_index
+            # a patch of ignored voxels only has no cross-entropy term (not 0/0)
+            ce = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
+            ce = ce / valid.sum().clamp(min=1)
+            target = torch.where(valid, target, torch.zeros_like(target))
         onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].to(probs.dtype)
+        if valid is not None:
+            mask = valid[:, None].to(probs.dtype)
+            probs, onehot = probs * mask, onehot * mask
         axes = [0] + list(range(2, logits.ndim))
         intersection = (probs * onehot).sum(axes)
         denominator = probs.sum(axes) + onehot.sum(axes)

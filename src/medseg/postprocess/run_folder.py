@@ -20,6 +20,7 @@ from medseg.errors import (
 )
 from medseg.io import image_files, read_image, read_json_file
 from medseg.metrics.evaluate import label_map
+from medseg.metrics.overlap import mask_ignored
 from medseg.parallel import map_in_processes
 from medseg.postprocess.model import Postprocessing, save_postprocessing
 from medseg.postprocess.selection import choose_postprocessing, crop_to_foreground
@@ -34,6 +35,7 @@ class _RunLabels:
     values: list[int]  # background included
     names: list[str]
     file_ending: str
+    ignore: int | None = None  # the dataset's ignore label: its voxels are not scored
 
 
 def _read_plan(run_dir: Path) -> _RunLabels:
@@ -50,13 +52,14 @@ def _read_plan(run_dir: Path) -> _RunLabels:
         values = [int(v) for v in raw["label_values"]]
         names = [str(n) for n in raw["label_names"]]
         ending = str(raw["file_ending"])
+        ignore = None if raw.get("ignore_label") is None else int(raw["ignore_label"])
     except (KeyError, TypeError, ValueError) as exc:
         raise RunFolderError(
             located(path, f"needs label_values, label_names and file_ending ({exc!r})")
         ) from None
     if len(values) != len(names):
         raise RunFolderError(located(path, "label_values and label_names differ in length"))
-    return _RunLabels(values, names, ending)
+    return _RunLabels(values, names, ending, ignore)
 
 
 def recorded_dataset_dir(run_dir: Path, dataset_dir: str | Path | None) -> Path:
@@ -100,6 +103,7 @@ class _CaseFiles:
     prediction: Path
     reference: Path
     known: frozenset[int]
+    ignore: int | None
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,9 @@ def _validation_cases(run_dir: Path, labels_dir: Path, run: _RunLabels) -> list[
             f"no cross-validation predictions in {run_dir}/fold_*/validation; train folds first"
         )
     _raise(problems)
-    known = frozenset(run.values)
+    known = frozenset(run.values) | ({run.ignore} if run.ignore is not None else set())
     return [
-        _CaseFiles(case, path, labels_dir / f"{case}{ending}", known)
+        _CaseFiles(case, path, labels_dir / f"{case}{ending}", known, run.ignore)
         for case, path in sorted(found.items())
     ]
 
@@ -189,6 +193,7 @@ def _load_case(files: _CaseFiles) -> _LoadedCase:
     _check_values(reference, files.reference, files.known, problems)
     if problems:
         return _LoadedCase(files.case, problems=problems)
+    prediction = mask_ignored(reference, prediction, files.ignore)  # scored nowhere
     return _LoadedCase(
         files.case, _compact(prediction), _compact(reference), reference_image.spacing
     )

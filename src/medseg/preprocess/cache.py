@@ -69,7 +69,7 @@ def _preprocess_case(case: Case, dataset: DatasetFolder, prep: Preprocessing, fo
     """Preprocess one case into ``folder`` (runs in a worker process)."""
     image, label = read_training_case(case, dataset.spec)
     array, geometry = preprocess_image(image, prep, case.image_paths[0])
-    values = dataset.spec.label_values
+    values = dataset.spec.stored_values
     target = preprocess_label(label, geometry, prep, values)
     np.save(folder / f"{case.case_id}_image.npy", array)
     np.save(folder / f"{case.case_id}_label.npy", target)
@@ -96,7 +96,7 @@ def cache_is_current(folder: Path, dataset: DatasetFolder, prep: Preprocessing) 
         return False
     try:
         stored = json.loads(settings.read_text(encoding="utf-8"))
-        if stored != json.loads(json.dumps(_settings(prep, dataset.spec.label_values))):
+        if stored != json.loads(json.dumps(_settings(prep, dataset.spec.stored_values))):
             return False
         for case in dataset.training:
             record = json.loads((folder / f"{case.case_id}.json").read_text(encoding="utf-8"))
@@ -132,7 +132,7 @@ def preprocess_dataset(
                 pass
             write_text_atomic(
                 staging / SETTINGS_FILE,
-                json.dumps(_settings(prep, dataset.spec.label_values), indent=1) + "\n",
+                json.dumps(_settings(prep, dataset.spec.stored_values), indent=1) + "\n",
             )
             if folder.exists():
                 shutil.rmtree(folder)

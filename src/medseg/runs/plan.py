@@ -30,6 +30,9 @@ Stride = Annotated[int, Field(ge=1, le=8)]
 Kernel = Annotated[int, Field(ge=1, le=9)]
 Spacing = Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)]
 LabelValue = Annotated[int, Field(ge=0, le=65535)]
+#: The class index that training targets hold for voxels of the dataset's ``ignore`` label:
+#: the loss, the sampler and the scores leave them out.
+IGNORE_CLASS = 255
 
 
 class Decision(BaseModel):
@@ -52,6 +55,8 @@ class Plan(BaseModel):
     in_channels: int = Field(ge=1, le=1024)
     label_values: list[LabelValue] = Field(min_length=2)
     label_names: list[str]
+    # nnU-Net's "ignore" label: voxels of this value in the label files are not trained on.
+    ignore_label: LabelValue | None = None
     channel_names: list[str]
     file_ending: str
     data_dim: Literal[2, 3]
@@ -111,6 +116,10 @@ class Plan(BaseModel):
             raise ValueError("label_values and label_names differ in length")
         if len(set(self.label_values)) != len(self.label_values) or self.label_values[0] != 0:
             raise ValueError(f"label_values {self.label_values} must start at 0 and be unique")
+        if self.ignore_label is not None and (
+            self.ignore_label <= max(self.label_values) or len(self.label_values) >= IGNORE_CLASS
+        ):
+            raise ValueError("ignore_label must be larger than every label value")
         if len(self.strides) != len(self.features) or len(self.kernel_sizes) != len(self.features):
             raise ValueError("features, strides and kernel_sizes need one entry per level")
         if any(len(v) != self.dim for v in (*self.strides, *self.kernel_sizes)):
@@ -126,6 +135,36 @@ class Plan(BaseModel):
         values = np.asarray(self.label_values)
         dtype = np.uint8 if values.max() < 256 else np.uint16
         return values.astype(dtype)[classes]
+
+    def class_lookup(self) -> np.ndarray:
+        """A table from a label file's values to training classes: label_values[k] -> k,
+        the ignore label -> `IGNORE_CLASS`.
+
+        Examples
+        --------
+        >>> plan = Plan(in_channels=1, label_values=[0, 1, 4], label_names=["bg", "a", "b"],
+        ...     ignore_label=5, channel_names=["CT"], file_ending=".nii.gz", data_dim=2,
+        ...     median_spacing=[1, 1], median_shape=[8, 8], dim=2, features=[4],
+        ...     strides=[[1, 1]], kernel_sizes=[[3, 3]], patch_size=[8, 8], batch_size=1)
+        >>> plan.class_lookup().tolist()
+        [0, 1, 0, 0, 2, 255]
+        """
+        stored = [*self.label_values, *([self.ignore_label] if self.ignore_label else [])]
+        lookup = np.zeros(max(stored) + 1, dtype=np.uint8)
+        lookup[self.label_values] = np.arange(len(self.label_values))
+        if self.ignore_label is not None:
+            lookup[self.ignore_label] = IGNORE_CLASS
+        return lookup
+
+    def labels_from_targets(self, target: np.ndarray) -> np.ndarray:
+        """A training target (classes, `IGNORE_CLASS`) back in the label file's values."""
+        if self.ignore_label is None:
+            return self.labels_from_classes(target)
+        ignored = target == IGNORE_CLASS
+        labels = self.labels_from_classes(np.where(ignored, 0, target))
+        return np.where(ignored, self.ignore_label, labels).astype(
+            np.uint8 if self.ignore_label < 256 else np.uint16
+        )
 
     @property
     def num_classes(self) -> int:

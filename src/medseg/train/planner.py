@@ -375,6 +375,7 @@ def make_plan(
         in_channels=spec.num_channels,
         label_values=spec.label_values,
         label_names=[names[v] for v in spec.label_values],
+        ignore_label=spec.ignore_label,
         channel_names=[spec.channel_names[str(i)] for i in range(spec.num_channels)],
         file_ending=spec.file_ending,
         dim=dim,

@@ -37,19 +37,12 @@ ALL_CASES = "all"
 Fold = int | str
 
 
-def _class_lookup(label_values: list[int]) -> np.ndarray:
-    """A table from label value to network class index (0 .. K-1)."""
-    lookup = np.zeros(max(label_values) + 1, dtype=np.uint8)
-    lookup[label_values] = np.arange(len(label_values))
-    return lookup
-
-
 def load_cases(
-    dataset: DatasetFolder, quiet: bool = False
+    dataset: DatasetFolder, lookup: np.ndarray, quiet: bool = False
 ) -> tuple[list[TrainingCase], list[tuple[int, ...]], list[tuple[float, ...]]]:
-    """Read, check and normalise every training case; also return shapes and spacings."""
+    """Read, check and normalise every training case, its label turned into training
+    classes by ``lookup`` (`Plan.class_lookup`); also return shapes and spacings."""
     spec = dataset.spec
-    lookup = _class_lookup(spec.label_values)
     cases, shapes, spacings = [], [], []
     with make_progress(quiet) as progress:
         for case in progress.track(dataset.training, description="reading cases"):
@@ -59,6 +52,13 @@ def load_cases(
             shapes.append(image.spatial_shape)
             spacings.append(image.spacing)
     return cases, shapes, spacings
+
+
+def _same_labels(spec: DatasetSpec, plan: Plan) -> bool:
+    """Whether a plan was made for a dataset's labels (the ignore label too) and channels."""
+    return (spec.label_values, spec.ignore_label, spec.num_channels) == (
+        plan.label_values, plan.ignore_label, plan.in_channels
+    )  # fmt: skip
 
 
 def _check_same_run(config: Plan, run_dir: Path, spec: DatasetSpec, options: PlanOptions) -> None:
@@ -71,7 +71,7 @@ def _check_same_run(config: Plan, run_dir: Path, spec: DatasetSpec, options: Pla
     patch = options.overrides.get("patch_size")
     if patch and list(patch) != config.patch_size:  # type: ignore[call-overload]
         problems.append(f"its patch size is {config.patch_size}")
-    if spec.label_values != config.label_values or spec.num_channels != config.in_channels:
+    if not _same_labels(spec, config):
         problems.append("it was trained on a dataset with other labels or channels")
     if problems:
         raise ConfigError(located(run_dir, "; ".join(problems) + "; use another --out"))
@@ -100,7 +100,7 @@ def load_preprocessed(
     """Every training case through the plan's preprocessing (cached in ``cache_dir``)."""
     assert plan.preprocessing is not None
     cached = preprocess_dataset(dataset, plan.preprocessing, cache_dir, quiet=quiet)
-    lookup = _class_lookup(plan.label_values)
+    lookup = plan.class_lookup()
     total = sum(c.image_path.stat().st_size for c in cached)
     sources = {c.case_id: c for c in dataset.training}
     cases = []
@@ -128,14 +128,14 @@ def _prepare(
     if plan.epochs is None and plan.minutes is None:
         plan = plan.model_copy(update={"epochs": DEFAULT_EPOCHS})
     spec = dataset.spec
-    if spec.label_values != plan.label_values or spec.num_channels != plan.in_channels:
+    if not _same_labels(spec, plan):
         raise ConfigError(located(dataset.root, "the plan was made for other labels or channels"))
     if fold != ALL_CASES and not 0 <= fold < plan.n_folds:  # type: ignore[operator]
         raise ConfigError(f"--fold {fold}: expected 0 to {plan.n_folds - 1} or all")
     if options.deterministic and plan.epochs is None:  # the run folder's plan has minutes
         raise ConfigError(NEEDS_EPOCHS)
     if plan.preprocessing is None:
-        cases, _, _ = load_cases(dataset, options.quiet)
+        cases, _, _ = load_cases(dataset, plan.class_lookup(), options.quiet)
     else:
         cache = Path(options.cache_dir or run_dir / "preprocessed")
         cases = load_preprocessed(dataset, plan, cache, options.quiet)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from medseg.preprocess import CaseGeometry
+from medseg.runs.plan import IGNORE_CLASS
 
 _MAX_FOREGROUND_POINTS = 20_000
 
@@ -69,7 +70,7 @@ class PatchSampler:
     def _foreground_points(self, target: np.ndarray) -> dict[int, np.ndarray]:
         points = {}
         for cls in np.unique(target):
-            if cls == 0:
+            if cls in (0, IGNORE_CLASS):  # background, or voxels nobody annotated
                 continue
             where = np.argwhere(target == cls)
             if len(where) > _MAX_FOREGROUND_POINTS:

@@ -28,11 +28,12 @@ from medseg.loop import (
     poly_learning_rate,
     write_logs,
 )
-from medseg.metrics import Evaluation, dice_per_label
+from medseg.metrics import Evaluation, dice_per_label, mask_ignored
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.progress import log_line, make_progress
 from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
+from medseg.runs.plan import IGNORE_CLASS
 from medseg.train import transfer
 from medseg.train.resume import (
     load_training_state,
@@ -140,7 +141,8 @@ class Trainer:
 
     def build_loss(self) -> nn.Module:
         """Dice + cross-entropy, at every output scale of a deeply supervised network."""
-        return DeepSupervisionLoss(DiceCELoss())
+        ignore = IGNORE_CLASS if self.config.ignore_label is not None else None
+        return DeepSupervisionLoss(DiceCELoss(ignore_index=ignore))
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """SGD with Nesterov momentum (nnU-Net's choice, the default), or AdamW."""
@@ -200,7 +202,7 @@ class Trainer:
             probs = predict_volume(
                 self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, overlap=0.0
             )
-            prediction = probs.argmax(0).cpu().numpy()
+            prediction = mask_ignored(case.target, probs.argmax(0).cpu().numpy(), IGNORE_CLASS)
             for k, value in dice_per_label(case.target, prediction, scores).items():
                 if not math.isnan(value):
                     scores[k].append(value)

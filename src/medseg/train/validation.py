@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from medseg.io import Image, read_image, write_image
-from medseg.metrics import Evaluation, default_jobs, score_case, summarise, write_evaluation
+from medseg.metrics import (
+    Evaluation,
+    default_jobs,
+    mask_ignored,
+    score_case,
+    summarise,
+    write_evaluation,
+)
 from medseg.nn import predict_volume
 from medseg.preprocess import restore_probabilities
 from medseg.runs import Plan
@@ -47,13 +54,13 @@ def predict_and_score(
         else:
             prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
             affine = case.affine
-            reference = c.labels_from_classes(case.target)
+            reference = c.labels_from_targets(case.target)
         result = Image(prediction[None], affine)
         write_image(result, out_dir / f"{case.case_id}{c.file_ending}")
         scores = score_case(
             case.case_id,
             reference,
-            prediction,
+            mask_ignored(reference, prediction, c.ignore_label),
             c.label_values[1:],
             names,
             result.spacing,
