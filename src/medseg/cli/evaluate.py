@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ConfigError("medseg evaluate: comparing two prediction folders needs --out")
         comparison, written = compare_and_report(args.pred_dir, *args.more, args.out, **options)
+        for warning in comparison.warnings:
+            print(f"medseg: warning: {warning}", file=sys.stderr)
         print_comparison(comparison)
         console.print("wrote " + ", ".join(str(p) for p in written))
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -44,6 +44,8 @@ class Comparison:
     rows: list[dict[str, object]]
     pairs: dict[tuple[str, int, str], tuple[float, float]]
     labels: dict[int, str]
+    #: the two evaluations' warnings, each prefixed with its method's name
+    warnings: list[str] = field(default_factory=list)
 
 
 def paired_statistics(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> dict[str, object]:
@@ -130,7 +132,8 @@ def compare_evaluations(
                 pairs[(case, label, metric)] = (float(x), float(y))
             statistics = paired_statistics(column_a, column_b, metric in HIGHER_IS_BETTER)
             rows.append({"label": label, "label_name": label_name, "metric": metric, **statistics})
-    return Comparison(names, rows, pairs, dict(a.labels))
+    warnings = [f"{name}: {w}" for name, e in zip(names, (a, b)) for w in e.warnings]
+    return Comparison(names, rows, pairs, dict(a.labels), warnings)
 
 
 def _some(cases: Sequence[str], shown: int = 5) -> str:
