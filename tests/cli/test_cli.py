@@ -309,7 +309,14 @@ def test_evaluate_prints_a_summary_and_writes_files(run_cli, tmp_path: Path) -> 
     assert "1.0000" in stdout
     assert json.loads((out / "summary.json").read_text())["mean_dice"] == 1.0
     assert (out / "metrics.csv").read_text().count("\n") == 3
-    written = ["lesions.csv", "metrics.csv", "report.html", "summary.json"]
+    written = [
+        "figures",
+        "lesions.csv",
+        "metrics.csv",
+        "report.html",
+        "summary.csv",
+        "summary.json",
+    ]
     assert sorted(p.name for p in out.iterdir()) == written
 
 

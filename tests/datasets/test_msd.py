@@ -14,7 +14,7 @@ from medseg.datasets import load_dataset_spec, open_dataset, read_training_case
 from medseg.errors import DatasetError
 from medseg.io import Image, spacing_affine, write_image
 
-CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+CASES = ["hippocampus_001", "hippocampus_004", "hippocampus_007", "hippocampus_008"]
 
 
 def _msd_json(cases: list[str], modality: dict[str, str], labels: dict[str, str]) -> dict:
@@ -85,7 +85,7 @@ def test_malformed_msd_labels_are_refused(msd_hippocampus: Path) -> None:
 def test_training_runs_on_an_msd_folder(msd_hippocampus: Path, tmp_path: Path) -> None:
     from medseg.train import TrainOptions, train_run
 
-    options = TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True)
+    options = TrainOptions(epochs=1, iterations_per_epoch=2, quiet=True, settings={"n_folds": 2})
     result = train_run(msd_hippocampus, tmp_path / "run", options, fold="all")
     assert (result.fold_dir / "model_latest.safetensors").is_file()
     run_spec = load_dataset_spec(tmp_path / "run/dataset.json")
