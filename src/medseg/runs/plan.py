@@ -145,7 +145,8 @@ class Plan(BaseModel):
         >>> plan = Plan(in_channels=1, label_values=[0, 1, 4], label_names=["bg", "a", "b"],
         ...     ignore_label=5, channel_names=["CT"], file_ending=".nii.gz", data_dim=2,
         ...     median_spacing=[1, 1], median_shape=[8, 8], dim=2, features=[4],
-        ...     strides=[[1, 1]], kernel_sizes=[[3, 3]], patch_size=[8, 8], batch_size=1)
+        ...     strides=[[1, 1]], kernel_sizes=[[3, 3]], patch_size=[8, 8], batch_size=1,
+        ...     learning_rate=0.01)
         >>> plan.class_lookup().tolist()
         [0, 1, 0, 0, 2, 255]
         """
