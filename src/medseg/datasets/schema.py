@@ -59,6 +59,45 @@ class _FolderSpec(BaseModel):
         return len(self.channel_names)
 
 
+class Region(BaseModel):
+    """One region of a region-based dataset: a name and the label values it unites."""
+
+    name: str
+    labels: list[int]
+
+
+def _split_regions(labels: dict, order: object) -> dict[str, object]:
+    """``labels`` (names to values or lists of values) as integer labels and regions."""
+    if labels.get("background") != 0:
+        raise ValueError("labels: a region-based dataset needs background = 0")
+    regions = []
+    for name, value in labels.items():
+        if name == "background":
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(isinstance(v, int) and 0 < v <= MAX_LABEL_VALUE for v in values):
+            raise ValueError(f"labels: region '{name}' must list label values above 0")
+        regions.append({"name": str(name), "labels": sorted(set(values))})
+    if IGNORE_LABEL_NAME in labels:
+        raise ValueError("labels: the ignore label and regions together are not supported yet")
+    if not isinstance(order, list) or len(order) != len(regions):
+        raise ValueError(
+            f"regions_class_order: a region-based dataset needs one label value per region "
+            f"({len(regions)}), written where that region is predicted"
+        )
+    if not all(isinstance(v, int) and 0 < v <= MAX_LABEL_VALUE for v in order):
+        raise ValueError("regions_class_order: label values above 0")
+    values = sorted({0, *order, *(v for r in regions for v in r["labels"])})
+    names = {0: "background"}
+    for region, value in zip(regions, order):
+        names.setdefault(value, region["name"])
+    return {
+        "labels": {names.get(v, f"label {v}"): v for v in values},
+        "regions": regions,
+        "regions_class_order": order,
+    }
+
+
 class DatasetSpec(_FolderSpec):
     """What ``dataset.json`` declares.
 
@@ -72,18 +111,24 @@ class DatasetSpec(_FolderSpec):
     """
 
     labels: dict[str, int]
+    #: Region-based training (nnU-Net's, as for BraTS): each region is a set of label values,
+    #: predicted as its own sigmoid output; where region i is predicted, the label map gets
+    #: ``regions_class_order[i]`` (later regions drawn over earlier ones).
+    regions: list[Region] | None = None
+    regions_class_order: list[int] | None = None
 
-    @field_validator("labels", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _labels_are_integers(cls, value: object) -> object:
-        if isinstance(value, dict):
-            for key, label in value.items():
-                if isinstance(label, (list, tuple)):
-                    raise ValueError(
-                        f"label '{key}' is a region (list of labels); region-based training "
-                        "is not supported yet"
-                    )
-        return value
+    def _regions_apart(cls, data: object) -> object:
+        """A dataset.json whose labels hold lists declares regions: they move to ``regions``
+        and ``labels`` becomes the label values the files hold, each named after the region
+        whose ``regions_class_order`` writes it."""
+        labels = data.get("labels") if isinstance(data, dict) else None
+        if not isinstance(labels, dict) or not any(
+            isinstance(v, (list, tuple)) for v in labels.values()
+        ):
+            return data
+        return {**data, **_split_regions(labels, data.get("regions_class_order"))}
 
     @field_validator("labels")
     @classmethod

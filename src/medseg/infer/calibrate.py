@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.datasets import open_dataset, read_training_case
-from medseg.errors import RunFolderError, located
+from medseg.errors import ConfigError, RunFolderError, located
 from medseg.infer.predict import load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
 from medseg.io import image_files
@@ -57,6 +57,8 @@ def calibrate_run(
         for folder in folds:
             fold = int(folder.parent.name[5:])
             model = load_trained_model(run_dir, device, folds=[fold])
+            if model.config.regions:
+                raise ConfigError(f"{run_dir}: calibration is not yet for region-based runs")
             tta = mirror_axes(model.config) != [()]
             ending = model.config.file_ending
             names = [p.name for p in image_files(folder) if p.name.endswith(ending)]

@@ -125,6 +125,9 @@ def predict_paths(
     cases = find_input_cases(inputs)
     _check_dicom_formats(cases, settings.formats)
     _LOADED[settings] = _load(settings)  # run-folder errors before anything is written
+    if _LOADED[settings]["model"].config.regions and (uncertainty or lesions):
+        option = "--uncertainty" if uncertainty else "--lesions"
+        raise ConfigError(f"{option}: not yet for region-based runs (sigmoid outputs)")
     if tta and mirror_axes(_LOADED[settings]["model"].config) == [()]:
         warn(
             "--tta: the model was trained without mirroring, so no mirrored copies are "

@@ -141,7 +141,10 @@ def predict_probabilities(
         for axes in flips:
             dims = [1 + a for a in axes]  # the array is (C, *spatial)
             flipped = tensor.flip(dims) if dims else tensor
-            probs = predict_volume(network, flipped, c.patch_size, 2 * c.batch_size, c.slice_axis)
+            probs = predict_volume(
+                network, flipped, c.patch_size, 2 * c.batch_size, c.slice_axis,
+                activation=c.activation,
+            )  # fmt: skip
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total + probs
             if members is not None:
@@ -149,7 +152,8 @@ def predict_probabilities(
     assert total is not None
     probabilities = (total / (len(model.networks) * len(flips))).cpu().numpy()
     if geometry is not None:
-        probabilities = restore_probabilities(probabilities, geometry)
+        background = c.activation == "softmax"  # regions: nothing outside the crop
+        probabilities = restore_probabilities(probabilities, geometry, background)
     return probabilities
 
 
@@ -167,7 +171,7 @@ def predict_labels(
     applied to the labels; ``source`` names the image in errors; ``members`` as for
     `predict_probabilities`."""
     probabilities = predict_probabilities(model, image, tta, source=source, members=members)
-    labels = model.config.labels_from_classes(probabilities.argmax(0))
+    labels = model.config.labels_from_probabilities(probabilities)
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
     return Image(labels[None], image.affine), probabilities
@@ -193,8 +197,9 @@ def write_probabilities(
     probabilities: np.ndarray, image: Image, config: Plan, path_stem: Path, file_format: str
 ) -> Path:
     """Write class probabilities: ``{stem}.npz`` (float16 ``probabilities`` (K, *spatial) and
-    the ``label_values`` of its channels) or ``{stem}_probabilities.nii.gz`` (3D images,
-    float32, one volume per class, on the image's grid)."""
+    the ``label_values`` of its channels; for a region-based run one channel per region and
+    ``regions``, the names) or ``{stem}_probabilities.nii.gz`` (3D images, float32, one
+    volume per channel, on the image's grid)."""
     if file_format == "nifti":
         if image.ndim != 3:
             raise ConfigError("--save-probabilities nifti needs 3D images; use npz")
@@ -206,7 +211,11 @@ def write_probabilities(
         np.savez_compressed(
             tmp,
             probabilities=probabilities.astype(np.float16),
-            label_values=np.asarray(config.label_values),
+            **(
+                {"regions": np.asarray(config.region_names)}
+                if config.regions
+                else {"label_values": np.asarray(config.label_values)}
+            ),
         )
     return path
 

@@ -156,12 +156,15 @@ def score_case(
     default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     lesion_iou: float = DEFAULT_LESION_IOU,
     threads: int = 1,
+    regions: Mapping[int, Sequence[int]] | None = None,
 ) -> CaseScores:
     """The metric and lesion rows (one per label) of two label maps of one case.
 
     ``medseg evaluate`` and the validation at the end of training both call this, so their
     numbers agree. ``tolerances`` overrides the surface-Dice tolerance per label; labels are
-    scored on up to ``threads`` threads at once.
+    scored on up to ``threads`` threads at once. With ``regions`` each "label" is a region:
+    the voxels holding any of its label values (nnU-Net's region-based scoring, as BraTS
+    scores whole tumour, tumour core and enhancing tumour).
     """
     if reference.shape != prediction.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {prediction.shape}")
@@ -170,7 +173,12 @@ def score_case(
 
     def one_label(label: int) -> tuple[dict[str, float], dict[str, float]]:
         tolerance = tolerances.get(label, default_tolerance_mm)
-        return score_label(reference == label, prediction == label, spacing, tolerance, lesion_iou)
+        if regions is not None:
+            values = list(regions[label])
+            masks = np.isin(reference, values), np.isin(prediction, values)
+        else:
+            masks = reference == label, prediction == label
+        return score_label(*masks, spacing, tolerance, lesion_iou)
 
     if threads > 1 and len(labels) > 1:
         # numpy, cc3d and the k-d tree release the GIL: labels overlap well on threads.

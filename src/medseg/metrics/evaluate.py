@@ -105,17 +105,32 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _labels_near(ref_dir: Path) -> tuple[dict[int, str] | None, int | None]:
-    """Label names and the ignore label from a dataset.json in the reference folder or its
-    parent, if any."""
+@dataclass(frozen=True)
+class _DatasetLabels:
+    """What a dataset.json beside the references says is scored."""
+
+    names: dict[int, str] | None = None  # label value (or region number) -> name
+    ignore: int | None = None  # the ignore label: its voxels are not scored
+    regions: dict[int, list[int]] | None = None  # region number -> its label values
+    values: frozenset[int] | None = None  # every value a file may hold
+
+
+def _labels_near(ref_dir: Path) -> _DatasetLabels:
+    """The labels of a dataset.json in the reference folder or its parent, if any."""
     for candidate in (ref_dir / "dataset.json", ref_dir.parent / "dataset.json"):
         if candidate.is_file():
             try:
                 spec = load_dataset_spec(candidate)
             except DatasetError:
-                return None, None
-            return spec.foreground_labels, spec.ignore_label
-    return None, None
+                return _DatasetLabels()
+            values = frozenset(spec.stored_values)
+            if spec.regions:
+                numbered = dict(enumerate(spec.regions, start=1))
+                names = {k: r.name for k, r in numbered.items()}
+                regions = {k: r.labels for k, r in numbered.items()}
+                return _DatasetLabels(names, None, regions, values)
+            return _DatasetLabels(spec.foreground_labels, spec.ignore_label, None, values)
+    return _DatasetLabels()
 
 
 def _resolve_tolerances(
@@ -169,6 +184,7 @@ class _Task:
     known: frozenset[int] | None  # labels of dataset.json, to flag unknown values
     settings: EvaluationSettings
     ignore: int | None = None  # dataset.json's ignore label: its voxels are not scored
+    regions: dict[int, list[int]] | None = None  # dataset.json's regions, scored as labels
 
 
 @dataclass(frozen=True)
@@ -228,6 +244,7 @@ def _score_task(task: _Task, threads: int = 1) -> _Outcome:
         default_tolerance_mm=task.settings.tolerance_mm,
         lesion_iou=task.settings.lesion_iou,
         threads=threads,
+        regions=task.regions,
     )
     return _Outcome(task.case, scores, [], frozenset(found), int(reference.size))
 
@@ -288,19 +305,25 @@ def evaluate_folders(
         located(pred_dir / name, "no reference of that name, not scored")
         for name in sorted(set(preds) - set(refs))
     ]
-    names, ignore = _labels_near(ref_dir)
+    near = _labels_near(ref_dir)
+    names, ignore = near.names, near.ignore
     settings = replace(settings, tolerances=_resolve_tolerances(settings.tolerances, names))
     label_list = tuple(sorted({int(v) for v in labels})) if labels is not None else None
+    if near.regions is not None and label_list is not None:
+        unknown = sorted(set(label_list) - set(near.regions))
+        if unknown:
+            raise MedsegError(
+                f"--labels {unknown}: the dataset's regions are 1-{len(near.regions)}"
+            )
     if label_list is None and names is not None:
         label_list = tuple(sorted(names))
-    known = None
-    if names is not None and labels is None:
-        known = frozenset(names) | ({ignore} if ignore is not None else set())
+    known = near.values if names is not None and (labels is None or near.regions) else None
     tasks = [
-        _Task(_case_id(name), path, preds.get(name), label_list, known, settings, ignore)
+        _Task(_case_id(name), path, preds.get(name), label_list, known, settings, ignore,
+              near.regions)
         for name, path in sorted(refs.items())
         if name in preds or missing_as_empty
-    ]
+    ]  # fmt: skip
     outcomes = list(_run(tasks, jobs, quiet))
     for outcome in outcomes:
         problems += outcome.problems
@@ -337,6 +360,7 @@ def evaluate_folders(
         "only_predicted": only_predicted,
         "missing_as_empty": missing_as_empty,
         "ignore_label": ignore,
+        "regions": {names[k]: v for k, v in near.regions.items()} if near.regions else None,
     }
     summary["versions"] = versions()
     pairs = {t.case: (t.prediction, t.reference) for t in tasks}

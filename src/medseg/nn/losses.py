@@ -51,6 +51,44 @@ class DiceCELoss(nn.Module):
         return ce + (1 - dice.mean())
 
 
+class RegionDiceBCELoss(nn.Module):
+    """Binary cross-entropy plus (1 - soft batch Dice) per region, on sigmoid outputs:
+    nnU-Net's loss for region-based training (BraTS' nested tumour regions).
+
+    ``membership`` ``(R, K)``: whether training class k belongs to region r; the target holds
+    classes, the network one logit per region.
+
+    Examples
+    --------
+    >>> loss = RegionDiceBCELoss(torch.tensor([[0, 1, 1], [0, 0, 1]], dtype=torch.bool))
+    >>> logits = torch.zeros(2, 2, 8, 8, requires_grad=True)
+    >>> target = torch.randint(0, 3, (2, 8, 8))
+    >>> float(loss(logits, target).detach()) > 0
+    True
+    """
+
+    def __init__(self, membership: torch.Tensor, smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.register_buffer("membership", membership.to(torch.float32))
+        self.smooth = smooth
+
+    def regions(self, target: torch.Tensor) -> torch.Tensor:
+        """The binary region masks ``(B, R, *spatial)`` of a class target ``(B, *spatial)``."""
+        onehot = F.one_hot(target, self.membership.shape[1]).movedim(-1, 1)
+        return torch.einsum("rk,bk...->br...", self.membership, onehot.to(torch.float32))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``logits``: (B, R, *spatial); ``target``: (B, *spatial) integer classes."""
+        regions = self.regions(target).to(logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits, regions)
+        probs = torch.sigmoid(logits)
+        axes = [0] + list(range(2, logits.ndim))
+        intersection = (probs * regions).sum(axes)
+        denominator = probs.sum(axes) + regions.sum(axes)
+        dice = (2 * intersection + self.smooth) / (denominator + self.smooth)
+        return bce + (1 - dice.mean())
+
+
 def deep_supervision_weights(n_outputs: int) -> list[float]:
     """Weights of the outputs of a deeply supervised network, finest first: halving with each
     coarser scale, normalised to sum to 1 (nnU-Net's scheme).

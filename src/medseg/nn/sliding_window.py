@@ -142,15 +142,21 @@ def predict_volume(
     sw_batch_size: int = 4,
     slice_axis: int | None = None,
     overlap: float = 0.5,
+    activation: str = "softmax",
 ) -> torch.Tensor:
-    """Class probabilities ``(K, *spatial)`` for one normalised image ``(C, *spatial)``.
+    """Class probabilities ``(K, *spatial)`` for one normalised image ``(C, *spatial)``: the
+    softmax of the logits, or with ``activation="sigmoid"`` each output's own probability
+    (region-based networks).
 
     With ``slice_axis`` set, a 2D network runs on every slice along that axis (the slices
     become the batch) and the result is put back in the image's axis order.
     """
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"activation must be softmax or sigmoid, got {activation!r}")
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(network(windows), dim=1)
+        logits = network(windows)
+        return torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, 1)
 
     if slice_axis is None:
         return sliding_window_inference(image[None], patch_size, sw_batch_size, predictor, overlap)[

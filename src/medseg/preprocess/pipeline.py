@@ -174,14 +174,17 @@ def preprocess_label(
     return resample_labels(cropped, geometry.shape, values, prep.separate_axis)
 
 
-def restore_probabilities(probabilities: np.ndarray, geometry: CaseGeometry) -> np.ndarray:
+def restore_probabilities(
+    probabilities: np.ndarray, geometry: CaseGeometry, background: bool = True
+) -> np.ndarray:
     """Class probabilities ``(K, *shape)`` on the preprocessed grid mapped back onto the
     original image grid ``(K, *original_shape)``: linear resampling to the cropped grid,
-    background (class 0) outside the crop, original axis order."""
+    background (class 0; without ``background``, probability 0 for every output, as for
+    regions) outside the crop, original axis order."""
     probabilities = probabilities.astype(np.float32, copy=False)
     on_crop = resample(probabilities, geometry.cropped_shape, order=1)
     fill = np.zeros(probabilities.shape[0], np.float32)
-    fill[0] = 1.0
+    fill[0] = 1.0 if background else 0.0
     ornt = np.asarray(geometry.orientation)
     reoriented_shape = list(geometry.original_shape)
     if len(reoriented_shape) == 3:  # input axis i became axis ornt[i, 0]

@@ -57,6 +57,11 @@ class Plan(BaseModel):
     label_names: list[str]
     # nnU-Net's "ignore" label: voxels of this value in the label files are not trained on.
     ignore_label: LabelValue | None = None
+    # Region-based training (nnU-Net's, as for BraTS): one sigmoid output per region (a set
+    # of label values); where region i is predicted the label map gets regions_class_order[i].
+    regions: list[list[LabelValue]] | None = None
+    region_names: list[str] | None = None
+    regions_class_order: list[LabelValue] | None = None
     channel_names: list[str]
     file_ending: str
     data_dim: Literal[2, 3]
@@ -120,6 +125,8 @@ class Plan(BaseModel):
             self.ignore_label <= max(self.label_values) or len(self.label_values) >= IGNORE_CLASS
         ):
             raise ValueError("ignore_label must be larger than every label value")
+        if self.regions is not None:
+            self._check_regions()
         if len(self.strides) != len(self.features) or len(self.kernel_sizes) != len(self.features):
             raise ValueError("features, strides and kernel_sizes need one entry per level")
         if any(len(v) != self.dim for v in (*self.strides, *self.kernel_sizes)):
@@ -135,6 +142,58 @@ class Plan(BaseModel):
         values = np.asarray(self.label_values)
         dtype = np.uint8 if values.max() < 256 else np.uint16
         return values.astype(dtype)[classes]
+
+    def _check_regions(self) -> None:
+        regions, names, order = self.regions, self.region_names, self.regions_class_order
+        assert regions is not None
+        if names is None or order is None or not len(regions) == len(names) == len(order):
+            raise ValueError("regions, region_names and regions_class_order need one entry each")
+        used = {v for region in regions for v in region} | set(order)
+        if not regions or not used <= set(self.label_values) - {0}:
+            raise ValueError("regions must be made of the foreground label_values")
+        if self.ignore_label is not None:
+            raise ValueError("regions and ignore_label together are not supported yet")
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the network's foreground outputs: the labels after background, or the
+        regions."""
+        return list(self.region_names) if self.regions else self.label_names[1:]
+
+    @property
+    def activation(self) -> str:
+        """How logits become probabilities: softmax over classes, or sigmoid per region."""
+        return "sigmoid" if self.regions else "softmax"
+
+    def region_membership(self) -> np.ndarray:
+        """``(R, K)`` bool: whether training class k (label_values[k]) lies in region r."""
+        assert self.regions is not None
+        return np.array([[v in region for v in self.label_values] for region in self.regions])
+
+    def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """The label map of the network's probabilities ``(K, *spatial)``: the most likely
+        class, or for regions each region's label (``regions_class_order``) where its
+        probability exceeds 0.5, later regions over earlier ones (nnU-Net's rule).
+
+        Examples
+        --------
+        >>> plan = Plan(in_channels=1, label_values=[0, 1, 2], label_names=["bg", "a", "b"],
+        ...     regions=[[1, 2], [2]], region_names=["whole", "core"],
+        ...     regions_class_order=[1, 2], channel_names=["MR"], file_ending=".nii.gz",
+        ...     data_dim=2, median_spacing=[1, 1], median_shape=[8, 8], dim=2,
+        ...     features=[4], strides=[[1, 1]], kernel_sizes=[[3, 3]], patch_size=[8, 8],
+        ...     batch_size=1)
+        >>> plan.labels_from_probabilities(np.array([[0.9, 0.9, 0.2], [0.1, 0.8, 0.9]])).tolist()
+        [1, 2, 2]
+        """
+        if not self.regions:
+            return self.labels_from_classes(probabilities.argmax(0))
+        assert self.regions_class_order is not None
+        labels = np.zeros(probabilities.shape[1:], np.uint8 if max(self.label_values) < 256
+                          else np.uint16)  # fmt: skip
+        for probability, value in zip(probabilities, self.regions_class_order):
+            labels[probability > 0.5] = value
+        return labels
 
     def class_lookup(self) -> np.ndarray:
         """A table from a label file's values to training classes: label_values[k] -> k,
@@ -169,8 +228,9 @@ class Plan(BaseModel):
 
     @property
     def num_classes(self) -> int:
-        """Output classes of the network, background included."""
-        return len(self.label_values)
+        """Output channels of the network: its classes, background included, or its
+        regions."""
+        return len(self.regions) if self.regions else len(self.label_values)
 
     def save(self, run_dir: Path) -> None:
         """Write ``plan.json`` into ``run_dir`` atomically."""

@@ -56,8 +56,9 @@ def load_cases(
 
 def _same_labels(spec: DatasetSpec, plan: Plan) -> bool:
     """Whether a plan was made for a dataset's labels (the ignore label too) and channels."""
-    return (spec.label_values, spec.ignore_label, spec.num_channels) == (
-        plan.label_values, plan.ignore_label, plan.in_channels
+    regions = [r.labels for r in spec.regions] if spec.regions else None
+    return (spec.label_values, spec.ignore_label, spec.num_channels, regions) == (
+        plan.label_values, plan.ignore_label, plan.in_channels, plan.regions
     )  # fmt: skip
 
 

@@ -28,9 +28,10 @@ from medseg.loop import (
     poly_learning_rate,
     write_logs,
 )
-from medseg.metrics import Evaluation, dice_per_label, mask_ignored
+from medseg.metrics import Evaluation, dice, dice_per_label, mask_ignored
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
 from medseg.nn.checkpoint import load_weights, save_weights
+from medseg.nn.losses import RegionDiceBCELoss
 from medseg.progress import log_line, make_progress
 from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
 from medseg.runs.plan import IGNORE_CLASS
@@ -141,6 +142,9 @@ class Trainer:
 
     def build_loss(self) -> nn.Module:
         """Dice + cross-entropy, at every output scale of a deeply supervised network."""
+        if self.config.regions:
+            membership = torch.from_numpy(self.config.region_membership())
+            return DeepSupervisionLoss(RegionDiceBCELoss(membership).to(self.device))
         ignore = IGNORE_CLASS if self.config.ignore_label is not None else None
         return DeepSupervisionLoss(DiceCELoss(ignore_index=ignore))
 
@@ -194,16 +198,16 @@ class Trainer:
         """Mean Dice per foreground class over the validation cases (NaN-free classes only)."""
         self.network.eval()
         c = self.config
-        scores: dict[int, list[float]] = {k: [] for k in range(1, c.num_classes)}
+        scores: dict[int, list[float]] = {k: [] for k in range(1, len(c.output_names) + 1)}
         for case in self.val_cases:
             image = torch.from_numpy(case.image).to(self.device)
             # Tiles without overlap: a fraction of the cost of the final 50% overlap, and
             # close enough to rank epochs.
             probs = predict_volume(
-                self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, overlap=0.0
-            )
-            prediction = mask_ignored(case.target, probs.argmax(0).cpu().numpy(), IGNORE_CLASS)
-            for k, value in dice_per_label(case.target, prediction, scores).items():
+                self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, overlap=0.0,
+                activation=c.activation,
+            ).cpu().numpy()  # fmt: skip
+            for k, value in _validation_dice(c, case.target, probs).items():
                 if not math.isnan(value):
                     scores[k].append(value)
         return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
@@ -286,7 +290,7 @@ class Trainer:
         if score > self.best_score or not self.val_cases:  # without validation: the latest
             self.best_score, self.best_epoch = score, record.epoch
             save_weights(self.network, self.fold_dir / BEST_WEIGHTS, meta)
-        write_logs(self.history, self.config.label_names[1:], self.fold_dir)
+        write_logs(self.history, self.config.output_names, self.fold_dir)
         tensorboard.add(record)
         save_training_state(self.fold_dir, self.training_state())
 
@@ -298,7 +302,8 @@ class Trainer:
             a = self.config.selection_smoothing
             self.smoothed = mean if self.smoothed is None else a * self.smoothed + (1 - a) * mean
         smoothed = self.smoothed if self.smoothed is not None else math.nan
-        return mean, {self.config.label_names[k]: v for k, v in val.items()}, smoothed
+        names = self.config.output_names
+        return mean, {names[k - 1]: v for k, v in val.items()}, smoothed
 
     def fit(self) -> TrainResult:
         """Train within the configured budget (epochs or minutes), from scratch or from where
@@ -347,7 +352,7 @@ class Trainer:
                 save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
                 if not (self.fold_dir / BEST_WEIGHTS).exists():
                     save_weights(self.network, self.fold_dir / BEST_WEIGHTS, {"interrupted": "1"})
-                write_logs(self.history, c.label_names[1:], self.fold_dir)
+                write_logs(self.history, c.output_names, self.fold_dir)
                 raise
             finally:
                 tensorboard.close()
@@ -368,6 +373,17 @@ class Trainer:
         if best.is_file():
             load_weights(self.network, best, self.device)
         return predict_and_score(self.network, self.config, self.val_cases, self.device, out_dir)
+
+
+def _validation_dice(plan: Plan, target: np.ndarray, probabilities: np.ndarray) -> dict[int, float]:
+    """Dice of each foreground output (1..): per class of the most likely class (the
+    target's ignored voxels left out), or per region of its thresholded probability."""
+    if not plan.regions:
+        prediction = mask_ignored(target, probabilities.argmax(0), IGNORE_CLASS)
+        return dice_per_label(target, prediction, range(1, plan.num_classes))
+    membership = plan.region_membership()
+    return {r + 1: dice(membership[r][target], probabilities[r] > 0.5)
+            for r in range(len(membership))}  # fmt: skip
 
 
 def _voxel_spacing(plan: Plan) -> list[float]:

@@ -23,6 +23,18 @@ from medseg.runs import Plan
 from medseg.train.sampler import TrainingCase
 
 
+def scored_outputs(
+    plan: Plan,
+) -> tuple[list[int], dict[int, str], dict[int, list[int]] | None]:
+    """What is scored: the foreground label values and their names, or for a region-based
+    plan the regions numbered 1.. with their names and label values."""
+    if not plan.regions:
+        return plan.label_values[1:], dict(zip(plan.label_values[1:], plan.label_names[1:])), None
+    assert plan.region_names is not None
+    numbers = list(range(1, len(plan.regions) + 1))
+    return numbers, dict(zip(numbers, plan.region_names)), dict(zip(numbers, plan.regions))
+
+
 @torch.no_grad()
 def predict_and_score(
     network: nn.Module,
@@ -39,20 +51,22 @@ def predict_and_score(
     """
     c = config
     network.eval()
-    names = dict(zip(c.label_values[1:], c.label_names[1:]))
+    labels, names, regions = scored_outputs(c)
     rows: list[dict[str, object]] = []
     lesion_rows: list[dict[str, object]] = []
     for case in cases:
         image = torch.from_numpy(np.ascontiguousarray(case.image)).to(device)
-        probs = predict_volume(network, image, c.patch_size, 2 * c.batch_size, c.slice_axis)
+        probs = predict_volume(
+            network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, activation=c.activation
+        ).cpu().numpy()  # fmt: skip
         if case.geometry is not None and case.label_path is not None:
             # back onto the case's own grid, scored against its own label file
-            restored = restore_probabilities(probs.cpu().numpy(), case.geometry)
-            prediction = c.labels_from_classes(restored.argmax(0))
+            restored = restore_probabilities(probs, case.geometry, c.activation == "softmax")
+            prediction = c.labels_from_probabilities(restored)
             affine = np.asarray(case.geometry.original_affine)
             reference = read_image(case.label_path).array[0]
         else:
-            prediction = c.labels_from_classes(probs.argmax(0).cpu().numpy())
+            prediction = c.labels_from_probabilities(probs)
             affine = case.affine
             reference = c.labels_from_targets(case.target)
         result = Image(prediction[None], affine)
@@ -61,14 +75,15 @@ def predict_and_score(
             case.case_id,
             reference,
             mask_ignored(reference, prediction, c.ignore_label),
-            c.label_values[1:],
+            labels,
             names,
             result.spacing,
             threads=default_jobs(),
+            regions=regions,
         )
         rows += scores.metrics
         lesion_rows += scores.lesions
-    summary = summarise(rows, c.label_values[1:], names, len(cases), lesion_rows)
+    summary = summarise(rows, labels, names, len(cases), lesion_rows)
     evaluation = Evaluation(rows, summary, lesion_rows=lesion_rows, labels=names)
     write_evaluation(evaluation, out_dir)
     return evaluation
