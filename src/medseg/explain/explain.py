@@ -94,7 +94,10 @@ class _Explainer:
             return cls(networks, targets, layer or default, device, prepare, plan.in_channels)
         model = load_trained_model(run_dir, str(device))
         plan = model.config
-        targets = {n: _summed(k) for k, n in enumerate(plan.label_names) if k > 0}
+        if plan.regions:  # one output per region, none for background
+            targets = {n: _summed(k) for k, n in enumerate(plan.output_names)}
+        else:
+            targets = {n: _summed(k) for k, n in enumerate(plan.label_names) if k > 0}
         default = f"encoder.{len(plan.features) - 1}"
         prepare = _segmenter_input(plan)
         return cls(model.networks, targets, layer or default, device, prepare, plan.in_channels)
