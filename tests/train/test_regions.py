@@ -48,7 +48,7 @@ def test_region_loss_sees_regions_not_classes() -> None:
     assert loss.regions(target).tolist() == [[[[0, 1, 1, 1]], [[0, 0, 1, 1]]]]
     perfect = (loss.regions(target) * 40 - 20).requires_grad_()
     wrong = (-perfect.detach()).requires_grad_()
-    assert float(loss(perfect, target)) < 0.01 < 1.5 < float(loss(wrong, target))
+    assert float(loss(perfect, target).detach()) < 0.01 < 1.5 < float(loss(wrong, target).detach())
     loss(wrong, target).backward()
     assert wrong.grad is not None and torch.isfinite(wrong.grad).all()
 

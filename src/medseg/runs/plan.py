@@ -182,7 +182,7 @@ class Plan(BaseModel):
         ...     regions_class_order=[1, 2], channel_names=["MR"], file_ending=".nii.gz",
         ...     data_dim=2, median_spacing=[1, 1], median_shape=[8, 8], dim=2,
         ...     features=[4], strides=[[1, 1]], kernel_sizes=[[3, 3]], patch_size=[8, 8],
-        ...     batch_size=1)
+        ...     batch_size=1, learning_rate=0.01)
         >>> plan.labels_from_probabilities(np.array([[0.9, 0.9, 0.2], [0.1, 0.8, 0.9]])).tolist()
         [1, 2, 2]
         """
