@@ -19,6 +19,7 @@ from medseg.cli import (
     evaluate,
     evaluate_classification,
     explain,
+    export,
     info,
     plan,
     postprocess,
@@ -36,8 +37,8 @@ EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 #: Every command module, in the order ``medseg --help`` lists their commands within a group.
 COMMAND_MODULES = (
-    demo, train, train_classifier, explain, predict, postprocess, serve, serve_dicom, evaluate,
-    evaluate_classification, calibrate, register, plan, convert, anonymize, info,
+    demo, train, train_classifier, explain, predict, export, postprocess, serve, serve_dicom,
+    evaluate, evaluate_classification, calibrate, register, plan, convert, anonymize, info,
 )  # fmt: skip
 
 _EXAMPLES = """\

@@ -106,6 +106,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     arguments.add_jobs(parser, "worker processes sharing the cases, one thread each (default 1)")
     arguments.add_device(parser)
+    parser.add_argument(
+        "--engine", choices=("torch", "onnxruntime"), default="torch",
+        help="run the networks with PyTorch (default) or with onnxruntime on the run's ONNX "
+        "export (medseg export RUN_DIR first; CPU)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         lesions=args.lesions,
         uncertainty=args.uncertainty,
         jobs=args.jobs or 1,
+        engine=args.engine,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0

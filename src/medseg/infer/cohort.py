@@ -26,6 +26,7 @@ import numpy as np
 from medseg import __version__
 from medseg.datasets import Case, read_case_image
 from medseg.errors import ConfigError, ImageReadError, MedsegError, located
+from medseg.export import export_folder_of, is_export_folder
 from medseg.infer.lesions import lesion_rows, write_lesions
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
 from medseg.infer.predict import (
@@ -71,11 +72,16 @@ class PredictSettings:
         values["plan_sha256"] = plan_hash(Path(self.run_dir))
         values["folds"] = list(self.folds) if self.folds is not None else None
         values["formats"] = list(self.formats)
+        values["engine"] = "onnxruntime" if is_export_folder(Path(self.run_dir)) else "torch"
         return values
 
 
 #: Per process: the model of each settings, loaded once (for one `predict_paths` call).
 _LOADED: dict[PredictSettings, dict[str, Any]] = {}
+
+
+#: What runs the networks: PyTorch, or onnxruntime on the run's ONNX export.
+ENGINES = ("torch", "onnxruntime")
 
 
 def predict_paths(
@@ -93,6 +99,7 @@ def predict_paths(
     lesions: bool = False,
     uncertainty: bool = False,
     jobs: int = 1,
+    engine: str = "torch",
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
@@ -113,7 +120,13 @@ def predict_paths(
     scores and, once the run is calibrated, an ``ok``/``review`` flag;
     `medseg.infer.quality`). ``jobs`` worker processes share the cases (one thread each).
     ``predictions.json`` records it all and makes the command resumable (module text).
+    ``engine="onnxruntime"`` predicts with the run's ONNX export (`medseg.export`; a
+    ``run_dir`` that is an export folder always does).
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
+    if engine == "onnxruntime":
+        run_dir = export_folder_of(Path(run_dir))
     prepare_output_folder(out_dir)
     if save_probabilities not in (None, "npz", "nifti"):
         raise ConfigError(f"--save-probabilities: expected npz or nifti, got {save_probabilities}")

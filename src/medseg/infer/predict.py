@@ -14,6 +14,7 @@ from torch import nn
 from medseg.datasets import Case, group_image_files
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
+from medseg.export import is_export_folder, onnx_networks
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
 from medseg.io import (
     Image,
@@ -46,6 +47,8 @@ def load_trained_model(
     run_dir: str | Path, device: str = "auto", folds: Sequence[int | str] | None = None
 ) -> TrainedModel:
     """Load every fold of a run folder, or the ``folds`` listed (best weights, else latest).
+    An export folder of `medseg.export.export_onnx` loads its ONNX models instead, run by
+    onnxruntime on the CPU.
 
     Raises `RunFolderError` when the folder holds no configuration or no weights.
     """
@@ -53,6 +56,9 @@ def load_trained_model(
     if not run_dir.is_dir():
         raise RunFolderError(located(run_dir, "run folder not found"))
     config = Plan.load(run_dir)
+    if is_export_folder(run_dir):  # `medseg export`'s ONNX models, run by onnxruntime
+        names = None if folds is None else [f"fold_{k}" for k in folds]
+        return TrainedModel(run_dir, config, onnx_networks(run_dir, names), torch.device("cpu"))
     torch_device = resolve_device(device)
     fold_dirs = sorted(run_dir.glob("fold_*"))
     if folds is not None:
