@@ -19,9 +19,9 @@ from medseg.nn.checkpoint import load_weights  # noqa: E402
 from medseg.preprocess import preprocess_image  # noqa: E402
 from medseg.runs import Plan, network_for, trained_weights  # noqa: E402
 
-TRAIN = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006",
-         "hippocampus_007", "hippocampus_008"]  # fmt: skip
-TEST = ["hippocampus_010", "hippocampus_011", "hippocampus_014"]
+TRAIN = ["hippocampus_001", "hippocampus_004", "hippocampus_007", "hippocampus_008",
+         "hippocampus_011", "hippocampus_014"]  # fmt: skip
+TEST = ["hippocampus_015", "hippocampus_017", "hippocampus_019"]
 
 
 @pytest.fixture(scope="module")
