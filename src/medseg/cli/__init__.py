@@ -89,9 +89,9 @@ def _spelled_out(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(
-        _spelled_out([str(a) for a in (sys.argv[1:] if argv is None else argv)])
-    )
+    words = _spelled_out([str(a) for a in (sys.argv[1:] if argv is None else argv)])
+    args = parser.parse_args(words)
+    args.argv = words  # what was asked, for commands that start other processes
     if args.command is None:
         parser.print_help()
         return EXIT_USER

@@ -105,6 +105,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--nproc",
+        type=arguments.positive_int,
+        metavar="N",
+        help="train each fold on N processes of this machine (torchrun and "
+        "DistributedDataParallel: one per GPU, or CPU processes sharing the cores; "
+        "the batch is split among them). Several machines: docs/distributed.md",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue from the last saved epoch (a larger budget extends a finished fold)",
@@ -158,7 +166,17 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.runs.locations import default_run_folder
     from medseg.train import TrainOptions, cross_validation_complete, train_folds
+    from medseg.train.distributed import launch, ranks_from_environment
 
+    if args.nproc and args.nproc > 1 and not ranks_from_environment().distributed:
+        code = launch(args.nproc, _without_nproc(args.argv))
+        if code:
+            print(
+                f"medseg: error: a training process failed (torchrun's exit code {code}); each "
+                "fold keeps its last saved epoch: the same command with --resume continues",
+                file=sys.stderr,
+            )
+        return code
     if args.out is None:
         args.out = default_run_folder(args.dataset)
         console.print(f"run folder: {args.out}")
@@ -189,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fold == "all":
         print(NOTE_FOLD_ALL, file=sys.stderr)
     folds = None if args.cross_validation else [args.fold if args.fold is not None else "all"]
-    for result in train_folds(args.dataset, args.out, options, folds):
+    results = train_folds(args.dataset, args.out, options, folds)
+    if not ranks_from_environment().is_main:
+        return 0  # rank 0 reports
+    for result in results:
         if result.validation is not None:
             heading = f"{result.fold_dir.name} validation (50% overlap, best weights): "
             print_summary(result.validation.summary, heading)
@@ -212,3 +233,16 @@ def run(args: argparse.Namespace) -> int:
     if args.cross_validation or args.fold not in (None, "all"):
         console.print(f"validation predictions and scores in {args.out}/fold_*/validation")
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without ``--nproc N`` (each torchrun process trains, none launches)."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            words.append(word)
+    return words

@@ -115,13 +115,15 @@ class TensorBoardWriter:
     """Scalars per epoch into TensorBoard event files, or nothing when ``tensorboard`` is not
     installed (``pip install medseg[tensorboard]``)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, enabled: bool = True) -> None:
+        self._writer = None
+        if not enabled:  # e.g. a rank other than 0 of a distributed run
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # the optional extra is not installed
-            self._writer = None
-        else:
-            self._writer = SummaryWriter(str(log_dir))
+            return
+        self._writer = SummaryWriter(str(log_dir))
 
     @property
     def active(self) -> bool:

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.datasets import DatasetFolder, open_dataset
+from medseg.device import resolve_device
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.runs import Plan
+from medseg.train.distributed import distributed_training
 from medseg.train.options import TrainOptions
 from medseg.train.run import Fold, train_run
 from medseg.train.trainer import TrainResult
@@ -26,6 +28,9 @@ def train_folds(
     otherwise) one after the other with `train_run`; once every fold of the plan has its
     validation predictions, score them together into ``run_dir/cross_validation``.
 
+    Started by torchrun (``torchrun --nproc-per-node N -m medseg train ...``), every process
+    runs this and each fold trains on all of them (`medseg.train.distributed`).
+
     Examples
     --------
     >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", TrainOptions(minutes=5))
@@ -34,13 +39,14 @@ def train_folds(
     prepare_output_folder(run_dir)
     options = options or TrainOptions()
     run_dir = Path(run_dir)
-    first = 0 if folds is None else folds[0]
-    results = [train_run(dataset_dir, run_dir, options, fold=first)]
-    remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
-    for fold in remaining:
-        results.append(train_run(dataset_dir, run_dir, options, fold=fold))
-    if cross_validation_complete(run_dir):
-        summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.quiet)
+    with distributed_training(resolve_device(options.device)) as ranks:
+        first = 0 if folds is None else folds[0]
+        results = [train_run(dataset_dir, run_dir, options, fold=first)]
+        remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
+        for fold in remaining:
+            results.append(train_run(dataset_dir, run_dir, options, fold=fold))
+        if ranks.is_main and cross_validation_complete(run_dir):
+            summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.quiet)
     return results
 
 

@@ -24,6 +24,7 @@ from medseg.io import read_json_file, write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
 from medseg.runs import PLAN_FILE, Plan, record_fold
+from medseg.train import distributed
 from medseg.train.ensemble import capped_early, remove_members, train_members
 from medseg.train.options import NEEDS_EPOCHS, PlanOptions, TrainOptions
 from medseg.train.plan_dataset import DEFAULT_EPOCHS, configure_plan, plan_dataset
@@ -241,30 +242,39 @@ def train_run(
         raise ConfigError(
             located(fold_dir, "already trained; --resume continues it (or use another --out)")
         )
-    device = resolve_device(options.device)
+    device = distributed.rank_device(resolve_device(options.device))
     dataset = open_dataset(dataset_dir)
+    main = distributed.current_ranks().is_main
+    if not main:
+        distributed.barrier()  # rank 0 plans, preprocesses and writes the run's files first
     plan, cases = _prepare_run_folder(dataset, run_dir, options, fold)
     torch.use_deterministic_algorithms(options.deterministic)
     ids = [c.case_id for c in cases]
     given = Path(options.splits_file) if options.splits_file is not None else None
-    folds = _write_run_files(run_dir, dataset, plan, ids, given)
+    if main:
+        folds = _write_run_files(run_dir, dataset, plan, ids, given)
+        distributed.barrier()
+    else:
+        folds = _run_splits(run_dir / "splits.json", ids)
     fold_cases = _split(cases, folds, fold)
     resumed = options.resume and (fold_dir / STATE_FILE).exists()
-    if fold == ALL_CASES and not resumed:
+    if fold == ALL_CASES and not resumed and main:
         remove_members(run_dir)
     record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
 
     def train_one(model_plan: Plan, model_dir: Path, resume: bool = False) -> TrainResult:
-        """Train one model of this fold and record it in the manifest."""
+        """Train one model of this fold and record it in the manifest (rank 0)."""
         result = _train_model(model_plan, fold_cases, model_dir, device, options, resume)
-        details = {**_fold_details(result, resume), "seed": model_plan.seed}
-        fold_name = model_dir.name.removeprefix("fold_")
-        record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
+        if main:
+            details = {**_fold_details(result, resume), "seed": model_plan.seed}
+            fold_name = model_dir.name.removeprefix("fold_")
+            record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
         return result
 
     started = time.perf_counter()
     result = train_one(plan, fold_dir, resumed)
-    if fold == ALL_CASES and not resumed and capped_early(plan, result):
+    distributed_run = distributed.current_ranks().distributed  # one model: no members
+    if fold == ALL_CASES and not resumed and not distributed_run and capped_early(plan, result):
         spent = time.perf_counter() - started
         left = plan.minutes * 60 - spent  # type: ignore[operator]
         result.members = train_members(train_one, plan, run_dir, spent, left, options.quiet)
@@ -307,7 +317,7 @@ def _train_model(
     elif trainer.transfer is not None:
         log_line(trainer.transfer.summary(), options.quiet)
     result = trainer.fit()
-    if cases[1]:
+    if cases[1] and distributed.current_ranks().is_main:
         result.validation = trainer.predict_validation(fold_dir / "validation")
     return result
 

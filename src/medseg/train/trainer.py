@@ -35,7 +35,7 @@ from medseg.nn.losses import RegionDiceBCELoss
 from medseg.progress import log_line, make_progress
 from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
 from medseg.runs.plan import IGNORE_CLASS
-from medseg.train import transfer
+from medseg.train import distributed, transfer
 from medseg.train.resume import (
     load_training_state,
     numpy_generator_state,
@@ -100,7 +100,8 @@ class Trainer:
         self.val_cases = val_cases
         self.fold_dir = fold_dir
         self.device = device
-        self.quiet = quiet
+        self.ranks = distributed.current_ranks()
+        self.quiet = quiet or not self.ranks.is_main
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
         self.network = self.build_network().to(device)
@@ -109,6 +110,12 @@ class Trainer:
             self.transfer = transfer.load_compatible_weights(self.network, init_from)
             if freeze_encoder:
                 self.transfer.frozen = transfer.freeze_encoder(self.network)
+        # the module that trains: the network itself, or its DistributedDataParallel wrapper
+        # (which averages the gradients over the ranks); weights are saved from the network
+        self.model: nn.Module = self.network
+        if self.ranks.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.network, device_ids=ids)
         self.loss = self.build_loss()
         self.optimizer = self.build_optimizer()
         self.augmenter = self.build_augmenter()
@@ -177,7 +184,7 @@ class Trainer:
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=self.scaler is not None):
-            loss = self.loss(self.network(image), target)
+            loss = self.loss(self.model(image), target)
         clip = self.config.gradient_clip
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -219,7 +226,7 @@ class Trainer:
         last = 0.0
         if epoch:
             last = self.history[-1].seconds - (self.history[-2].seconds if epoch > 1 else 0.0)
-        return self.budget.epoch_left(epoch, last)
+        return distributed.agree(self.budget.epoch_left(epoch, last))
 
     def training_state(self) -> dict[str, object]:
         """Everything `resume` needs, as tensors and plain containers."""
@@ -267,12 +274,16 @@ class Trainer:
         data_seconds = step_seconds = 0.0
         for _ in range(c.iterations_per_epoch):
             lr = self.learning_rate(self.budget.fraction_done(self.iteration))
+            lr = distributed.from_rank_zero(lr) if self.budget.by_time else lr
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             start = time.perf_counter()
             image, target = self.sampler.sample(c.batch_size)
             image, target = image.to(self.device), target.to(self.device)
             image, target = self.augmenter(image, target, output_size=c.patch_size)
+            if self.ranks.distributed:  # every rank drew the global batch: train on a share
+                share = self.ranks.share(c.batch_size)
+                image, target = image[share], target[share]
             drawn = time.perf_counter()
             losses.append(self.train_step(image, target))
             data_seconds += drawn - start
@@ -280,10 +291,13 @@ class Trainer:
             self.iteration += 1
             advance()
             self._stop.check()
-        return float(np.mean(losses)), lr, data_seconds, step_seconds
+        loss = distributed.mean_over_ranks(float(np.mean(losses)))
+        return loss, lr, data_seconds, step_seconds
 
     def _end_epoch(self, record: EpochRecord, tensorboard: TensorBoardWriter) -> None:
-        """Log the epoch, save latest (and best) weights and the resume state."""
+        """Log the epoch, save latest (and best) weights and the resume state (rank 0)."""
+        if not self.ranks.is_main:
+            return
         meta = {"epoch": str(record.epoch), "val_dice_mean": f"{record.val_dice_mean:.6f}"}
         save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, meta)
         score = -1.0 if math.isnan(record.val_dice_smoothed) else record.val_dice_smoothed
@@ -295,6 +309,8 @@ class Trainer:
         save_training_state(self.fold_dir, self.training_state())
 
     def _validate(self) -> tuple[float, dict[str, float], float]:
+        if not self.ranks.is_main:  # rank 0 validates and chooses the best epoch
+            return math.nan, {}, math.nan
         val = self.validation_step()
         defined = [v for v in val.values() if not math.isnan(v)]
         mean = float(np.mean(defined)) if defined else math.nan
@@ -321,7 +337,7 @@ class Trainer:
         self.budget.restart()
         by_time = self.budget.by_time
         total = int(c.minutes * 60) if by_time else c.epochs * c.iterations_per_epoch  # type: ignore[operator]
-        tensorboard = TensorBoardWriter(self.fold_dir / "tensorboard")
+        tensorboard = TensorBoardWriter(self.fold_dir / "tensorboard", self.ranks.is_main)
         with make_progress(self.quiet) as progress, deferred_interrupt() as self._stop:
             task = progress.add_task("training", total=total, status="")
 
@@ -349,6 +365,8 @@ class Trainer:
                     log_line(f"epoch {epoch}: {status}  ({seconds:.0f} s)", self.quiet)
                     self._stop.check()
             except KeyboardInterrupt:
+                if not self.ranks.is_main:
+                    raise
                 save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
                 if not (self.fold_dir / BEST_WEIGHTS).exists():
                     save_weights(self.network, self.fold_dir / BEST_WEIGHTS, {"interrupted": "1"})

@@ -1,0 +1,164 @@
+"""Training on several processes with PyTorch's own engine: torchrun starts one process per
+device, `DistributedDataParallel` averages the gradients (gloo on CPUs, NCCL on GPUs).
+
+Every rank draws the same global batch (the same seeds) and trains on its own share of it,
+so a step sees exactly the data a single process would see with that global batch, whatever
+the number of processes; rank 0 alone plans, preprocesses, validates and writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from medseg.errors import ConfigError
+from medseg.parallel import available_cores
+
+#: How long ranks wait for each other (rank 0 plans and preprocesses while the others wait).
+RENDEZVOUS_TIMEOUT = dt.timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a distributed run (a single process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        """Whether there is more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process plans, validates and writes (rank 0)."""
+        return self.rank == 0
+
+    def share(self, batch_size: int) -> slice:
+        """This rank's part of a global batch of ``batch_size`` samples.
+
+        Examples
+        --------
+        >>> Ranks(rank=1, world_size=2).share(4)
+        slice(2, 4, None)
+        """
+        if batch_size % self.world_size:
+            raise ConfigError(
+                f"the batch of {batch_size} does not split over {self.world_size} processes: "
+                f"--batch-size must be a multiple of {self.world_size}"
+            )
+        part = batch_size // self.world_size
+        return slice(self.rank * part, (self.rank + 1) * part)
+
+
+def ranks_from_environment() -> Ranks:
+    """The ranks torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``LOCAL_WORLD_SIZE``); a single process without them."""
+    env = os.environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return Ranks()
+    world = int(env["WORLD_SIZE"])
+    return Ranks(int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)),
+                 int(env.get("LOCAL_WORLD_SIZE", world)))  # fmt: skip
+
+
+_current = Ranks()
+
+
+def current_ranks() -> Ranks:
+    """The ranks of the process group `distributed_training` started (else one process)."""
+    return _current
+
+
+@contextlib.contextmanager
+def distributed_training(device: torch.device) -> Iterator[Ranks]:
+    """Join the process group torchrun set up, if any, for the duration of the block (NCCL
+    for a CUDA ``device``, else gloo); yields this process's ranks. Threads per process: the
+    cores shared out among the machine's processes."""
+    global _current
+    ranks = ranks_from_environment()
+    if not ranks.distributed:
+        yield ranks
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(torch.device("cuda", ranks.local_rank))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.set_num_threads(max(1, available_cores() // ranks.local_world_size))
+    dist.init_process_group(backend, timeout=RENDEZVOUS_TIMEOUT)
+    _current = ranks
+    try:
+        yield ranks
+    finally:
+        _current = Ranks()
+        dist.destroy_process_group()
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` for CUDA in a distributed run, else
+    ``device``."""
+    if _current.distributed and device.type == "cuda":
+        return torch.device("cuda", _current.local_rank)
+    return device
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in a single process)."""
+    if _current.distributed:
+        dist.barrier()
+
+
+def _collective_device() -> torch.device:
+    """Where tensors for collectives live: the GPU for NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def agree(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (e.g. whether another epoch fits the time budget: the
+    ranks' clocks differ by a little, their steps must not)."""
+    if not _current.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_collective_device())
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def from_rank_zero(value: float) -> float:
+    """Rank 0's ``value`` on every rank (e.g. the learning rate of a time budget, which
+    follows each rank's own clock: the ranks must step alike or their weights drift)."""
+    if not _current.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
+def mean_over_ranks(value: float) -> float:
+    """The mean of ``value`` over the ranks (e.g. an epoch's training loss)."""
+    if not _current.distributed:
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(total)
+    return float(total.item()) / _current.world_size
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``medseg ARGV`` in ``nproc`` processes on this machine with torchrun (what
+    ``medseg train --nproc N`` does); returns torchrun's exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "medseg", *argv]  # fmt: skip
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
+    return subprocess.run(command, env=env, check=False).returncode
