@@ -11,7 +11,7 @@ import torch
 
 from medseg.datasets import load_dataset_spec
 from medseg.errors import DatasetError
-from medseg.io import Image, read_image, write_image
+from medseg.io import read_image, write_image
 from medseg.metrics import evaluate_folders
 from medseg.nn.losses import DiceCELoss
 from medseg.runs.plan import IGNORE_CLASS
@@ -81,8 +81,8 @@ def test_evaluation_leaves_ignored_voxels_out(phantom3d: Path, tmp_path: Path) -
 
 def test_training_with_an_ignore_label_never_predicts_it(phantom3d: Path, tmp_path: Path) -> None:
     from medseg.infer import predict_paths
-    from medseg.train import TrainOptions, train_run
     from medseg.runs import Plan
+    from medseg.train import TrainOptions, train_run
 
     _add_ignore(phantom3d)
     options = TrainOptions(epochs=1, iterations_per_epoch=3, quiet=True, settings={"n_folds": 3})
