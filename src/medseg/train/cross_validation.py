@@ -36,10 +36,11 @@ def train_folds(
     >>> results = train_folds("Dataset004_Hippocampus", "runs/hippo", TrainOptions(minutes=5))
     ... # doctest: +SKIP
     """
-    prepare_output_folder(run_dir)
     options = options or TrainOptions()
     run_dir = Path(run_dir)
     with distributed_training(resolve_device(options.device)) as ranks:
+        if ranks.is_main:  # (it removes temporaries: another rank's could be rank 0's)
+            prepare_output_folder(run_dir)
         first = 0 if folds is None else folds[0]
         results = [train_run(dataset_dir, run_dir, options, fold=first)]
         remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
