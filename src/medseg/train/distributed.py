@@ -92,6 +92,11 @@ def distributed_training(device: torch.device) -> Iterator[Ranks]:
         yield ranks
         return
     if device.type == "cuda":
+        if ranks.local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{ranks.local_world_size} processes on a machine with "
+                f"{torch.cuda.device_count()} GPU(s): start at most one per GPU"
+            )
         torch.cuda.set_device(torch.device("cuda", ranks.local_rank))
     backend = "nccl" if device.type == "cuda" else "gloo"
     torch.set_num_threads(max(1, available_cores() // ranks.local_world_size))
