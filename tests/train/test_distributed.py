@@ -82,7 +82,8 @@ def test_killing_a_rank_ends_the_job_and_leaves_a_usable_checkpoint(
     env = {**ONE_THREAD, "MEDSEG_DDP_TEST": str(os.getpid())}
     run = tmp_path / "run"
     command = [sys.executable, "-m", "medseg", "--quiet", "train", phantom3d, "--out", run,
-               "--nproc", "2", "--epochs", "1000", "--iterations-per-epoch", "2"]  # fmt: skip
+               "--nproc", "2", "--epochs", "1000", "--iterations-per-epoch", "2",
+               "--set", "n_folds=3"]  # fmt: skip
     job = subprocess.Popen(list(map(str, command)), env=env, stderr=subprocess.PIPE, text=True)
     state = run / "fold_all" / "training_state.pt"
     deadline = time.monotonic() + 240

@@ -166,11 +166,11 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.runs.locations import default_run_folder
     from medseg.train import TrainOptions, cross_validation_complete, train_folds
-    from medseg.train.distributed import launch, ranks_from_environment
+    from medseg.train.distributed import PeerStopped, launch, ranks_from_environment
 
     if args.nproc and args.nproc > 1 and not ranks_from_environment().distributed:
         code = launch(args.nproc, _without_nproc(args.argv))
-        if code:
+        if code == 1:  # (2: a process said what was wrong with the input)
             print(
                 f"medseg: error: a training process failed (torchrun's exit code {code}); each "
                 "fold keeps its last saved epoch: the same command with --resume continues",
@@ -207,7 +207,11 @@ def run(args: argparse.Namespace) -> int:
     if args.fold == "all":
         print(NOTE_FOLD_ALL, file=sys.stderr)
     folds = None if args.cross_validation else [args.fold if args.fold is not None else "all"]
-    results = train_folds(args.dataset, args.out, options, folds)
+    try:
+        results = train_folds(args.dataset, args.out, options, folds)
+    except PeerStopped as exc:
+        print(f"medseg: {exc}", file=sys.stderr)
+        return 1
     if not ranks_from_environment().is_main:
         return 0  # rank 0 reports
     for result in results:

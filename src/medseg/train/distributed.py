@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +24,11 @@ from medseg.parallel import available_cores
 
 #: How long ranks wait for each other (rank 0 plans and preprocesses while the others wait).
 RENDEZVOUS_TIMEOUT = dt.timedelta(hours=4)
+
+
+class PeerStopped(Exception):
+    """Another process of a distributed run ended (it failed or was killed), so this one
+    cannot go on; the process that failed says why."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,24 @@ def distributed_training(device: torch.device) -> Iterator[Ranks]:
     _current = ranks
     try:
         yield ranks
+    except RuntimeError as exc:
+        if not _peer_gone(exc):
+            raise
+        message = f"process {ranks.rank} stopped: another process of the run ended"
+        raise PeerStopped(message) from exc
     finally:
         _current = Ranks()
         dist.destroy_process_group()
+
+
+def _peer_gone(exc: RuntimeError) -> bool:
+    """Whether a collective failed because another process ended (gloo raises a plain
+    RuntimeError naming the closed connection; NCCL and the store their own types)."""
+    if isinstance(exc, (dist.DistBackendError, dist.DistNetworkError)):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer",
+                                   "Broken pipe"))  # fmt: skip
 
 
 def rank_device(device: torch.device) -> torch.device:
@@ -160,10 +180,21 @@ def mean_over_ranks(value: float) -> float:
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``medseg ARGV`` in ``nproc`` processes on this machine with torchrun (what
-    ``medseg train --nproc N`` does); returns torchrun's exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "medseg", *argv]  # fmt: skip
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
-    return subprocess.run(command, env=env, check=False).returncode
+    """Run ``medseg ARGV`` in ``nproc`` processes on this machine with torch's elastic
+    launcher (what ``torchrun --standalone --nproc-per-node N -m medseg ARGV`` does, and what
+    ``medseg train --nproc N`` does); returns 0, 2 when a process stopped at a user error
+    (which it printed), else 1."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+    )  # fmt: skip
+    try:
+        elastic_launch(config, sys.executable)("-m", "medseg", *argv)
+    except ChildFailedError as exc:
+        codes = [failure.exitcode for failure in exc.failures.values()]
+        return 2 if 2 in codes else 1
+    return 0
