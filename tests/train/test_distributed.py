@@ -102,3 +102,14 @@ def test_killing_a_rank_ends_the_job_and_leaves_a_usable_checkpoint(
     assert "a training process failed" in err and "--resume" in err
     saved = load_training_state(run / "fold_all", torch.device("cpu"))
     assert saved["iteration"] >= 2
+
+
+def test_an_input_error_on_rank_zero_is_one_line_and_exit_code_2(phantom3d: Path, tmp_path):
+    command = [sys.executable, "-m", "medseg", "--quiet", "train", phantom3d, "--out",
+               tmp_path / "run", "--nproc", "2", "--epochs", "1"]  # fmt: skip
+    done = subprocess.run(list(map(str, command)), env=ONE_THREAD, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"medseg: error: {phantom3d}: 3 cases are too few for 5 folds"
+    ]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ import torch.distributed as dist
 from medseg.errors import ConfigError
 from medseg.parallel import available_cores
 
+#: How long a process whose peer ended waits before it ends too (see `distributed_training`).
+PEER_GRACE_SECONDS = 3.0
 #: How long ranks wait for each other (rank 0 plans and preprocesses while the others wait).
 RENDEZVOUS_TIMEOUT = dt.timedelta(hours=4)
 
@@ -112,6 +116,8 @@ def distributed_training(device: torch.device) -> Iterator[Ranks]:
     except RuntimeError as exc:
         if not _peer_gone(exc):
             raise
+        # let the process that failed end first: the launcher reports the first exit it sees
+        time.sleep(PEER_GRACE_SECONDS)
         message = f"process {ranks.rank} stopped: another process of the run ended"
         raise PeerStopped(message) from exc
     finally:
@@ -188,6 +194,8 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
+    # the processes report their own errors in one line; the launcher's log would repeat them
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
         rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
