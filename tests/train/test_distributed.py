@@ -113,3 +113,16 @@ def test_an_input_error_on_rank_zero_is_one_line_and_exit_code_2(phantom3d: Path
     assert done.stderr.strip().splitlines() == [
         f"medseg: error: {phantom3d}: 3 cases are too few for 5 folds"
     ]
+
+
+def test_spread_folds_trains_each_fold_on_one_process(phantom3d: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "medseg", "--quiet", "train", phantom3d, "--out", run,
+               "--nproc", "2", "--cross-validation", "--spread-folds", "--epochs", "1",
+               "--iterations-per-epoch", "2", "--set", "n_folds=3"]  # fmt: skip
+    done = subprocess.run(list(map(str, command)), env=ONE_THREAD, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert sorted(manifest["folds"]) == ["0", "1", "2"]  # every fold recorded, none lost
+    assert (run / "cross_validation" / "summary.json").is_file()

@@ -113,6 +113,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "the batch is split among them). Several machines: docs/distributed.md",
     )
     parser.add_argument(
+        "--spread-folds",
+        action="store_true",
+        help="with --nproc or torchrun and --cross-validation: each process trains folds of "
+        "its own (fold k on process k mod N) instead of every fold on all processes",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue from the last saved epoch (a larger budget extends a finished fold)",
@@ -203,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         fine_tune_lr=args.fine_tune_lr,
         deterministic=args.deterministic,
         splits_file=args.splits,
+        spread_folds=args.spread_folds,
     )
     if args.fold == "all":
         print(NOTE_FOLD_ALL, file=sys.stderr)

@@ -6,16 +6,23 @@ No patient data goes in: paths to the dataset and run folders, never case identi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from medseg import __version__
 from medseg.io import write_text_atomic
@@ -64,7 +71,37 @@ def record_fold(
     fold: int | str,
     details: dict[str, Any],
 ) -> None:
-    """Add (or replace) fold ``fold``'s entry and refresh the run-wide fields."""
+    """Add (or replace) fold ``fold``'s entry and refresh the run-wide fields; processes
+    training other folds of the run at the same time take turns (a lock file)."""
+    with run_lock(run_dir):
+        _record_fold(run_dir, dataset, device, seed, deterministic, fold, details)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on a run folder for the block, for processes that train folds of
+    the same run at once (a hidden lock file; no lock where the platform has no
+    ``fcntl``)."""
+    if fcntl is None:
+        yield
+        return
+    with open(Path(run_dir) / ".run.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _record_fold(
+    run_dir: Path,
+    dataset: Path,
+    device: torch.device,
+    seed: int,
+    deterministic: bool,
+    fold: int | str,
+    details: dict[str, Any],
+) -> None:
     manifest = read_manifest(run_dir)
     manifest.update(
         {

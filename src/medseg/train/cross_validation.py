@@ -12,9 +12,10 @@ from medseg.device import resolve_device
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from medseg.runs import Plan
-from medseg.train.distributed import distributed_training
+from medseg.runs.manifest import run_lock
+from medseg.train.distributed import Ranks, barrier, distributed_training, single_process
 from medseg.train.options import TrainOptions
-from medseg.train.run import Fold, train_run
+from medseg.train.run import Fold, prepare_run, train_run
 from medseg.train.trainer import TrainResult
 
 
@@ -41,12 +42,36 @@ def train_folds(
     with distributed_training(resolve_device(options.device)) as ranks:
         if ranks.is_main:  # (it removes temporaries: another rank's could be rank 0's)
             prepare_output_folder(run_dir)
+        if options.spread_folds and ranks.distributed:
+            return _train_spread(dataset_dir, run_dir, options, folds, ranks)
         first = 0 if folds is None else folds[0]
         results = [train_run(dataset_dir, run_dir, options, fold=first)]
         remaining = range(1, Plan.load(run_dir).n_folds) if folds is None else folds[1:]
         for fold in remaining:
             results.append(train_run(dataset_dir, run_dir, options, fold=fold))
         if ranks.is_main and cross_validation_complete(run_dir):
+            summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.quiet)
+    return results
+
+
+def _train_spread(
+    dataset_dir: str | Path,
+    run_dir: Path,
+    options: TrainOptions,
+    folds: Sequence[Fold] | None,
+    ranks: Ranks,
+) -> list[TrainResult]:
+    """Each process trains folds of its own (fold k on process k mod N) after rank 0 has
+    planned and preprocessed; whichever process completes the cross-validation scores it."""
+    if ranks.is_main:
+        prepare_run(dataset_dir, run_dir, options)
+    barrier()
+    every = list(range(Plan.load(run_dir).n_folds)) if folds is None else list(folds)
+    with single_process():
+        results = [train_run(dataset_dir, run_dir, options, fold=fold)
+                   for fold in every[ranks.rank :: ranks.world_size]]  # fmt: skip
+    with run_lock(run_dir):  # the last process to finish scores the cross-validation
+        if cross_validation_complete(run_dir):
             summarise_cross_validation(run_dir, open_dataset(dataset_dir), options.quiet)
     return results
 

@@ -143,6 +143,18 @@ def rank_device(device: torch.device) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """For the block, this process trains on its own (no gradient averaging, no waiting for
+    the others, writing its own files), though it stays in the process group."""
+    global _current
+    saved, _current = _current, Ranks()
+    try:
+        yield
+    finally:
+        _current = saved
+
+
 def barrier() -> None:
     """Wait for every rank (nothing to wait for in a single process)."""
     if _current.distributed:

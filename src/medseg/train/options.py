@@ -97,6 +97,9 @@ class TrainOptions(PlanOptions):
     #: The folds of a new run (nnU-Net's splits_final.json format); None: the dataset's
     #: splits_final.json, else nnU-Net's 5-fold split.
     splits_file: str | Path | None = None
+    #: Under torchrun: each process trains folds of its own (fold k on process k mod N)
+    #: instead of every fold on all processes.
+    spread_folds: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

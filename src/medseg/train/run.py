@@ -211,6 +211,17 @@ def _run_splits(path: Path, case_ids: list[str]) -> list[tuple[list[str], list[s
     return folds
 
 
+def prepare_run(dataset_dir: str | Path, run_dir: str | Path, options: TrainOptions) -> None:
+    """Plan and preprocess a run folder and write its plan, splits and dataset.json, training
+    nothing: what the first fold of a run does first, done once before several processes
+    train folds of their own."""
+    run_dir = Path(run_dir)
+    dataset = open_dataset(dataset_dir)
+    plan, cases = _prepare_run_folder(dataset, run_dir, options, ALL_CASES)
+    given = Path(options.splits_file) if options.splits_file is not None else None
+    _write_run_files(run_dir, dataset, plan, [c.case_id for c in cases], given)
+
+
 def train_run(
     dataset_dir: str | Path,
     run_dir: str | Path,
