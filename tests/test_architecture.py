@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "loop": {"io"},
     "runs": {"io", "preprocess", "augment", "nn"},
     "train": {"io", "datasets", "preprocess", "metrics", "augment", "nn", "loop", "runs"},
-    "infer": {"io", "datasets", "preprocess", "metrics", "postprocess", "nn", "runs"},
+    "export": {"io", "nn", "runs"},
+    "infer": {"io", "datasets", "preprocess", "metrics", "postprocess", "nn", "runs", "export"},
     "register": {"io", "datasets", "metrics", "nn", "loop"},
     "report": {"io", "datasets", "metrics"},
     "demo": {"io", "datasets", "metrics", "train", "infer", "report"},
@@ -52,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
         "serve",
         "privacy",
         "explain",
+        "export",
     },  # fmt: skip
     "__main__": {"cli"},
 }

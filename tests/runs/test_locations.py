@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from medseg.datasets.folder import find_dataset_folder
 from medseg.errors import ConfigError
 from medseg.runs.locations import default_run_folder, find_run_folder
 
@@ -27,7 +28,7 @@ def test_default_run_folder_is_under_results_by_dataset_name(
     assert default_run_folder(dataset) == tmp_path / "mine/Dataset004_Hippocampus/medseg"
     # a dataset named by its ID resolves to its folder's name
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    assert default_run_folder("4").parent.name == "Dataset004_Hippocampus"
+    assert default_run_folder(find_dataset_folder("4")).parent.name == "Dataset004_Hippocampus"
 
 
 def test_without_results_a_run_folder_must_be_given(tmp_path: Path, no_results: None) -> None:

@@ -170,6 +170,7 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.datasets.folder import find_dataset_folder
     from medseg.runs.locations import default_run_folder
     from medseg.train import TrainOptions, cross_validation_complete, train_folds
     from medseg.train.distributed import PeerStopped, launch, ranks_from_environment
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return code
     if args.out is None:
-        args.out = default_run_folder(args.dataset)
+        args.out = default_run_folder(find_dataset_folder(args.dataset))
         console.print(f"run folder: {args.out}")
     options = TrainOptions(
         dim=args.dim,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medseg.datasets.folder import find_dataset_folder
 from medseg.errors import ConfigError
 
 #: Environment variables naming the folder of run folders, looked in in this order.
@@ -23,17 +22,16 @@ def results_root() -> Path | None:
     return None
 
 
-def default_run_folder(dataset: str | Path, name: str = DEFAULT_RUN_NAME) -> Path:
-    """``RESULTS/DatasetNNN_Name/medseg`` for a dataset (a path, ID or name), where RESULTS
-    is `results_root`; `ConfigError` when neither variable is set.
+def default_run_folder(dataset_folder: str | Path, name: str = DEFAULT_RUN_NAME) -> Path:
+    """``RESULTS/DatasetNNN_Name/medseg`` for a dataset folder (resolve an ID or a name with
+    `medseg.datasets.folder.find_dataset_folder` first), where RESULTS is `results_root`;
+    `ConfigError` when neither variable is set.
 
     Examples
     --------
-    >>> import tempfile
     >>> os.environ["MEDSEG_RESULTS"] = "/data/results"
-    >>> default_run_folder(tempfile.mkdtemp(prefix="Dataset004_")).parent.name.startswith(
-    ...     "Dataset004_")
-    True
+    >>> default_run_folder("/data/raw/Dataset004_Hippocampus")
+    PosixPath('/data/results/Dataset004_Hippocampus/medseg')
     >>> del os.environ["MEDSEG_RESULTS"]
     """
     root = results_root()
@@ -42,7 +40,7 @@ def default_run_folder(dataset: str | Path, name: str = DEFAULT_RUN_NAME) -> Pat
             "no run folder: give --out RUN_DIR, or set MEDSEG_RESULTS (or nnUNet_results) to "
             "keep runs in RESULTS/DATASET/medseg"
         )
-    return root / find_dataset_folder(dataset).resolve().name / name
+    return root / Path(dataset_folder).resolve().name / name
 
 
 def find_run_folder(run: str | Path) -> Path:
