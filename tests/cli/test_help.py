@@ -41,7 +41,7 @@ def test_help_lists_every_command_under_its_group(run_cli):
 
 def test_every_command_has_examples_and_a_short_summary(run_cli):
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(COMMAND_MODULES) == 16 and len(subparsers) == 22
+    assert len(COMMAND_MODULES) == 17 and len(subparsers) == 23
     for name, parser in subparsers.items():
         assert len(parser.summary) <= 80, name
         code, out, _ = run_cli([name, "--help"])
