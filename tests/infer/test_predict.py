@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medseg.errors import ImageReadError, MedsegError, RunFolderError
@@ -130,3 +131,19 @@ def test_invalid_config_message_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(RunFolderError) as info:
         load_trained_model(tmp_path, "cpu")
     assert "\n" not in str(info.value)
+
+
+def test_labels_without_probabilities_equal_those_with(untrained_run_writer, phantom3d, tmp_path):
+    """The label-only path (one channel at a time on the image's grid) gives exactly the
+    labels of the path that keeps every class's probabilities."""
+    from medseg.datasets import group_image_files, read_case_image
+    from medseg.infer.predict import predict_labels
+
+    run = untrained_run_writer(tmp_path / "run", target_spacing=(1.2, 1.2, 2.0))
+    model = load_trained_model(run, "cpu")
+    case = group_image_files(sorted((phantom3d / "imagesTs").iterdir()))[0]
+    image = read_case_image(case)
+    kept, probabilities = predict_labels(model, image)
+    alone, none = predict_labels(model, image, keep_probabilities=False)
+    assert probabilities is not None and none is None
+    assert np.array_equal(kept.array, alone.array) and np.array_equal(kept.affine, alone.affine)

@@ -14,6 +14,7 @@ from medseg.preprocess import (
     Preprocessing,
     preprocess_image,
     preprocess_label,
+    restore_classes,
     restore_probabilities,
 )
 
@@ -128,3 +129,21 @@ def test_a_case_far_from_the_plans_spacing_or_too_large_is_refused_before_resamp
         preprocess_image(near, plan, "near.nii.gz")
     with pytest.raises(ValidationError, match="greater than 0"):
         Preprocessing(target_spacing=[0.0, 1.0, 1.0], normalization=ZSCORE)
+
+
+def test_restoring_classes_one_at_a_time_equals_the_argmax_of_all() -> None:
+    """`restore_classes` (two image-sized channels in memory) gives exactly the argmax of
+    `restore_probabilities` (K of them), ties included, on an oblique, cropped grid."""
+    rotation = Rotation.from_euler("xyz", [10, 25, -15], degrees=True).as_matrix()
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.8, 0.8, 2.5])
+    image, _, _ = _ball_image(affine, (40, 36, 14))
+    image.array[0, :, :4] = 0  # cropped away
+    prep = Preprocessing(target_spacing=[1.0, 1.0, 1.5], normalization=ZSCORE)
+    array, geometry = preprocess_image(image, prep)
+    rng = np.random.default_rng(3)
+    probabilities = rng.dirichlet(np.ones(5), size=array.shape[1:]).astype(np.float32)
+    probabilities = np.moveaxis(probabilities, -1, 0)
+    probabilities[2, :4] = probabilities[1, :4]  # exact ties: the first class wins
+    expected = restore_probabilities(probabilities, geometry).argmax(0)
+    assert np.array_equal(restore_classes(probabilities, geometry), expected)

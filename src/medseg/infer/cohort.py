@@ -195,9 +195,11 @@ def _predict(settings, loaded, out_dir: Path, case: Case) -> dict[str, Any]:
     suffix = ".nii.gz" if source.is_dir() else label_suffix(source)
     check_fits_model(image, model.config, source)
     members: list[np.ndarray] | None = [] if settings.uncertainty else None
+    needed = bool(settings.save_probabilities or settings.lesions or settings.uncertainty)
     labels, probabilities = predict_labels(
-        model, image, settings.tta, loaded["postprocessing"], source=source, members=members
-    )
+        model, image, settings.tta, loaded["postprocessing"], source=source, members=members,
+        keep_probabilities=needed,
+    )  # fmt: skip
     files = write_prediction(
         labels, out_dir, case.case_id, suffix, settings.formats,
         dicom_series=source if source.is_dir() else None, series=settings.series,

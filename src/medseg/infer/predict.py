@@ -29,7 +29,14 @@ from medseg.io.limits import check_input_file
 from medseg.nn import predict_volume
 from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
-from medseg.preprocess import preprocess_image, restore_probabilities, zscore
+from medseg.preprocess import (
+    CaseGeometry,
+    preprocess_image,
+    restore_channel,
+    restore_classes,
+    restore_probabilities,
+    zscore,
+)
 from medseg.runs import Plan, network_for, trained_weights
 
 
@@ -117,23 +124,18 @@ def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
     return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
 
-def predict_probabilities(
+def network_probabilities(
     model: TrainedModel,
     image: Image,
     tta: bool = False,
     *,
     source: str | Path = "image",
     members: list[np.ndarray] | None = None,
-) -> np.ndarray:
-    """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
-    (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`).
-
-    The image goes through the plan's preprocessing (reorientation, crop, resampling,
-    normalisation); the probabilities come back through its inverse. ``source`` names the
-    image in errors (a spacing far from the plan's, a resampled size over the voxel limit).
-    ``members``, when given, receives each fold's and copy's class map (uint8, on the
-    network's grid) for `medseg.infer.quality`.
-    """
+) -> tuple[np.ndarray, CaseGeometry | None]:
+    """Class probabilities ``(K, *shape)`` on the network's grid, averaged over the folds
+    (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`), and the
+    geometry that maps them back to the image (None for a plan without preprocessing: the
+    grids are the same). See `predict_probabilities` for ``source`` and ``members``."""
     c = model.config
     geometry = None
     if c.preprocessing is None:
@@ -152,15 +154,55 @@ def predict_probabilities(
                 activation=c.activation,
             )  # fmt: skip
             probs = probs.flip(dims) if dims else probs
-            total = probs if total is None else total + probs
+            total = probs if total is None else total.add_(probs)
             if members is not None:
                 members.append(probs.argmax(0).to(torch.uint8).cpu().numpy())
+            del probs
     assert total is not None
-    probabilities = (total / (len(model.networks) * len(flips))).cpu().numpy()
-    if geometry is not None:
-        background = c.activation == "softmax"  # regions: nothing outside the crop
-        probabilities = restore_probabilities(probabilities, geometry, background)
-    return probabilities
+    return total.div_(len(model.networks) * len(flips)).cpu().numpy(), geometry
+
+
+def predict_probabilities(
+    model: TrainedModel,
+    image: Image,
+    tta: bool = False,
+    *,
+    source: str | Path = "image",
+    members: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Class probabilities ``(K, *spatial)`` on the image's own grid, averaged over the folds
+    (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`).
+
+    The image goes through the plan's preprocessing (reorientation, crop, resampling,
+    normalisation); the probabilities come back through its inverse. ``source`` names the
+    image in errors (a spacing far from the plan's, a resampled size over the voxel limit).
+    ``members``, when given, receives each fold's and copy's class map (uint8, on the
+    network's grid) for `medseg.infer.quality`.
+    """
+    c = model.config
+    probabilities, geometry = network_probabilities(
+        model, image, tta, source=source, members=members
+    )
+    if geometry is None:
+        return probabilities
+    return restore_probabilities(probabilities, geometry, c.activation == "softmax")
+
+
+def _labels_on_image_grid(
+    config: Plan, probabilities: np.ndarray, geometry: CaseGeometry | None
+) -> np.ndarray:
+    """`Plan.labels_from_probabilities` of the probabilities restored to the image's grid,
+    computed one channel at a time (two channels of the image's size in memory, not K)."""
+    if geometry is None:
+        return config.labels_from_probabilities(probabilities)
+    if not config.regions:
+        return config.labels_from_classes(restore_classes(probabilities, geometry))
+    assert config.regions_class_order is not None
+    dtype = np.uint8 if max(config.label_values) < 256 else np.uint16
+    labels = np.zeros(geometry.original_shape, dtype)
+    for channel, value in zip(probabilities, config.regions_class_order):
+        labels[restore_channel(channel, geometry, 0.0) > 0.5] = value
+    return labels
 
 
 def predict_labels(
@@ -171,13 +213,23 @@ def predict_labels(
     *,
     source: str | Path = "image",
     members: list[np.ndarray] | None = None,
-) -> tuple[Image, np.ndarray]:
+    keep_probabilities: bool = True,
+) -> tuple[Image, np.ndarray | None]:
     """The label map of ``image`` (same shape and affine, label values from dataset.json)
-    and the class probabilities ``(K, *spatial)`` it was taken from; ``postprocessing`` is
+    and the class probabilities ``(K, *spatial)`` it was taken from (None without
+    ``keep_probabilities``: then the labels come from the probabilities one channel at a
+    time, and the image-sized K-channel array is never made); ``postprocessing`` is
     applied to the labels; ``source`` names the image in errors; ``members`` as for
     `predict_probabilities`."""
-    probabilities = predict_probabilities(model, image, tta, source=source, members=members)
-    labels = model.config.labels_from_probabilities(probabilities)
+    c = model.config
+    if keep_probabilities:
+        probabilities = predict_probabilities(model, image, tta, source=source, members=members)
+        labels = c.labels_from_probabilities(probabilities)
+    else:
+        on_network, geometry = network_probabilities(
+            model, image, tta, source=source, members=members
+        )
+        labels, probabilities = _labels_on_image_grid(c, on_network, geometry), None
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
     return Image(labels[None], image.affine), probabilities
@@ -196,7 +248,7 @@ def predict_image(
     >>> model = load_trained_model("runs/hippo")  # doctest: +SKIP
     >>> labels = predict_image(model, read_image("hippocampus_001_0000.nii.gz"))  # doctest: +SKIP
     """
-    return predict_labels(model, image, tta, postprocessing)[0]
+    return predict_labels(model, image, tta, postprocessing, keep_probabilities=False)[0]
 
 
 def write_probabilities(
@@ -293,7 +345,9 @@ def predict_dicom_series(
     postprocessing = load_postprocessing(model.run_dir) if postprocess else None
     image = read_dicom_series(folder)
     check_fits_model(image, model.config, folder)
-    labels, _ = predict_labels(model, image, postprocessing=postprocessing, source=folder)
+    labels, _ = predict_labels(
+        model, image, postprocessing=postprocessing, source=folder, keep_probabilities=False
+    )
     segments = run_segments(model.run_dir, model.config) if DICOM_FORMATS & set(formats) else []
     return write_prediction(
         labels, out_dir, name or folder.name, ".nii.gz", formats,

@@ -10,6 +10,8 @@ from medseg.preprocess.pipeline import (
     Preprocessing,
     preprocess_image,
     preprocess_label,
+    restore_channel,
+    restore_classes,
     restore_probabilities,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "preprocess_dataset",
     "preprocess_image",
     "preprocess_label",
+    "restore_channel",
+    "restore_classes",
     "restore_probabilities",
     "zscore",
 ]

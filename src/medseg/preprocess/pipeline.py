@@ -174,21 +174,48 @@ def preprocess_label(
     return resample_labels(cropped, geometry.shape, values, prep.separate_axis)
 
 
-def restore_probabilities(
-    probabilities: np.ndarray, geometry: CaseGeometry, background: bool = True
-) -> np.ndarray:
-    """Class probabilities ``(K, *shape)`` on the preprocessed grid mapped back onto the
-    original image grid ``(K, *original_shape)``: linear resampling to the cropped grid,
-    background (class 0; without ``background``, probability 0 for every output, as for
-    regions) outside the crop, original axis order."""
-    probabilities = probabilities.astype(np.float32, copy=False)
-    on_crop = resample(probabilities, geometry.cropped_shape, order=1)
-    fill = np.zeros(probabilities.shape[0], np.float32)
-    fill[0] = 1.0 if background else 0.0
+def restore_channel(channel: np.ndarray, geometry: CaseGeometry, fill: float) -> np.ndarray:
+    """One channel ``(*shape)`` on the preprocessed grid mapped back onto the original image
+    grid: linear resampling to the cropped grid, ``fill`` outside the crop, original axis
+    order."""
+    on_crop = resample(channel[None].astype(np.float32, copy=False), geometry.cropped_shape, 1)
     ornt = np.asarray(geometry.orientation)
     reoriented_shape = list(geometry.original_shape)
     if len(reoriented_shape) == 3:  # input axis i became axis ornt[i, 0]
         for axis, (target, _) in enumerate(ornt):
             reoriented_shape[int(target)] = geometry.original_shape[axis]
-    full = uncrop(on_crop, geometry.crop_box, reoriented_shape, fill)
-    return np.ascontiguousarray(undo_reorient(full, ornt, geometry.original_shape))
+    full = uncrop(on_crop, geometry.crop_box, reoriented_shape, np.array([fill], np.float32))
+    return np.ascontiguousarray(undo_reorient(full, ornt, geometry.original_shape)[0])
+
+
+def _fill(channel: int, background: bool) -> float:
+    """Outside the crop: background (class 0) has probability 1, every other output 0."""
+    return 1.0 if channel == 0 and background else 0.0
+
+
+def restore_probabilities(
+    probabilities: np.ndarray, geometry: CaseGeometry, background: bool = True
+) -> np.ndarray:
+    """Class probabilities ``(K, *shape)`` on the preprocessed grid mapped back onto the
+    original image grid ``(K, *original_shape)`` (`restore_channel`, channel by channel into
+    one array): background (class 0; without ``background``, probability 0 for every
+    output, as for regions) outside the crop."""
+    out = np.empty((len(probabilities), *geometry.original_shape), np.float32)
+    for k, channel in enumerate(probabilities):
+        out[k] = restore_channel(channel, geometry, _fill(k, background))
+    return out
+
+
+def restore_classes(probabilities: np.ndarray, geometry: CaseGeometry) -> np.ndarray:
+    """``restore_probabilities(probabilities, geometry).argmax(0)`` (uint8 or uint16 class
+    indices; the first class on ties), one class at a time: two channels of the original
+    image's size in memory instead of K."""
+    best = restore_channel(probabilities[0], geometry, _fill(0, True))
+    dtype = np.uint8 if len(probabilities) <= 256 else np.uint16
+    classes = np.zeros(best.shape, dtype)
+    for k in range(1, len(probabilities)):
+        channel = restore_channel(probabilities[k], geometry, _fill(k, True))
+        better = channel > best
+        classes[better] = k
+        np.maximum(best, channel, out=best)
+    return classes
