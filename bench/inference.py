@@ -9,11 +9,12 @@ weighting (sigma = patch / 8), on the same random normalised volume of --shape v
   its predictor (``mode="gaussian"``, ``sigma_scale=0.125``, the same window batch).
 
 Each side runs in a fresh child process (one after the other), which reports its seconds
-and the rise of its peak resident memory and saves its probabilities; the parent compares the two outputs (largest probability difference, share of voxels with the
-same most likely class: the window positions differ slightly between the two libraries),
-counts the network's FLOPs per window batch with ``torch.utils.flop_counter.FlopCounterMode``
-and times a large batched ``conv3d`` as this machine's convolution ceiling, then prints the
-achieved GFLOP/s of both against it.
+and the rise of its peak resident memory and saves its probabilities; the parent compares
+the two outputs (largest probability difference, share of voxels with the same most likely
+class: the window positions differ slightly between the two libraries), counts the
+network's FLOPs per window batch with ``torch.utils.flop_counter.FlopCounterMode`` and times
+a large batched ``conv3d`` as this machine's convolution ceiling, then prints the achieved
+GFLOP/s of both against it.
 
 Usage: python bench/inference.py [--shape 512 512 300] [--labels 14] [--threads 2]
        (--shape 256 256 150 for a quick run)
