@@ -11,6 +11,7 @@ from typing import Any
 
 from medseg import __version__
 from medseg.io import write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries
 from medseg.io.csv_file import write_csv_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import HIGHER_IS_BETTER, Evaluation
@@ -119,6 +120,7 @@ def _verdict(row: dict[str, object]) -> str:
 
 def _difference_plots(comparison: Comparison, figures: Path) -> list[dict[str, str]]:
     plots = []
+    remove_stale_temporaries(figures)  # what a killed earlier run left half-written there
     for metric in DIFFERENCE_PLOTS:
         values = {
             name: [

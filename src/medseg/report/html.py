@@ -13,6 +13,7 @@ import numpy as np
 from medseg import __version__
 from medseg.errors import MedsegError
 from medseg.io import Image, image_files, image_suffix, read_image, same_grid, write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries
 from medseg.metrics import HIGHER_IS_BETTER, Evaluation
 from medseg.report.overlay import planes_figure
 from medseg.report.page import number, render_page
@@ -87,6 +88,8 @@ def _plots(evaluation: Evaluation, figures_dir: Path | None) -> list[dict[str, s
     """One figure per metric (a column per label), embedded; also written to
     ``figures_dir`` as SVG and PNG."""
     plots = []
+    if figures_dir is not None:  # what a killed earlier run left half-written there
+        remove_stale_temporaries(figures_dir)
     labels = evaluation.summary["labels"]  # type: ignore[index]
     for metric, title in PLOTTED_METRICS.items():
         values = {
