@@ -2,21 +2,32 @@
 
 The same U-Net (by default Hippocampus's plan: patch 40 x 56 x 40, features 16-128, with
 --labels output classes), the same weights (seed 0), window, 50 % overlap and Gaussian
-weighting (sigma = patch / 8), on the same random normalised volume of --shape voxels:
+weighting (sigma = patch / 8), the same window batch, on the same volume (a smooth random
+normalised one of --shape voxels, or with --image a real image, e.g. the 1 mm MNI T1):
 
-- medseg: ``medseg.nn.predict_volume`` (softmax probabilities, windows batched);
-- MONAI: ``monai.inferers.sliding_window_inference`` with the softmax of the same network as
-  its predictor (``mode="gaussian"``, ``sigma_scale=0.125``, the same window batch).
+- medseg: ``medseg.nn.predict_volume`` keeping the most likely class of each finished
+  stretch of windows (what ``medseg predict`` keeps; the probabilities are blended in
+  float32 in a buffer one window deep);
+- MONAI: ``monai.inferers.sliding_window_inference`` with the softmax of the same network
+  as its predictor (``mode="gaussian"``, ``sigma_scale=0.125``), then the argmax;
+- pipeline: medseg's whole ``predict_image`` of that volume as a 1 mm NIfTI image (plan:
+  1 mm target spacing, z-score): preprocessing, prediction and the way back to its grid.
 
-Each side runs in a fresh child process (one after the other), which reports its seconds
-and the rise of its peak resident memory and saves its probabilities; the parent compares
-the two outputs (largest probability difference, share of voxels with the same most likely
-class: the window positions differ slightly between the two libraries), counts the
-network's FLOPs per window batch with ``torch.utils.flop_counter.FlopCounterMode`` and times
-a large batched ``conv3d`` as this machine's convolution ceiling, then prints the achieved
-GFLOP/s of both against it.
+Each side runs in a fresh child process (one after the other) and reports its seconds,
+the seconds spent inside the network (timed around each forward pass), the windows it
+ran, and its peak resident memory (absolute, and its rise during the work). The parent
+compares the class maps of medseg and MONAI, counts the network's FLOPs per window with
+``torch.utils.flop_counter.FlopCounterMode``, times a large batched ``conv3d`` as this
+machine's convolution ceiling, and prints the achieved GFLOP/s (network part and end to
+end) against it.
 
-Usage: python bench/inference.py [--shape 512 512 300] [--labels 14] [--threads 2]
+The two libraries place windows differently on most sizes (MONAI steps by a fixed
+interval and clamps the last window, medseg spreads them evenly), so their outputs differ
+slightly; ``--check`` first runs both on a size where the positions coincide and prints
+the largest probability difference, which must be at float32 rounding level.
+
+Usage: python bench/inference.py [--shape 512 512 300] [--labels 14] [--threads 2] [--check]
+       python bench/inference.py --image mni152/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz
        (--shape 256 256 150 for a quick run)
 """
 
@@ -38,6 +49,8 @@ FEATURES = [16, 32, 64, 128]
 STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 KERNELS = [[3, 3, 3]] * 4
 SW_BATCH = 4
+CHECK_SHAPE = (100, 112, 80)  # (size - patch) a multiple of patch / 2 on every axis
+SIDES = ("medseg", "monai", "pipeline")
 
 
 def build_network(labels: int) -> torch.nn.Module:
@@ -49,8 +62,14 @@ def build_network(labels: int) -> torch.nn.Module:
     return network.eval()
 
 
-def volume(shape: tuple[int, ...]) -> torch.Tensor:
-    """A smooth random normalised volume ``(1, *shape)``, the same in every process."""
+def volume(shape: tuple[int, ...], image: Path | None) -> torch.Tensor:
+    """``(1, *shape)`` float32: the z-scored ``image``, or a smooth random normalised
+    volume, the same in every process."""
+    if image is not None:
+        from medseg.io import read_image
+
+        array = read_image(image).array.astype(np.float32)
+        return torch.from_numpy((array - array.mean()) / array.std())
     rng = np.random.default_rng(0)
     coarse = rng.standard_normal([max(2, s // 8) for s in shape]).astype(np.float32)
     fine = torch.nn.functional.interpolate(
@@ -59,41 +78,97 @@ def volume(shape: tuple[int, ...]) -> torch.Tensor:
     return fine[0]
 
 
-def run_side(side: str, shape: tuple[int, ...], labels: int, out: Path) -> None:
+class TimedNetwork:
+    """The network, with the seconds spent in it and the windows it saw counted."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network, self.seconds, self.windows = network, 0.0, 0
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.network(windows)
+        self.seconds += time.perf_counter() - start
+        self.windows += len(windows)
+        return out
+
+
+def pipeline_model(network: TimedNetwork, labels: int):
+    """A `TrainedModel` around ``network`` with a plan like a Hippocampus run's: 1 mm
+    target spacing, z-score normalisation, the benchmark's patch and batch."""
+    from medseg.infer.predict import TrainedModel
+    from medseg.preprocess import ChannelNormalization, Preprocessing
+    from medseg.runs import Plan
+
+    plan = Plan(
+        in_channels=1, label_values=list(range(labels)),
+        label_names=["background"] + [f"organ_{k}" for k in range(1, labels)],
+        channel_names=["CT"], file_ending=".nii.gz", data_dim=3, dim=3,
+        median_spacing=[1.0] * 3, median_shape=list(PATCH), features=FEATURES,
+        strides=STRIDES, kernel_sizes=KERNELS, patch_size=list(PATCH),
+        batch_size=SW_BATCH // 2, learning_rate=0.01,
+        preprocessing=Preprocessing(
+            target_spacing=[1.0] * 3, normalization=[ChannelNormalization(scheme="zscore")]
+        ),
+    )  # fmt: skip
+    return TrainedModel(Path("."), plan, [network], torch.device("cpu"))
+
+
+def run_side(side: str, args: argparse.Namespace, out: Path) -> None:
     """One side's prediction, timed and measured, in this (child) process."""
     sys.path.insert(0, str(Path(__file__).parent))
     from peak_memory import PeakSampler
 
-    network = build_network(labels)
-    image = volume(shape)
+    network = TimedNetwork(build_network(args.labels))
+    image = volume(tuple(args.shape), args.image)
+    if side == "pipeline":
+        from medseg.io import Image, write_image
+
+        write_image(Image(image.numpy(), np.eye(4)), out / "volume.nii")
+        del image
     sampler = PeakSampler()
     start = time.perf_counter()
     with torch.no_grad():
-        if side == "medseg":
-            from medseg.nn import predict_volume
-
-            probabilities = predict_volume(network, image, PATCH, SW_BATCH)
-        else:
-            from monai.inferers import sliding_window_inference
-
-            probabilities = sliding_window_inference(
-                image[None], PATCH, SW_BATCH, lambda w: torch.softmax(network(w), 1),
-                overlap=0.5, mode="gaussian", sigma_scale=0.125,
-            )[0]  # fmt: skip
+        classes = predict(side, network, args, out)
     seconds = time.perf_counter() - start
-    peak = sampler.stop()
-    np.save(out / f"{side}.npy", probabilities.numpy().astype(np.float16))
-    (out / f"{side}.json").write_text(json.dumps({"seconds": seconds, "peak_mib": peak}))
+    rise = sampler.stop()
+    np.save(out / f"{side}.npy", classes)
+    result = {"seconds": seconds, "network_seconds": network.seconds, "windows": network.windows,
+              "peak_mib": sampler.peak, "rise_mib": rise}  # fmt: skip
+    (out / f"{side}.json").write_text(json.dumps(result))
 
 
-def network_flops(labels: int) -> float:
-    """FLOPs of one forward pass of a batch of SW_BATCH windows."""
+def predict(side: str, network: TimedNetwork, args: argparse.Namespace, out: Path) -> np.ndarray:
+    """``side``'s class map (uint8) of the benchmark volume (probabilities with --check)."""
+    if side == "pipeline":
+        from medseg.infer.predict import predict_image
+        from medseg.io import read_image
+
+        model = pipeline_model(network, args.labels)
+        return predict_image(model, read_image(out / "volume.nii")).array[0]
+    image = volume(tuple(args.shape), args.image)
+    if side == "medseg":
+        from medseg.nn import predict_volume
+
+        argmax = None if args.probabilities else lambda p: p.argmax(0, keepdim=True).byte()
+        result = predict_volume(network, image, PATCH, SW_BATCH, reduce=argmax)
+        return result.numpy() if args.probabilities else result[0].numpy()
+    from monai.inferers import sliding_window_inference
+
+    probabilities = sliding_window_inference(
+        image[None], PATCH, SW_BATCH, lambda w: torch.softmax(network(w), 1),
+        overlap=0.5, mode="gaussian", sigma_scale=0.125,
+    )[0]  # fmt: skip
+    return probabilities.numpy() if args.probabilities else probabilities.argmax(0).byte().numpy()
+
+
+def window_flops(labels: int) -> float:
+    """FLOPs of the network on one window."""
     from torch.utils.flop_counter import FlopCounterMode
 
     network = build_network(labels)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         network(torch.zeros(SW_BATCH, 1, *PATCH))
-    return float(counter.get_total_flops())
+    return float(counter.get_total_flops()) / SW_BATCH
 
 
 def conv_ceiling(threads: int) -> float:
@@ -112,52 +187,86 @@ def conv_ceiling(threads: int) -> float:
     return flops / best / 1e9
 
 
-def window_count(shape: tuple[int, ...]) -> int:
-    """Windows medseg's sliding window places on ``shape``."""
-    from medseg.nn.sliding_window import window_starts
+def run_children(args: argparse.Namespace, sides: tuple[str, ...], tmp: str) -> dict:
+    """Run each side in a fresh process; their reports."""
+    results = {}
+    for side in sides:
+        command = [sys.executable, __file__, "--side", side, "--out", tmp, "--shape",
+                   *map(str, args.shape), "--labels", str(args.labels), "--threads",
+                   str(args.threads)]  # fmt: skip
+        if args.image:
+            command += ["--image", str(args.image)]
+        if args.probabilities:
+            command.append("--probabilities")
+        subprocess.run(command, check=True)
+        results[side] = json.loads((Path(tmp) / f"{side}.json").read_text())
+    return results
 
-    return int(np.prod([len(window_starts(max(s, p), p, 0.5)) for s, p in zip(shape, PATCH)]))
+
+def check_equal_positions(args: argparse.Namespace) -> None:
+    """Both libraries on a size where their windows coincide: the outputs must agree."""
+    check = argparse.Namespace(**{**vars(args), "shape": list(CHECK_SHAPE), "image": None,
+                                  "probabilities": True})  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        run_children(check, ("medseg", "monai"), tmp)
+        ours, theirs = (np.load(Path(tmp) / f"{side}.npy") for side in ("medseg", "monai"))
+    same = float((ours.argmax(0) == theirs.argmax(0)).mean())
+    print(f"check on {CHECK_SHAPE} (the same window positions): largest probability "
+          f"difference {np.abs(ours - theirs).max():.2e}, same most likely class in "
+          f"{100 * same:.4f} % of voxels")  # fmt: skip
+
+
+def report(args: argparse.Namespace, results: dict, agreement: float) -> None:
+    """Print each side's time, memory and GFLOP/s against the ceiling."""
+    flops = window_flops(args.labels)
+    ceiling = conv_ceiling(args.threads)
+    shape = tuple(args.shape)
+    print(f"volume {shape}{' (' + args.image.name + ')' if args.image else ''}, "
+          f"{args.labels} classes, patch {PATCH}, {args.threads} threads; "
+          f"{flops / 1e9:.2f} GFLOP per window; conv3d ceiling {ceiling:.1f} GFLOP/s")  # fmt: skip
+    for side, r in results.items():
+        gflop = flops * r["windows"] / 1e9
+        net_rate, rate = gflop / r["network_seconds"], gflop / r["seconds"]
+        print(f"{side:8s} {r['seconds']:7.1f} s ({r['network_seconds']:7.1f} s in the network, "
+              f"{r['windows']} windows); peak {r['peak_mib'] / 1024:5.2f} GiB "
+              f"(+{r['rise_mib'] / 1024:5.2f} GiB); network {net_rate:5.1f} GFLOP/s "
+              f"({100 * net_rate / ceiling:4.1f} % of the ceiling), end to end {rate:5.1f} "
+              f"GFLOP/s ({100 * rate / ceiling:4.1f} %)")  # fmt: skip
+    speed = results["monai"]["seconds"] / results["medseg"]["seconds"]
+    print(
+        f"medseg / MONAI throughput: {speed:.2f}x; same most likely class in "
+        f"{100 * agreement:.3f} % of voxels (window positions differ, see --check)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300])
+    parser.add_argument("--image", type=Path, help="a real image instead of a random volume")
     parser.add_argument("--labels", type=int, default=14)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--side", choices=("medseg", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--check", action="store_true", help="first check equal outputs")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--probabilities", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    shape = tuple(args.shape)
     if args.side:
-        run_side(args.side, shape, args.labels, args.out)
+        run_side(args.side, args, args.out)
         return
+    if args.image:
+        args.shape = list(volume((1, 1, 1), args.image).shape[1:])
+    if args.check:
+        check_equal_positions(args)
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
-        for side in ("medseg", "monai"):
-            command = [sys.executable, __file__, "--side", side, "--out", tmp, "--shape",
-                       *map(str, shape), "--labels", str(args.labels), "--threads",
-                       str(args.threads)]  # fmt: skip
-            subprocess.run(command, check=True)
-            results[side] = json.loads((Path(tmp) / f"{side}.json").read_text())
-        ours = np.load(Path(tmp) / "medseg.npy").astype(np.float32)
-        theirs = np.load(Path(tmp) / "monai.npy").astype(np.float32)
-    flops_per_batch = network_flops(args.labels)
-    windows = window_count(shape)
-    network_gflop = flops_per_batch / SW_BATCH * windows / 1e9
-    ceiling = conv_ceiling(args.threads)
-    print(f"volume {shape}, {args.labels} classes, patch {PATCH}, {windows} windows, "
-          f"{args.threads} threads; network {network_gflop:.0f} GFLOP; conv3d ceiling "
-          f"{ceiling:.1f} GFLOP/s")  # fmt: skip
-    for side, result in results.items():
-        rate = network_gflop / result["seconds"]
-        print(f"{side:7s} {result['seconds']:8.1f} s  peak +{result['peak_mib']:7.0f} MiB  "
-              f"{rate:6.1f} GFLOP/s ({100 * rate / ceiling:4.1f} % of the ceiling)")  # fmt: skip
-    speed = results["monai"]["seconds"] / results["medseg"]["seconds"]
-    same = float((ours.argmax(0) == theirs.argmax(0)).mean())
-    print(f"medseg / MONAI throughput: {speed:.2f}x; largest probability difference "
-          f"{np.abs(ours - theirs).max():.3g}; same most likely class in {100 * same:.3f} % "
-          f"of voxels")  # fmt: skip
+        results = run_children(args, SIDES, tmp)
+        maps = {side: np.load(Path(tmp) / f"{side}.npy") for side in SIDES}
+    if not np.array_equal(maps["medseg"], maps["pipeline"]):
+        print(
+            "note: the pipeline's labels differ from predict_volume's "
+            f"in {100 * float((maps['medseg'] != maps['pipeline']).mean()):.4f} % of voxels"
+        )
+    report(args, results, float((maps["medseg"] == maps["monai"]).mean()))
 
 
 if __name__ == "__main__":

@@ -64,9 +64,10 @@ def _spot_batch(rng: np.random.Generator, count: int):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_map_finds_the_evidence_and_changes_with_random_weights(seed):
     """Trained to tell noise with a bright square from noise alone, the map of the "square"
-    class (default layer: the last stage) peaks on the square; with every weight randomised
-    (Adebayo et al. 2018's sanity check) the map is a different one (low rank correlation).
-    A random network may still light up the bright square, so only the change is asserted."""
+    class (the last stage) is brightest on the square's cells and peaks on or next to them;
+    with every weight randomised (Adebayo et al. 2018's sanity check) the map is a different
+    one (low rank correlation). A random network may still light up the bright square, so
+    only the change is asserted."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     network = ResidualClassifier(2, 1, 2, features=(8, 16, 32), dropout=0.0)
@@ -83,10 +84,15 @@ def test_the_map_finds_the_evidence_and_changes_with_random_weights(seed):
     images, corners = images[keep], corners[keep.numpy()]
     layer = find_layer(network, "encoder.2")  # 6 x 6: a cell is 4 x 4 pixels
     trained = grad_cam(network, layer, images, lambda y: y[:, 1])
-    peaks = [np.unravel_index(int(m.argmax()), m.shape) for m in trained]
-    inside = [(r - 1) // 4 <= p[0] <= (r + 5) // 4 and (c - 1) // 4 <= p[1] <= (c + 5) // 4
-              for p, (r, c) in zip(peaks, corners)]  # fmt: skip
-    assert np.mean(inside) >= 0.9
+    brighter, near = [], []
+    for cam, (r, c) in zip(trained.numpy(), corners):
+        square = np.zeros(cam.shape, bool)  # the cells the 5 x 5 square touches
+        square[r // 4 : (r + 4) // 4 + 1, c // 4 : (c + 4) // 4 + 1] = True
+        brighter.append(cam[square].mean() > cam[~square].mean())
+        peak = np.unravel_index(int(cam.argmax()), cam.shape)
+        near.append(np.abs(np.argwhere(square) - peak).max(1).min() <= 1)
+    # The peak cell itself may sit one cell off the square (seen on some CPUs and seeds).
+    assert np.mean(brighter) >= 0.9 and np.mean(near) >= 0.9
     for module in network.modules():  # cascading randomisation of every layer
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()

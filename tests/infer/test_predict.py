@@ -133,17 +133,33 @@ def test_invalid_config_message_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_labels_without_probabilities_equal_those_with(untrained_run_writer, phantom3d, tmp_path):
-    """The label-only path (one channel at a time on the image's grid) gives exactly the
-    labels of the path that keeps every class's probabilities."""
+@pytest.mark.parametrize("target_spacing", [(1.2, 1.2, 2.0), (0.8, 0.8, 2.5)])
+@pytest.mark.parametrize("tta", [False, True])
+def test_labels_without_probabilities_equal_those_with(
+    untrained_run_writer, phantom3d, tmp_path, target_spacing, tta
+):
+    """The label-only paths (resampled: one channel at a time on the image's grid; not
+    resampled: labels of each finished stretch of windows, put back by crop and orientation)
+    give exactly the labels of the path that keeps every class's probabilities, also on a
+    non-canonical orientation with a border to crop."""
     from medseg.datasets import group_image_files, read_case_image
-    from medseg.infer.predict import predict_labels
+    from medseg.infer.predict import network_input, predict_labels
+    from medseg.io import Image
+    from medseg.preprocess import was_resampled
 
-    run = untrained_run_writer(tmp_path / "run", target_spacing=(1.2, 1.2, 2.0))
+    run = untrained_run_writer(tmp_path / "run", target_spacing=target_spacing)
     model = load_trained_model(run, "cpu")
     case = group_image_files(sorted((phantom3d / "imagesTs").iterdir()))[0]
     image = read_case_image(case)
-    kept, probabilities = predict_labels(model, image)
-    alone, none = predict_labels(model, image, keep_probabilities=False)
+    array = image.array.copy()
+    array[:, :3], array[:, :, -2:] = 0, 0  # a border that cropping to non-zero removes
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])  # the first axis runs right to left
+    image = Image(array, image.affine @ flip)
+    _, geometry = network_input(model, image)
+    assert was_resampled(geometry) == (target_spacing != (0.8, 0.8, 2.5))
+    assert geometry.cropped_shape != geometry.original_shape
+    kept, probabilities = predict_labels(model, image, tta)
+    alone, none = predict_labels(model, image, tta, keep_probabilities=False)
     assert probabilities is not None and none is None
     assert np.array_equal(kept.array, alone.array) and np.array_equal(kept.affine, alone.affine)
+    assert len(np.unique(kept.array)) > 1

@@ -55,3 +55,66 @@ def test_predict_volume_slices_along_an_axis():
     probs = predict_volume(network, image, (8, 8), 4, slice_axis=2)
     assert probs.shape == (2, 10, 12, 6)
     torch.testing.assert_close(probs[1], torch.sigmoid(image[0]), atol=1e-5, rtol=1e-5)
+
+
+def test_reduce_sees_short_stretches_and_keeps_their_result():
+    # A position-dependent "network": argmax of the blend must equal the blend's argmax.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(1, 5, 3, padding=1).eval()
+    x = torch.randn(1, 1, 45, 23, 19)
+    lengths = []
+
+    def argmax(p):
+        lengths.append(p.shape[2])
+        return p.argmax(1, keepdim=True).to(torch.uint8)
+
+    full = sliding_window_inference(x, (12, 10, 8), 3, conv)
+    classes = sliding_window_inference(x, (12, 10, 8), 3, conv, reduce=argmax)
+    assert classes.dtype == torch.uint8 and classes.shape == (1, 1, 45, 23, 19)
+    assert torch.equal(classes, full.argmax(1, keepdim=True).to(torch.uint8))
+    assert max(lengths) <= 12 and sum(lengths) == 45
+
+
+def test_an_ensemble_is_the_mean_of_its_members():
+    torch.manual_seed(0)
+    nets = [torch.nn.Conv2d(1, 3, 3, padding=1).eval() for _ in range(2)]
+    image = torch.randn(1, 30, 26)
+    mean = predict_volume(nets, image, (16, 16))
+    each = [predict_volume(n, image, (16, 16)) for n in nets]
+    torch.testing.assert_close(mean, (each[0] + each[1]) / 2, atol=1e-6, rtol=1e-5)
+
+
+def test_mirrored_copies_are_mirrored_back_before_averaging():
+    # Window starts are symmetric on these sizes, so mirroring each window is mirroring the
+    # image: the result is the mean of the prediction and the mirrored prediction of the
+    # mirrored image.
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 3, 5, padding=2).eval()
+    image = torch.randn(1, 32, 24)
+    tta = predict_volume(net, image, (16, 16), mirror_axes=[(), (1,)])
+    plain = predict_volume(net, image, (16, 16))
+    mirrored = predict_volume(net, image.flip(2), (16, 16)).flip(2)
+    torch.testing.assert_close(tta, (plain + mirrored) / 2, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(plain, mirrored, atol=1e-3)
+
+
+def test_slices_are_mirrored_in_their_own_plane_and_reduced():
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
+    image = torch.randn(1, 20, 9, 18)  # slices along axis 1
+    tta = predict_volume(net, image, (8, 8), slice_axis=1, mirror_axes=[(), (2,)])
+    mirrored = predict_volume(net, image.flip(3), (8, 8), slice_axis=1).flip(3)
+    plain = predict_volume(net, image, (8, 8), slice_axis=1)
+    torch.testing.assert_close(tta, (plain + mirrored) / 2, atol=1e-6, rtol=1e-5)
+    classes = predict_volume(
+        net, image, (8, 8), slice_axis=1, reduce=lambda p: p.argmax(0, keepdim=True)
+    )
+    assert torch.equal(classes[0], plain.argmax(0))
+
+
+def test_window_starts_are_symmetric_even_where_rounding_ties():
+    # 9 / 2 = 4.5 rounds to 4, whose mirror is 5: both are kept
+    for size, roi in [(25, 16), (26, 16), (37, 16), (100, 40), (523, 56)]:
+        starts = window_starts(size, roi, 0.5)
+        assert starts == sorted(size - roi - s for s in starts)
+    assert window_starts(25, 16, 0.5) == [0, 4, 5, 9]

@@ -15,7 +15,9 @@ from medseg.preprocess import (
     preprocess_image,
     preprocess_label,
     restore_classes,
+    restore_labels,
     restore_probabilities,
+    was_resampled,
 )
 
 ZSCORE = [ChannelNormalization(scheme="zscore_nonzero")]
@@ -147,3 +149,25 @@ def test_restoring_classes_one_at_a_time_equals_the_argmax_of_all() -> None:
     probabilities[2, :4] = probabilities[1, :4]  # exact ties: the first class wins
     expected = restore_probabilities(probabilities, geometry).argmax(0)
     assert np.array_equal(restore_classes(probabilities, geometry), expected)
+
+
+def test_labels_of_a_grid_not_resampled_go_back_by_crop_and_orientation_alone() -> None:
+    """On an oblique, cropped grid at the plan's spacing, `restore_labels` of the network
+    grid's classes equals the argmax of the restored probabilities; a resampled grid is
+    refused (its labels would need interpolation)."""
+    rotation = Rotation.from_euler("xyz", [10, 25, -15], degrees=True).as_matrix()
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-0.8, 0.8, 2.5])
+    image, _, _ = _ball_image(affine, (40, 36, 14))
+    image.array[0, :, :4] = 0  # cropped away
+    prep = Preprocessing(target_spacing=[0.8, 0.8, 2.5], normalization=ZSCORE)
+    array, geometry = preprocess_image(image, prep)
+    assert not was_resampled(geometry) and geometry.cropped_shape != geometry.original_shape
+    rng = np.random.default_rng(4)
+    probabilities = np.moveaxis(rng.dirichlet(np.ones(4), size=array.shape[1:]), -1, 0)
+    expected = restore_probabilities(probabilities.astype(np.float32), geometry).argmax(0)
+    restored = restore_labels(probabilities.argmax(0).astype(np.uint8), geometry, 0)
+    assert restored.dtype == np.uint8 and np.array_equal(restored, expected)
+    resampled = geometry.model_copy(update={"shape": [n + 1 for n in geometry.shape]})
+    with pytest.raises(ValueError, match="resampled"):
+        restore_labels(probabilities.argmax(0), resampled, 0)

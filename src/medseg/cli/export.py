@@ -13,11 +13,14 @@ EXAMPLES = """\
   medseg export runs/hippo --out hippo_onnx --opset 17 --dynamic-shapes
   medseg predict runs/hippo scans/ --out preds --engine onnxruntime
   medseg predict hippo_onnx scans/ --out preds  # an export folder predicts on its own
+  medseg export runs/hippo --quantize int8      # runs/hippo/onnx_int8, if Dice holds
 
 writes one fold_K.onnx per trained fold (input 'image': normalised windows, batch axis
 dynamic; output 'logits'), plan.json and the run's other inference files, and model.json
 (opset, shapes, checksums, onnxruntime's largest logit difference to PyTorch).
-Details: docs/export.md
+--quantize int8 calibrates on training cases, compares Dice per label and time on each
+fold's validation cases before and after, and writes nothing if a label loses more than
+--max-dice-drop. Details: docs/export.md
 """
 
 
@@ -46,9 +49,50 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="spatial axes dynamic too (multiples of the network's total stride); "
         "by default only the batch axis is",
     )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="static int8 quantisation (QDQ, per-channel weights) into RUN_DIR/onnx_int8",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DIR",
+        help="with --quantize: the run's dataset (default: the one its manifest records)",
+    )
+    parser.add_argument(
+        "--calibration-cases",
+        type=arguments.positive_int,
+        default=16,
+        metavar="N",
+        help="with --quantize: training cases whose windows calibrate the ranges (default 16)",
+    )
+    parser.add_argument(
+        "--max-dice-drop",
+        type=float,
+        default=0.01,
+        metavar="D",
+        help="with --quantize: refuse if a label's mean Dice falls by more (default 0.01)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.quantize:
+        from medseg.infer.quantize import export_int8
+
+        folder, report = export_int8(
+            args.run_dir, args.out, args.dataset, args.calibration_cases, args.max_dice_drop,
+            opset=args.opset, quiet=args.quiet,
+        )  # fmt: skip
+        for fold, result in report["folds"].items():
+            before, after = result["float32"], result["int8"]
+            dice = ", ".join(f"{k} {v:.4f} -> {after['dice'][k]:.4f}"
+                             for k, v in before["dice"].items())  # fmt: skip
+            console.print(f"{fold}: Dice {dice} on {result['cases']} {result['checked_on']}; "
+                          f"{before['seconds_per_case']:.2f} -> "
+                          f"{after['seconds_per_case']:.2f} s per case")  # fmt: skip
+        console.print(f"wrote the int8 ONNX export to {folder}")
+        return 0
     from medseg.export import export_onnx
 
     folder = export_onnx(

@@ -1,4 +1,4 @@
-"""Trained networks for other runtimes: ONNX (onnxruntime)."""
+"""Trained networks for other runtimes: ONNX (onnxruntime), and their int8 quantisation."""
 
 from medseg.export.onnx import (
     EXPORT_FOLDER,
@@ -7,7 +7,9 @@ from medseg.export.onnx import (
     export_onnx,
     is_export_folder,
     onnx_networks,
+    record_quantization,
 )
+from medseg.export.quantize import quantize_onnx
 
 __all__ = [
     "EXPORT_FOLDER",
@@ -16,4 +18,6 @@ __all__ = [
     "export_onnx",
     "is_export_folder",
     "onnx_networks",
+    "quantize_onnx",
+    "record_quantization",
 ]

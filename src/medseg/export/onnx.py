@@ -195,6 +195,17 @@ def _sidecar(
     }  # fmt: skip
 
 
+def record_quantization(folder: Path, report: dict[str, object] | None = None) -> None:
+    """Refresh the checksum model.json records for each model file (after a model was
+    replaced by its quantised copy) and, when given, record the quantisation ``report``."""
+    sidecar = read_json_file(folder / SIDECAR, RunFolderError, expect_object=True)
+    for record in sidecar["folds"]:
+        record["sha256"] = _sha256(folder / str(record["file"]))
+    if report is not None:
+        sidecar["quantization"] = report
+    write_text_atomic(folder / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
+
+
 def is_export_folder(folder: Path) -> bool:
     """Whether ``folder`` is an export folder (holds model.json)."""
     return (folder / SIDECAR).is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ from medseg.preprocess import (
     preprocess_image,
     restore_channel,
     restore_classes,
+    restore_labels,
     restore_probabilities,
+    was_resampled,
     zscore,
 )
 from medseg.runs import Plan, network_for, trained_weights
@@ -124,42 +127,52 @@ def mirror_axes(config: Plan) -> list[tuple[int, ...]]:
     return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
 
-def network_probabilities(
-    model: TrainedModel,
-    image: Image,
-    tta: bool = False,
-    *,
-    source: str | Path = "image",
-    members: list[np.ndarray] | None = None,
-) -> tuple[np.ndarray, CaseGeometry | None]:
-    """Class probabilities ``(K, *shape)`` on the network's grid, averaged over the folds
-    (and, with ``tta``, over the mirrored copies of the image of `mirror_axes`), and the
-    geometry that maps them back to the image (None for a plan without preprocessing: the
-    grids are the same). See `predict_probabilities` for ``source`` and ``members``."""
+def network_input(
+    model: TrainedModel, image: Image, source: str | Path = "image"
+) -> tuple[torch.Tensor, CaseGeometry | None]:
+    """The preprocessed image ``(C, *shape)`` on the model's device and the geometry that
+    maps the network's grid back to the image (None for a plan without preprocessing: the
+    grids are the same). ``source`` names the image in errors."""
     c = model.config
     geometry = None
     if c.preprocessing is None:
         array = zscore(image.array)
     else:
         array, geometry = preprocess_image(image, c.preprocessing, source)
-    tensor = torch.from_numpy(array).to(model.device)
+    return torch.from_numpy(array).to(model.device), geometry
+
+
+def network_probabilities(
+    model: TrainedModel,
+    tensor: torch.Tensor,
+    tta: bool = False,
+    *,
+    members: list[np.ndarray] | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Class probabilities ``(K, *shape)`` of a `network_input` on the network's grid,
+    averaged over the folds (and, with ``tta``, over the mirrored copies of `mirror_axes`),
+    one window at a time. ``reduce`` (voxel by voxel, channel-first) turns each finished
+    stretch of probabilities into what is returned instead (`medseg.nn.predict_volume`).
+    See `predict_probabilities` for ``members``."""
+    c = model.config
     flips = mirror_axes(c) if tta else [()]
+    predict = functools.partial(
+        predict_volume, image=tensor, patch_size=c.patch_size, sw_batch_size=2 * c.batch_size,
+        slice_axis=c.slice_axis, activation=c.activation,
+    )  # fmt: skip
+    if members is None:  # the whole ensemble in each window: one blended volume
+        return predict(model.networks, mirror_axes=flips, reduce=reduce).cpu().numpy()
     total = None
     for network in model.networks:
         for axes in flips:
-            dims = [1 + a for a in axes]  # the array is (C, *spatial)
-            flipped = tensor.flip(dims) if dims else tensor
-            probs = predict_volume(
-                network, flipped, c.patch_size, 2 * c.batch_size, c.slice_axis,
-                activation=c.activation,
-            )  # fmt: skip
-            probs = probs.flip(dims) if dims else probs
+            probs = predict(network, mirror_axes=[axes])
             total = probs if total is None else total.add_(probs)
-            if members is not None:
-                members.append(probs.argmax(0).to(torch.uint8).cpu().numpy())
+            members.append(probs.argmax(0).to(torch.uint8).cpu().numpy())
             del probs
     assert total is not None
-    return total.div_(len(model.networks) * len(flips)).cpu().numpy(), geometry
+    total.div_(len(model.networks) * len(flips))
+    return (total if reduce is None else reduce(total)).cpu().numpy()
 
 
 def predict_probabilities(
@@ -179,13 +192,11 @@ def predict_probabilities(
     ``members``, when given, receives each fold's and copy's class map (uint8, on the
     network's grid) for `medseg.infer.quality`.
     """
-    c = model.config
-    probabilities, geometry = network_probabilities(
-        model, image, tta, source=source, members=members
-    )
+    tensor, geometry = network_input(model, image, source)
+    probabilities = network_probabilities(model, tensor, tta, members=members)
     if geometry is None:
         return probabilities
-    return restore_probabilities(probabilities, geometry, c.activation == "softmax")
+    return restore_probabilities(probabilities, geometry, model.config.activation == "softmax")
 
 
 def _labels_on_image_grid(
@@ -217,22 +228,45 @@ def predict_labels(
 ) -> tuple[Image, np.ndarray | None]:
     """The label map of ``image`` (same shape and affine, label values from dataset.json)
     and the class probabilities ``(K, *spatial)`` it was taken from (None without
-    ``keep_probabilities``: then the labels come from the probabilities one channel at a
-    time, and the image-sized K-channel array is never made); ``postprocessing`` is
-    applied to the labels; ``source`` names the image in errors; ``members`` as for
-    `predict_probabilities`."""
+    ``keep_probabilities``: then the image-sized K-channel array is never made, see
+    `_labels_only`); ``postprocessing`` is applied to the labels; ``source`` names the
+    image in errors; ``members`` as for `predict_probabilities`."""
     c = model.config
     if keep_probabilities:
         probabilities = predict_probabilities(model, image, tta, source=source, members=members)
         labels = c.labels_from_probabilities(probabilities)
     else:
-        on_network, geometry = network_probabilities(
-            model, image, tta, source=source, members=members
-        )
-        labels, probabilities = _labels_on_image_grid(c, on_network, geometry), None
+        labels, probabilities = _labels_only(model, image, tta, source, members), None
     if postprocessing is not None:
         labels = apply_postprocessing(labels, postprocessing, image.spacing)
     return Image(labels[None], image.affine), probabilities
+
+
+def _labels_only(
+    model: TrainedModel,
+    image: Image,
+    tta: bool,
+    source: str | Path,
+    members: list[np.ndarray] | None,
+) -> np.ndarray:
+    """The label map on the image's grid with memory bounded by the network's grid: where
+    that grid was not resampled, labels are taken from each finished stretch of windows
+    and only they are kept (`medseg.nn.sliding_window_inference`); otherwise probabilities
+    on the network's grid are restored one channel at a time."""
+    c = model.config
+    tensor, geometry = network_input(model, image, source)
+    if geometry is not None and was_resampled(geometry):
+        on_network = network_probabilities(model, tensor, tta, members=members)
+        del tensor
+        return _labels_on_image_grid(c, on_network, geometry)
+
+    def labels(probabilities: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(c.labels_from_probabilities(probabilities.cpu().numpy()))[None]
+
+    on_network = network_probabilities(model, tensor, tta, members=members, reduce=labels)
+    if geometry is None:
+        return on_network[0]
+    return restore_labels(on_network[0], geometry, 0 if c.regions else c.label_values[0])
 
 
 def predict_image(

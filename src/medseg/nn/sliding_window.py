@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.nn import functional as F
 
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+Reducer = Callable[[torch.Tensor], torch.Tensor] | None
+
 
 def gaussian_importance_map(
     roi_size: Sequence[int], sigma_scale: float = 0.125, device: torch.device | None = None
@@ -32,7 +35,8 @@ def gaussian_importance_map(
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
-    """Start indices of windows of length ``roi`` covering ``size`` with at least ``overlap``.
+    """Start indices of windows of length ``roi`` covering ``size`` with at least ``overlap``,
+    evenly spread and symmetric about the axis' centre.
 
     Examples
     --------
@@ -43,7 +47,9 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
         return [0]
     step = roi * (1 - overlap)
     count = math.ceil((size - roi) / step) + 1
-    return sorted({round(i * (size - roi) / (count - 1)) for i in range(count)})
+    first_half = [round(i * (size - roi) / (count - 1)) for i in range(count // 2 + 1)]
+    # mirrored exactly, so that mirroring the image mirrors the windows (rounding ties)
+    return sorted({*first_half, *(size - roi - s for s in first_half)})
 
 
 @torch.no_grad()
@@ -51,13 +57,19 @@ def sliding_window_inference(
     inputs: torch.Tensor,
     roi_size: Sequence[int],
     sw_batch_size: int,
-    predictor: Callable[[torch.Tensor], torch.Tensor],
+    predictor: Predictor,
     overlap: float = 0.5,
     mode: str = "gaussian",
     sigma_scale: float = 0.125,
     output_device: torch.device | None = None,
+    reduce: Reducer = None,
 ) -> torch.Tensor:
     """Apply ``predictor`` to overlapping windows of ``inputs`` and blend the outputs.
+
+    The windows run in order along the first spatial axis and are blended, in float32, in a
+    buffer one window deep along it: a stretch of planes no later window touches is finished
+    (divided by its summed weights), passed through ``reduce`` and stored. Memory beyond
+    the result is ``K x roi[0]`` planes, whatever the volume's length.
 
     Parameters
     ----------
@@ -75,11 +87,15 @@ def sliding_window_inference(
         ``gaussian`` (centre voxels weigh more) or ``constant`` (plain average).
     output_device
         Where the blended output accumulates (default: the input's device).
+    reduce
+        Applied to every finished stretch ``(B, K, n, *rest)``; returns ``(B, K', n, *rest)``
+        of any dtype, voxel by voxel (e.g. the most likely class, ``K' = 1``): what is kept.
 
     Returns
     -------
     torch.Tensor
-        ``(B, K, *spatial)`` float32: the weighted mean of the window outputs at each voxel.
+        ``(B, K, *spatial)`` float32: the weighted mean of the window outputs at each voxel
+        (with ``reduce``, its result).
 
     Examples
     --------
@@ -97,71 +113,144 @@ def sliding_window_inference(
         extra = max(r - size, 0)
         pads += [extra // 2, extra - extra // 2]
     padded = F.pad(inputs, pads) if any(pads) else inputs
-    padded_shape = padded.shape[2:]
     out_device = output_device or inputs.device
-    if mode == "gaussian":
-        weight = gaussian_importance_map(roi, sigma_scale, out_device)
-    elif mode == "constant":
-        weight = torch.ones(roi, device=out_device)
-    else:
-        raise ValueError(f"mode must be 'gaussian' or 'constant', got '{mode}'")
-
-    starts = [window_starts(s, r, overlap) for s, r in zip(padded_shape, roi)]
+    blender = _Blender(padded.shape, roi, _window_weight(roi, mode, sigma_scale, out_device))
+    starts = [window_starts(s, r, overlap) for s, r in zip(padded.shape[2:], roi)]
+    # corner-major: windows advance along the first axis, every batch item at each corner
     windows = [
         (b, tuple(slice(s, s + r) for s, r in zip(corner, roi)))
-        for b in range(padded.shape[0])
         for corner in itertools.product(*starts)
+        for b in range(padded.shape[0])
     ]
-    output: torch.Tensor | None = None
-    weight_sum = torch.zeros(padded_shape, device=out_device)
     for first in range(0, len(windows), sw_batch_size):
         chunk = windows[first : first + sw_batch_size]
         batch = torch.stack([padded[(b, slice(None), *region)] for b, region in chunk])
         result = predictor(batch).to(out_device, torch.float32)
-        if output is None:
-            output = torch.zeros(
-                (padded.shape[0], result.shape[1], *padded_shape), device=out_device
-            )
         for (b, region), window_out in zip(chunk, result):
-            output[(b, slice(None), *region)] += window_out * weight
-            if b == 0:
-                weight_sum[region] += weight
-    assert output is not None
-    output /= weight_sum
+            blender.add(b, region, window_out, reduce)
+    output = blender.finish(reduce)
     crop = tuple(
         slice(pads[2 * i], pads[2 * i] + size) for i, size in enumerate(reversed(spatial))
     )[::-1]
     return output[(slice(None), slice(None), *crop)]
 
 
+def _window_weight(
+    roi: Sequence[int], mode: str, sigma_scale: float, device: torch.device
+) -> torch.Tensor:
+    if mode == "gaussian":
+        return gaussian_importance_map(roi, sigma_scale, device)
+    if mode == "constant":
+        return torch.ones(tuple(roi), device=device)
+    raise ValueError(f"mode must be 'gaussian' or 'constant', got '{mode}'")
+
+
+class _Blender:
+    """Weighted sums of window outputs over a buffer one window deep along the first
+    spatial axis, handing finished planes on to the output as the windows advance."""
+
+    def __init__(self, shape: Sequence[int], roi: Sequence[int], weight: torch.Tensor) -> None:
+        self.shape = tuple(shape)  # (B, C, *spatial) of the padded input
+        self.depth = roi[0]
+        self.weight = weight
+        self.weight_sum = torch.zeros((self.depth, *self.shape[3:]), device=weight.device)
+        self.sums: torch.Tensor | None = None  # (B, K, depth, *rest), made on first use
+        self.output: torch.Tensor | None = None
+        self.origin = 0  # the plane the buffer's first plane stands for
+
+    def add(
+        self, b: int, region: tuple[slice, ...], window_out: torch.Tensor, reduce: Reducer
+    ) -> None:
+        """Add one window's output ``(K, *roi)`` at ``region`` of batch item ``b``."""
+        if region[0].start > self.origin:
+            self._advance(region[0].start, reduce)
+        if self.sums is None:
+            self.sums = torch.zeros(
+                (self.shape[0], len(window_out), self.depth, *self.shape[3:]),
+                device=self.weight.device,
+            )
+        local = (slice(0, self.depth), *region[1:])
+        self.sums[(b, slice(None), *local)].addcmul_(window_out, self.weight)
+        if b == 0:
+            self.weight_sum[local] += self.weight
+
+    def finish(self, reduce: Reducer) -> torch.Tensor:
+        """Hand on the remaining planes; the whole blended (and reduced) output."""
+        self._advance(self.shape[2], reduce)
+        assert self.output is not None
+        return self.output
+
+    def _advance(self, until: int, reduce: Reducer) -> None:
+        """Finish the planes before ``until`` and move the buffer to start there."""
+        assert self.sums is not None
+        n = until - self.origin
+        done = self.sums[:, :, :n] / self.weight_sum[:n]
+        kept = reduce(done) if reduce is not None else done
+        if self.output is None:
+            self.output = torch.empty(
+                (*kept.shape[:2], *self.shape[2:]), dtype=kept.dtype, device=kept.device
+            )
+        self.output[:, :, self.origin : until] = kept
+        for buffer in (self.sums, self.weight_sum[None, None]):
+            rest = self.depth - n
+            if rest > 0:
+                buffer[:, :, :rest] = buffer[:, :, n:].clone()
+            buffer[:, :, max(rest, 0) :] = 0
+        self.origin = until
+
+
 @torch.no_grad()
 def predict_volume(
-    network: Callable[[torch.Tensor], torch.Tensor],
+    network: Predictor | Sequence[Predictor],
     image: torch.Tensor,
     patch_size: Sequence[int],
     sw_batch_size: int = 4,
     slice_axis: int | None = None,
     overlap: float = 0.5,
     activation: str = "softmax",
+    *,
+    mirror_axes: Sequence[Sequence[int]] = ((),),
+    reduce: Reducer = None,
 ) -> torch.Tensor:
     """Class probabilities ``(K, *spatial)`` for one normalised image ``(C, *spatial)``: the
     softmax of the logits, or with ``activation="sigmoid"`` each output's own probability
     (region-based networks).
+
+    ``network`` may be a list (an ensemble) and ``mirror_axes`` lists the image axes to
+    mirror for test-time augmentation (``()`` is the image as it is): every window's
+    probabilities are then the mean over the networks and mirrored copies, so the ensemble
+    costs one blended volume, not one per member. ``reduce`` as for
+    `sliding_window_inference`, given ``(K, n, *rest)`` stretches (here channel-first).
 
     With ``slice_axis`` set, a 2D network runs on every slice along that axis (the slices
     become the batch) and the result is put back in the image's axis order.
     """
     if activation not in ("softmax", "sigmoid"):
         raise ValueError(f"activation must be softmax or sigmoid, got {activation!r}")
+    networks = list(network) if isinstance(network, Sequence) else [network]
+    axes = [a for a in range(image.ndim - 1) if a != slice_axis]  # image axes the windows see
+    mirrors = [[2 + axes.index(a) for a in mirrored] for mirrored in mirror_axes]
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:
-        logits = network(windows)
-        return torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, 1)
+        total = None
+        for net in networks:
+            for dims in mirrors:
+                logits = net(windows.flip(dims) if dims else windows)
+                probs = torch.sigmoid(logits) if activation == "sigmoid" else logits.softmax(1)
+                probs = probs.flip(dims) if dims else probs
+                total = probs if total is None else total.add_(probs)
+        assert total is not None
+        count = len(networks) * len(mirrors)
+        return total if count == 1 else total.div_(count)
 
     if slice_axis is None:
-        return sliding_window_inference(image[None], patch_size, sw_batch_size, predictor, overlap)[
-            0
-        ]
+        reduce_batch = None if reduce is None else lambda p: reduce(p[0])[None]
+        return sliding_window_inference(
+            image[None], patch_size, sw_batch_size, predictor, overlap, reduce=reduce_batch
+        )[0]
     slices = image.movedim(1 + slice_axis, 0)  # (S, C, H, W)
-    probs = sliding_window_inference(slices, patch_size, sw_batch_size, predictor, overlap)
+    reduce_slices = None if reduce is None else lambda p: reduce(p.movedim(0, 1)).movedim(1, 0)
+    probs = sliding_window_inference(
+        slices, patch_size, sw_batch_size, predictor, overlap, reduce=reduce_slices
+    )
     return probs.movedim(0, 1 + slice_axis)  # (K, ..., S, ...)

@@ -12,7 +12,9 @@ from medseg.preprocess.pipeline import (
     preprocess_label,
     restore_channel,
     restore_classes,
+    restore_labels,
     restore_probabilities,
+    was_resampled,
 )
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "preprocess_label",
     "restore_channel",
     "restore_classes",
+    "restore_labels",
+    "was_resampled",
     "restore_probabilities",
     "zscore",
 ]

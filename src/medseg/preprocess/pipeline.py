@@ -174,18 +174,42 @@ def preprocess_label(
     return resample_labels(cropped, geometry.shape, values, prep.separate_axis)
 
 
+def _reoriented_shape(geometry: CaseGeometry) -> list[int]:
+    """The original image's shape in canonical axis order (input axis i became ornt[i, 0])."""
+    shape = list(geometry.original_shape)
+    if len(shape) == 3:
+        for axis, (target, _) in enumerate(geometry.orientation):
+            shape[int(target)] = geometry.original_shape[axis]
+    return shape
+
+
 def restore_channel(channel: np.ndarray, geometry: CaseGeometry, fill: float) -> np.ndarray:
     """One channel ``(*shape)`` on the preprocessed grid mapped back onto the original image
     grid: linear resampling to the cropped grid, ``fill`` outside the crop, original axis
     order."""
     on_crop = resample(channel[None].astype(np.float32, copy=False), geometry.cropped_shape, 1)
+    full = uncrop(on_crop, geometry.crop_box, _reoriented_shape(geometry), np.float32([fill]))
+    return _original_order(full, geometry)
+
+
+def _original_order(array: np.ndarray, geometry: CaseGeometry) -> np.ndarray:
     ornt = np.asarray(geometry.orientation)
-    reoriented_shape = list(geometry.original_shape)
-    if len(reoriented_shape) == 3:  # input axis i became axis ornt[i, 0]
-        for axis, (target, _) in enumerate(ornt):
-            reoriented_shape[int(target)] = geometry.original_shape[axis]
-    full = uncrop(on_crop, geometry.crop_box, reoriented_shape, np.array([fill], np.float32))
-    return np.ascontiguousarray(undo_reorient(full, ornt, geometry.original_shape)[0])
+    return np.ascontiguousarray(undo_reorient(array, ornt, geometry.original_shape)[0])
+
+
+def restore_labels(labels: np.ndarray, geometry: CaseGeometry, fill: int) -> np.ndarray:
+    """A label map on the preprocessed grid put back onto the original image grid, ``fill``
+    outside the crop: only for a grid that was not resampled (`was_resampled`), where no
+    interpolation is needed and the labels are exactly those of the probabilities."""
+    if was_resampled(geometry):
+        raise ValueError("the case was resampled: restore its probabilities, not its labels")
+    full = uncrop(labels[None], geometry.crop_box, _reoriented_shape(geometry), [fill])
+    return _original_order(full, geometry)
+
+
+def was_resampled(geometry: CaseGeometry) -> bool:
+    """Whether the network's grid differs from the cropped image's."""
+    return list(geometry.shape) != list(geometry.cropped_shape)
 
 
 def _fill(channel: int, background: bool) -> float:

@@ -74,7 +74,19 @@ def record_fold(
     """Add (or replace) fold ``fold``'s entry and refresh the run-wide fields; processes
     training other folds of the run at the same time take turns (a lock file)."""
     with run_lock(run_dir):
-        _record_fold(run_dir, dataset, device, seed, deterministic, fold, details)
+        manifest = read_manifest(run_dir)
+        manifest.update(
+            {
+                "dataset": str(dataset.resolve()),
+                "plan_sha256": plan_hash(run_dir),
+                "seed": seed,
+                "deterministic": deterministic,
+                "environment": environment(device),
+                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        manifest.setdefault("folds", {})[str(fold)] = details
+        write_text_atomic(run_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -91,27 +103,3 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _record_fold(
-    run_dir: Path,
-    dataset: Path,
-    device: torch.device,
-    seed: int,
-    deterministic: bool,
-    fold: int | str,
-    details: dict[str, Any],
-) -> None:
-    manifest = read_manifest(run_dir)
-    manifest.update(
-        {
-            "dataset": str(dataset.resolve()),
-            "plan_sha256": plan_hash(run_dir),
-            "seed": seed,
-            "deterministic": deterministic,
-            "environment": environment(device),
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-    )
-    manifest.setdefault("folds", {})[str(fold)] = details
-    write_text_atomic(run_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
