@@ -2,14 +2,16 @@
 
 The same U-Net (by default Hippocampus's plan: patch 40 x 56 x 40, features 16-128, with
 --labels output classes), the same weights (seed 0), window, 50 % overlap and Gaussian
-weighting (sigma = patch / 8), the same window batch, on the same volume (a smooth random
-normalised one of --shape voxels, or with --image a real image, e.g. the 1 mm MNI T1):
+weighting (sigma = patch / 8), the same window batch (2, what ``medseg predict`` uses for
+a 3D network on the CPU), on the same volume (a smooth random
+z-scored one of --shape voxels, or with --image a real image, e.g. the 1 mm MNI T1):
 
 - medseg: ``medseg.nn.predict_volume`` keeping the most likely class of each finished
   stretch of windows (what ``medseg predict`` keeps; the probabilities are blended in
   float32 in a buffer one window deep);
 - MONAI: ``monai.inferers.sliding_window_inference`` with the softmax of the same network
-  as its predictor (``mode="gaussian"``, ``sigma_scale=0.125``), then the argmax;
+  as its predictor and medseg's Gaussian map as its ``roi_weight_map`` (MONAI's own
+  ``mode="gaussian"`` builds a slightly different discrete kernel), then the argmax;
 - pipeline: medseg's whole ``predict_image`` of that volume as a 1 mm NIfTI image (plan:
   1 mm target spacing, z-score): preprocessing, prediction and the way back to its grid.
 
@@ -48,7 +50,7 @@ PATCH = (40, 56, 40)
 FEATURES = [16, 32, 64, 128]
 STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 KERNELS = [[3, 3, 3]] * 4
-SW_BATCH = 4
+SW_BATCH = 2  # medseg.nn.windows_per_pass for a 3D network on the CPU
 CHECK_SHAPE = (100, 112, 80)  # (size - patch) a multiple of patch / 2 on every axis
 SIDES = ("medseg", "monai", "pipeline")
 
@@ -74,8 +76,8 @@ def volume(shape: tuple[int, ...], image: Path | None) -> torch.Tensor:
     coarse = rng.standard_normal([max(2, s // 8) for s in shape]).astype(np.float32)
     fine = torch.nn.functional.interpolate(
         torch.from_numpy(coarse)[None, None], size=shape, mode="trilinear"
-    )
-    return fine[0]
+    )[0]
+    return (fine - fine.mean()) / fine.std()
 
 
 class TimedNetwork:
@@ -154,9 +156,11 @@ def predict(side: str, network: TimedNetwork, args: argparse.Namespace, out: Pat
         return result.numpy() if args.probabilities else result[0].numpy()
     from monai.inferers import sliding_window_inference
 
+    from medseg.nn.sliding_window import gaussian_importance_map
+
     probabilities = sliding_window_inference(
         image[None], PATCH, SW_BATCH, lambda w: torch.softmax(network(w), 1),
-        overlap=0.5, mode="gaussian", sigma_scale=0.125,
+        overlap=0.5, mode="gaussian", roi_weight_map=gaussian_importance_map(PATCH, 0.125),
     )[0]  # fmt: skip
     return probabilities.numpy() if args.probabilities else probabilities.argmax(0).byte().numpy()
 

@@ -27,7 +27,7 @@ from medseg.io import (
     write_image,
 )
 from medseg.io.limits import check_input_file
-from medseg.nn import predict_volume
+from medseg.nn import predict_volume, windows_per_pass
 from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import (
@@ -157,8 +157,9 @@ def network_probabilities(
     See `predict_probabilities` for ``members``."""
     c = model.config
     flips = mirror_axes(c) if tta else [()]
+    per_pass = windows_per_pass(c.dim, c.batch_size, tensor.device)
     predict = functools.partial(
-        predict_volume, image=tensor, patch_size=c.patch_size, sw_batch_size=2 * c.batch_size,
+        predict_volume, image=tensor, patch_size=c.patch_size, sw_batch_size=per_pass,
         slice_axis=c.slice_axis, activation=c.activation,
     )  # fmt: skip
     if members is None:  # the whole ensemble in each window: one blended volume

@@ -5,7 +5,7 @@ from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.nn.fcn import FCN
 from medseg.nn.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights
 from medseg.nn.registration import REGISTRATION_FEATURES, registration_unet
-from medseg.nn.sliding_window import predict_volume, sliding_window_inference
+from medseg.nn.sliding_window import predict_volume, sliding_window_inference, windows_per_pass
 from medseg.nn.unet import UNet
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "registration_unet",
     "save_weights",
     "sliding_window_inference",
+    "windows_per_pass",
     "stage_layout",
 ]

@@ -16,6 +16,22 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 Reducer = Callable[[torch.Tensor], torch.Tensor] | None
 
 
+def windows_per_pass(network_dim: int, training_batch: int, device: torch.device) -> int:
+    """How many windows a forward pass takes during inference: two for a 3D network on the
+    CPU (oneDNN's 3D convolutions ran fastest at batch 2 here: 54 ms per window of a
+    Hippocampus network against 63 at 4, 82 at 8 and 95 at 1, with 1 thread as with 2 —
+    bench/RESULTS.md), otherwise twice the training batch.
+
+    Examples
+    --------
+    >>> windows_per_pass(3, 2, torch.device("cpu")), windows_per_pass(2, 12, torch.device("cpu"))
+    (2, 24)
+    """
+    if network_dim == 3 and device.type == "cpu":
+        return 2
+    return 2 * training_batch
+
+
 def gaussian_importance_map(
     roi_size: Sequence[int], sigma_scale: float = 0.125, device: torch.device | None = None
 ) -> torch.Tensor:

@@ -29,7 +29,7 @@ from medseg.loop import (
     write_logs,
 )
 from medseg.metrics import Evaluation, dice, dice_per_label, mask_ignored
-from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume
+from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume, windows_per_pass
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.nn.losses import RegionDiceBCELoss
 from medseg.progress import log_line, make_progress
@@ -210,8 +210,9 @@ class Trainer:
             image = torch.from_numpy(case.image).to(self.device)
             # Tiles without overlap: a fraction of the cost of the final 50% overlap, and
             # close enough to rank epochs.
+            per_pass = windows_per_pass(c.dim, c.batch_size, image.device)
             probs = predict_volume(
-                self.network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, overlap=0.0,
+                self.network, image, c.patch_size, per_pass, c.slice_axis, overlap=0.0,
                 activation=c.activation,
             ).cpu().numpy()  # fmt: skip
             for k, value in _validation_dice(c, case.target, probs).items():

@@ -17,7 +17,7 @@ from medseg.metrics import (
     summarise,
     write_evaluation,
 )
-from medseg.nn import predict_volume
+from medseg.nn import predict_volume, windows_per_pass
 from medseg.preprocess import restore_probabilities
 from medseg.runs import Plan
 from medseg.train.sampler import TrainingCase
@@ -57,7 +57,8 @@ def predict_and_score(
     for case in cases:
         image = torch.from_numpy(np.ascontiguousarray(case.image)).to(device)
         probs = predict_volume(
-            network, image, c.patch_size, 2 * c.batch_size, c.slice_axis, activation=c.activation
+            network, image, c.patch_size, windows_per_pass(c.dim, c.batch_size, image.device),
+            c.slice_axis, activation=c.activation,
         ).cpu().numpy()  # fmt: skip
         if case.geometry is not None and case.label_path is not None:
             # back onto the case's own grid, scored against its own label file
