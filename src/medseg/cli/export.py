@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medseg.cli import arguments
 from medseg.cli.output import console
+from medseg.errors import ConfigError
 
 EXAMPLES = """\
   medseg export runs/hippo                      # runs/hippo/onnx/fold_K.onnx, model.json
@@ -14,6 +15,7 @@ EXAMPLES = """\
   medseg predict runs/hippo scans/ --out preds --engine onnxruntime
   medseg predict hippo_onnx scans/ --out preds  # an export folder predicts on its own
   medseg export runs/hippo --quantize int8      # runs/hippo/onnx_int8, if Dice holds
+  medseg export models/hippo_registration       # a learned registration model (opset 20)
 
 writes one fold_K.onnx per trained fold (input 'image': normalised windows, batch axis
 dynamic; output 'logits'), plan.json and the run's other inference files, and model.json
@@ -41,7 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (default)")
     parser.add_argument(
-        "--opset", type=int, default=18, metavar="N", help="ONNX opset (13-23, default 18)"
+        "--opset",
+        type=int,
+        metavar="N",
+        help="ONNX opset (13-23, default 18; a registration model: 20-23, default 20)",
     )
     parser.add_argument(
         "--dynamic-shapes",
@@ -77,12 +82,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.register.onnx_export import export_registration_onnx, is_registration_model
+
+    if is_registration_model(args.run_dir):
+        if args.quantize or args.dynamic_shapes:
+            raise ConfigError("--quantize and --dynamic-shapes are for segmentation runs")
+        folder = export_registration_onnx(args.run_dir, args.out, args.opset or 20,
+                                          quiet=args.quiet)  # fmt: skip
+        console.print(f"wrote the registration model's ONNX export to {folder}")
+        return 0
+    opset = args.opset or 18
     if args.quantize:
         from medseg.infer.quantize import export_int8
 
         folder, report = export_int8(
             args.run_dir, args.out, args.dataset, args.calibration_cases, args.max_dice_drop,
-            opset=args.opset, quiet=args.quiet,
+            opset=opset, quiet=args.quiet,
         )  # fmt: skip
         for fold, result in report["folds"].items():
             before, after = result["float32"], result["int8"]
@@ -96,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.export import export_onnx
 
     folder = export_onnx(
-        args.run_dir, args.out, opset=args.opset, dynamic_shapes=args.dynamic_shapes,
+        args.run_dir, args.out, opset=opset, dynamic_shapes=args.dynamic_shapes,
         quiet=args.quiet,
     )  # fmt: skip
     console.print(f"wrote the ONNX export to {folder}")

@@ -10,7 +10,6 @@ run folder and predicts with onnxruntime (`OnnxNetwork`) through the same pipeli
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -23,8 +22,10 @@ from torch import nn
 from medseg import __version__
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import atomic_path, read_json_file, write_text_atomic
+from medseg.io.checksum import file_sha256
 from medseg.io.outputs import prepare_output_folder
 from medseg.nn.checkpoint import load_weights
+from medseg.nn.onnx_file import export_module
 from medseg.parallel import available_cores
 from medseg.progress import log_line
 from medseg.runs import PLAN_FILE, Plan, network_for, trained_weights
@@ -80,14 +81,6 @@ class OnnxNetwork(nn.Module):
         return torch.from_numpy(logits).to(windows.device)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _dynamic_shapes(plan: Plan, spatial: bool) -> tuple[dict[int, object], ...]:
     """A dynamic batch axis; with ``spatial`` also spatial axes in multiples of the
     network's total stride."""
@@ -106,17 +99,8 @@ def _export_fold(
     """Write one network as ONNX; returns the largest difference between onnxruntime's and
     PyTorch's logits on random windows (batches of 2 and 3)."""
     example = torch.randn(2, plan.in_channels, *plan.patch_size)
-    with atomic_path(path) as tmp:
-        try:
-            torch.onnx.export(
-                network, (example,), tmp, input_names=["image"], output_names=["logits"],
-                opset_version=opset, dynamic_shapes=_dynamic_shapes(plan, dynamic_shapes),
-                dynamo=True, external_data=False, verbose=False,
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - the exporter's errors are many types
-            raise ConfigError(
-                located(path, f"ONNX export at opset {opset} failed: {str(exc)[:300]}")
-            ) from None
+    export_module(network, (example,), path, opset, ["image"], ["logits"],
+                  _dynamic_shapes(plan, dynamic_shapes))  # fmt: skip
     onnx_network = OnnxNetwork(path, threads=1)
     largest = 0.0
     with torch.no_grad():
@@ -164,7 +148,7 @@ def export_onnx(
         log_line(f"{path.name}: onnxruntime within {difference:.1e} of PyTorch", quiet)
         records.append(
             {"fold": fold_dir.name, "file": path.name, "weights": weights.name,
-             "sha256": _sha256(path), "max_abs_logit_difference": difference}
+             "sha256": file_sha256(path), "max_abs_logit_difference": difference}
         )  # fmt: skip
     for name in RUN_FILES:
         if (run_dir / name).is_file():
@@ -200,7 +184,7 @@ def record_quantization(folder: Path, report: dict[str, object] | None = None) -
     replaced by its quantised copy) and, when given, record the quantisation ``report``."""
     sidecar = read_json_file(folder / SIDECAR, RunFolderError, expect_object=True)
     for record in sidecar["folds"]:
-        record["sha256"] = _sha256(folder / str(record["file"]))
+        record["sha256"] = file_sha256(folder / str(record["file"]))
     if report is not None:
         sidecar["quantization"] = report
     write_text_atomic(folder / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
@@ -238,7 +222,7 @@ def onnx_networks(folder: Path, folds: list[str] | None = None) -> list[nn.Modul
         path = folder / name
         if not path.is_file() or path.stat().st_size > MAX_MODEL_BYTES:
             raise RunFolderError(located(path, "missing, or larger than a model can be"))
-        if _sha256(path) != record.get("sha256"):
+        if file_sha256(path) != record.get("sha256"):
             raise RunFolderError(located(path, "differs from the model model.json describes"))
         networks.append(OnnxNetwork(path))
     if not networks:

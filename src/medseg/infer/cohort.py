@@ -13,6 +13,7 @@ with its error and the others go on; the command ends with an error naming how m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from medseg import __version__
 from medseg.datasets import Case, read_case_image
@@ -39,13 +41,14 @@ from medseg.infer.predict import (
     write_probabilities,
 )
 from medseg.infer.quality import load_calibration
+from medseg.infer.ranks import cohort_share
 from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
 from medseg.io import read_dicom_series, write_text_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.parallel import map_in_processes
 from medseg.postprocess import load_postprocessing
 from medseg.progress import log_line, warn
-from medseg.runs.manifest import plan_hash
+from medseg.runs.manifest import plan_hash, run_lock
 
 PREDICTIONS_FILE = "predictions.json"
 
@@ -137,6 +140,10 @@ def predict_paths(
     )  # fmt: skip
     cases = find_input_cases(inputs)
     _check_dicom_formats(cases, settings.formats)
+    share = cohort_share()  # under torchrun: this rank's part of the cohort
+    mine = share.cases(cases)
+    if share.world > 1 and jobs == 1:
+        torch.set_num_threads(share.threads())
     _LOADED[settings] = _load(settings)  # run-folder errors before anything is written
     if _LOADED[settings]["model"].config.regions and (uncertainty or lesions):
         option = "--uncertainty" if uncertainty else "--lesions"
@@ -147,10 +154,10 @@ def predict_paths(
             "predicted (they would lower its accuracy)"
         )
     out_dir = Path(out_dir)
-    record = _Record(out_dir, settings.describe())
-    todo = [case for case in cases if not record.finished(case.case_id)]
-    if len(todo) < len(cases):
-        log_line(f"{len(cases) - len(todo)} case(s) already predicted: skipped", quiet)
+    record = _Record(out_dir, settings.describe(), shared=share.world > 1)
+    todo = [case for case in mine if not record.finished(case.case_id)]
+    if len(todo) < len(mine):
+        log_line(f"{len(mine) - len(todo)} case(s) already predicted: skipped", quiet)
     work = functools.partial(predict_case, settings, out_dir)
     try:
         for entry in map_in_processes(work, todo, jobs, "predicting", quiet):
@@ -159,7 +166,7 @@ def predict_paths(
                 log_line(f"wrote {', '.join(entry['outputs'])}", quiet)
     finally:
         _LOADED.pop(settings, None)  # the next call loads the run folder afresh
-    return _finish(record, cases, settings, out_dir)
+    return _finish(record, mine, cases, settings, out_dir)
 
 
 def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[str, Any]:
@@ -179,7 +186,8 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
-    model = load_trained_model(settings.run_dir, settings.device, settings.folds)
+    device = cohort_share().device(settings.device)  # a rank's own GPU under torchrun
+    model = load_trained_model(settings.run_dir, device, settings.folds)
     dicom = DICOM_FORMATS & set(settings.formats)
     return {
         "model": model,
@@ -220,18 +228,25 @@ def _predict(settings, loaded, out_dir: Path, case: Case) -> dict[str, Any]:
     return entry | {"outputs": [f.name for f in files]}
 
 
-def _finish(record: _Record, cases: list[Case], settings: PredictSettings, out_dir: Path):
-    entries = [record.cases[case.case_id] for case in cases]
-    done = [e for e in entries if e["status"] == "done"]
-    written = [out_dir / name for e in done for name in e["outputs"]]
+def _finish(
+    record: _Record, mine: list[Case], cases: list[Case], settings: PredictSettings, out_dir: Path
+) -> list[Path]:
+    """The files of this process's cases, and the cohort-wide lesion and quality tables
+    from every case done so far (under torchrun the last rank to finish writes them
+    whole); `MedsegError` when one of this process's cases failed."""
+    own = [record.cases[case.case_id] for case in mine]
+    written = [out_dir / name for e in own if e["status"] == "done" for name in e["outputs"]]
+    record.refresh()
+    present = [record.cases.get(case.case_id) for case in cases]
+    done = [e for e in present if isinstance(e, dict) and e.get("status") == "done"]
     if settings.lesions:
         written.append(write_lesions([row for e in done for row in e["lesions"]], out_dir))
     if settings.uncertainty:
         written.append(write_quality([e["quality"] for e in done], out_dir))
-    failed = [e for e in entries if e["status"] == "failed"]
+    failed = [e for e in own if e["status"] == "failed"]
     if failed:
         raise MedsegError(
-            f"{len(failed)} of {len(cases)} case(s) failed, the others are written "
+            f"{len(failed)} of {len(mine)} case(s) failed, the others are written "
             f"({out_dir / PREDICTIONS_FILE} lists each); {failed[0]['error']}"
         )
     return written
@@ -239,22 +254,25 @@ def _finish(record: _Record, cases: list[Case], settings: PredictSettings, out_d
 
 class _Record:
     """``predictions.json``: read at the start (when its settings are these), rewritten
-    atomically after every case."""
+    atomically after every case. ``shared``: other processes (torchrun's ranks) write it
+    too; each update then happens under a lock and keeps their entries."""
 
-    def __init__(self, out_dir: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, out_dir: Path, settings: dict[str, Any], shared: bool = False) -> None:
         self.path, self.out_dir = out_dir / PREDICTIONS_FILE, out_dir
-        self.settings = settings
-        self.cases: dict[str, dict[str, Any]] = {}
-        previous = self._read()
-        if previous.get("settings") == settings:
-            self.cases = previous.get("cases", {})
+        self.settings, self.shared = settings, shared
+        self.cases: dict[str, dict[str, Any]] = self._recorded()
+        self.own: set[str] = set()
 
-    def _read(self) -> dict[str, Any]:
+    def _recorded(self) -> dict[str, dict[str, Any]]:
+        """The file's entries when its settings are these, else none."""
         try:
             value = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict) or value.get("settings") != self.settings:
+            return {}
+        cases = value.get("cases", {})
+        return cases if isinstance(cases, dict) else {}
 
     def finished(self, case_id: str) -> bool:
         """Whether the case was predicted with these settings and its files are all there."""
@@ -270,10 +288,19 @@ class _Record:
         """Record one case and rewrite the file — once some case is done: inputs that are
         all refused leave nothing behind."""
         self.cases[entry["case"]] = entry
+        self.own.add(entry["case"])
         if not any(e.get("status") == "done" for e in self.cases.values()):
             return
-        document = {"medseg": __version__, "settings": self.settings, "cases": self.cases}
-        write_text_atomic(self.path, json.dumps(document, indent=1) + "\n")
+        with run_lock(self.out_dir) if self.shared else contextlib.nullcontext():
+            self.refresh()
+            document = {"medseg": __version__, "settings": self.settings, "cases": self.cases}
+            write_text_atomic(self.path, json.dumps(document, indent=1) + "\n")
+
+    def refresh(self) -> None:
+        """Take in what other processes recorded (shared only); this one's entries win."""
+        if self.shared:
+            ours = {case: self.cases[case] for case in self.own}
+            self.cases = {**self._recorded(), **ours}
 
 
 def _checksums(case: Case) -> list[dict[str, str]]:

@@ -52,7 +52,9 @@ def gaussian_importance_map(
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Start indices of windows of length ``roi`` covering ``size`` with at least ``overlap``,
-    evenly spread and symmetric about the axis' centre.
+    evenly spread: symmetric about the axis' centre except where a start rounds from a half
+    (an odd ``size - roi`` split into an even number of steps), where mirroring the image
+    moves the middle window by one voxel.
 
     Examples
     --------
@@ -63,9 +65,7 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
         return [0]
     step = roi * (1 - overlap)
     count = math.ceil((size - roi) / step) + 1
-    first_half = [round(i * (size - roi) / (count - 1)) for i in range(count // 2 + 1)]
-    # mirrored exactly, so that mirroring the image mirrors the windows (rounding ties)
-    return sorted({*first_half, *(size - roi - s for s in first_half)})
+    return sorted({round(i * (size - roi) / (count - 1)) for i in range(count)})
 
 
 @torch.no_grad()
