@@ -38,8 +38,12 @@ def _predict(run, cohort, out, env: dict[str, str] | None = None) -> subprocess.
 def _ranks(run, cohort, out) -> list[str]:
     """Two ranks started at once, as torchrun would; their stderr."""
     processes = [
-        _predict(run, cohort, out, {"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
-                                    "LOCAL_WORLD_SIZE": "2"})  # fmt: skip
+        _predict(
+            run,
+            cohort,
+            out,
+            {"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": "2"},
+        )  # fmt: skip
         for r in (0, 1)
     ]
     errors = [p.communicate(timeout=300)[1] for p in processes]
