@@ -4,7 +4,7 @@ For each network size (Hippocampus's plan: patch 40 x 56 x 40, features 16-128; 
 larger CT-style one: patch 96 x 96 x 96, features 32-256), the same seeded weights are
 exported with ``medseg.export`` (``torch.onnx``, opset 18) and quantised with
 ``medseg.export.quantize_onnx`` (QDQ, per-channel int8 weights, uint8 activations,
-calibrated on 8 smooth random windows). Each engine runs the same batch of windows with
+calibrated on 4 smooth random windows). Each engine runs the same batch of windows with
 --threads threads; the best of --repeats runs is kept. Printed: milliseconds per window,
 the ratio to PyTorch, onnxruntime float32's largest logit difference to PyTorch, and the
 share of voxels where int8's most likely class is PyTorch's (random weights: a harsh test,
@@ -67,7 +67,7 @@ def measure(name: str, threads: int, repeats: int, folder: Path) -> None:
                       output_names=["logits"], opset_version=18, dynamo=True,
                       external_data=False, verbose=False,
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))  # fmt: skip
-    quantize_onnx(float_path, int8_path, smooth_windows(8, 1, patch, 2))
+    quantize_onnx(float_path, int8_path, smooth_windows(4, 1, patch, 2))
     engines = {"pytorch": network, "onnxruntime": OnnxNetwork(float_path, threads),
                "onnxruntime int8": OnnxNetwork(int8_path, threads)}  # fmt: skip
     torch.set_num_threads(threads)

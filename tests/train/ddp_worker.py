@@ -1,6 +1,9 @@
 """Run as a script by tests/train/test_distributed.py, alone or under torchrun: train a tiny
 U-Net on synthetic blobs for a few steps and save each rank's weights and epoch losses to
-OUT/rank{R}.safetensors and OUT/rank{R}.json."""
+OUT/rank{R}.safetensors and OUT/rank{R}.json. With ``members`` first, instead: decide with
+`medseg.train.ensemble.train_members` which further models the time left allows, each rank
+believing in a different time left, and save the models each rank trained to
+OUT/members{R}.json."""
 
 from __future__ import annotations
 
@@ -45,5 +48,27 @@ def main(out: Path) -> None:
         (out / f"rank{ranks.rank}.json").write_text(json.dumps({"losses": losses}))
 
 
+def members(out: Path) -> None:
+    import torch
+
+    from medseg.train import ensemble
+    from medseg.train.auto_config import auto_config
+    from medseg.train.distributed import distributed_training
+
+    plan = auto_config(shapes=[(20, 20, 20)], spacings=[(1.0, 1.0, 1.0)], in_channels=1,
+                       label_values=[0, 1], label_names=["background", "blob"],
+                       channel_names=["x"], file_ending=".nii.gz")  # fmt: skip
+    plan = plan.model_copy(update={"max_members": 4})
+    with distributed_training(torch.device("cpu")) as ranks:
+        trained: list[str] = []
+        # rank 0 has time for every model, rank 1 (its clock a little behind) for none
+        left = 100.0 if ranks.rank == 0 else 5.0
+        ensemble.train_members(lambda p, d: trained.append(d.name), plan, out, 10.0, left)
+        (out / f"members{ranks.rank}.json").write_text(json.dumps(trained))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "members":
+        members(Path(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))

@@ -58,6 +58,16 @@ def test_two_ranks_keep_identical_weights_and_follow_one_process(tmp_path: Path)
     assert drift < 0.05, "the two-process weights left the single-process ones"
 
 
+def test_the_ranks_train_the_same_further_models_on_rank_zeros_clock(tmp_path: Path) -> None:
+    """The time a capped run leaves over trains further models on every rank alike, even
+    when the ranks' clocks disagree about the time left (they would deadlock otherwise)."""
+    tmp_path.mkdir(exist_ok=True)
+    finished = _torchrun(2, WORKER, "members", tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    trained = [json.loads((tmp_path / f"members{r}.json").read_text()) for r in (0, 1)]
+    assert trained[0] == trained[1] == ["fold_all_1", "fold_all_2", "fold_all_3"]
+
+
 def _rank_pid(marker: str, rank: int) -> int | None:
     """The pid of the torchrun worker of rank ``rank`` whose environment holds ``marker``."""
     for entry in Path("/proc").iterdir():

@@ -9,6 +9,8 @@ windows of real training cases. Whether the result is good enough is decided els
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from medseg.errors import ConfigError, located
 from medseg.io import atomic_path
 
 #: Operator types quantised: the convolutions carry nearly all the work; normalisation and
-#: activations stay in float (instance normalisation has no integer kernel).
+#: activations stay in float.
 QUANTIZED_OPERATORS = ("Conv", "ConvTranspose")
 
 
@@ -46,7 +48,7 @@ def quantize_onnx(source: Path, target: Path, windows: Iterable[np.ndarray]) -> 
             batch = next(self.batches, None)
             return None if batch is None else {"image": batch}
 
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, _quiet_root_logger():
         try:
             quantize_static(
                 source, tmp, Windows(iter(windows)), quant_format=QuantFormat.QDQ,
@@ -55,3 +57,16 @@ def quantize_onnx(source: Path, target: Path, windows: Iterable[np.ndarray]) -> 
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise ConfigError(located(source, f"int8 quantisation failed: {exc}")) from None
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantiser advises its shape pre-processing through the root logger on
+    every call; measured, that pre-processing changed nothing here (bench/RESULTS.md)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

@@ -130,7 +130,8 @@ def sliding_window_inference(
         pads += [extra // 2, extra - extra // 2]
     padded = F.pad(inputs, pads) if any(pads) else inputs
     out_device = output_device or inputs.device
-    blender = _Blender(padded.shape, roi, _window_weight(roi, mode, sigma_scale, out_device))
+    weight = _window_weight(roi, mode, sigma_scale, out_device)
+    blender = _Blender(padded.shape, roi, weight, reduce)
     starts = [window_starts(s, r, overlap) for s, r in zip(padded.shape[2:], roi)]
     # corner-major: windows advance along the first axis, every batch item at each corner
     windows = [
@@ -143,8 +144,8 @@ def sliding_window_inference(
         batch = torch.stack([padded[(b, slice(None), *region)] for b, region in chunk])
         result = predictor(batch).to(out_device, torch.float32)
         for (b, region), window_out in zip(chunk, result):
-            blender.add(b, region, window_out, reduce)
-    output = blender.finish(reduce)
+            blender.add(b, region, window_out)
+    output = blender.finish()
     crop = tuple(
         slice(pads[2 * i], pads[2 * i] + size) for i, size in enumerate(reversed(spatial))
     )[::-1]
@@ -165,21 +166,21 @@ class _Blender:
     """Weighted sums of window outputs over a buffer one window deep along the first
     spatial axis, handing finished planes on to the output as the windows advance."""
 
-    def __init__(self, shape: Sequence[int], roi: Sequence[int], weight: torch.Tensor) -> None:
+    def __init__(
+        self, shape: Sequence[int], roi: Sequence[int], weight: torch.Tensor, reduce: Reducer
+    ) -> None:
         self.shape = tuple(shape)  # (B, C, *spatial) of the padded input
         self.depth = roi[0]
-        self.weight = weight
+        self.weight, self.reduce = weight, reduce
         self.weight_sum = torch.zeros((self.depth, *self.shape[3:]), device=weight.device)
         self.sums: torch.Tensor | None = None  # (B, K, depth, *rest), made on first use
         self.output: torch.Tensor | None = None
         self.origin = 0  # the plane the buffer's first plane stands for
 
-    def add(
-        self, b: int, region: tuple[slice, ...], window_out: torch.Tensor, reduce: Reducer
-    ) -> None:
+    def add(self, b: int, region: tuple[slice, ...], window_out: torch.Tensor) -> None:
         """Add one window's output ``(K, *roi)`` at ``region`` of batch item ``b``."""
         if region[0].start > self.origin:
-            self._advance(region[0].start, reduce)
+            self._advance(region[0].start)
         if self.sums is None:
             self.sums = torch.zeros(
                 (self.shape[0], len(window_out), self.depth, *self.shape[3:]),
@@ -190,18 +191,18 @@ class _Blender:
         if b == 0:
             self.weight_sum[local] += self.weight
 
-    def finish(self, reduce: Reducer) -> torch.Tensor:
+    def finish(self) -> torch.Tensor:
         """Hand on the remaining planes; the whole blended (and reduced) output."""
-        self._advance(self.shape[2], reduce)
+        self._advance(self.shape[2])
         assert self.output is not None
         return self.output
 
-    def _advance(self, until: int, reduce: Reducer) -> None:
+    def _advance(self, until: int) -> None:
         """Finish the planes before ``until`` and move the buffer to start there."""
         assert self.sums is not None
         n = until - self.origin
         done = self.sums[:, :, :n] / self.weight_sum[:n]
-        kept = reduce(done) if reduce is not None else done
+        kept = self.reduce(done) if self.reduce is not None else done
         if self.output is None:
             self.output = torch.empty(
                 (*kept.shape[:2], *self.shape[2:]), dtype=kept.dtype, device=kept.device

@@ -4,7 +4,8 @@ On a small dataset the planner caps a minutes budget's steps (``max_iterations``
 overfit), so the first model can finish with most of the budget left. That time trains more
 models on the same cases with the next seeds, each as long as the first, into
 ``fold_all_1``, ``fold_all_2``, ... beside ``fold_all``; `medseg predict` averages every
-``fold_*`` model of a run folder. Measured in docs/train.md#budget.
+``fold_*`` model of a run folder. A distributed run (torchrun) trains them the same way, every
+rank following rank 0's clock. Measured in docs/train.md#budget.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from medseg.progress import log_line
 from medseg.runs import Plan
+from medseg.train import distributed
 from medseg.train.trainer import TrainResult
 
 #: A further model starts only if the time left is this many times what the first took.
@@ -45,12 +47,14 @@ def train_members(
 ) -> list[Path]:
     """Train models 1, 2, ... (seed ``plan.seed + k``, into ``run_dir/fold_all_k``) with
     ``train_one(plan, fold_dir)`` while ``seconds_left`` holds another one as long as the
-    first (``seconds_per_model``) and the plan allows (``max_members`` in all). A model cut
+    first (``seconds_per_model``) and the plan allows (``max_members`` in all); under
+    torchrun rank 0's time decides for every rank. A model cut
     short by Ctrl-C is removed, so that `medseg predict` never averages a half-trained one.
     Returns the folders trained."""
     trained: list[Path] = []
     for k in range(1, plan.max_members):
-        if seconds_left < MARGIN * seconds_per_model:
+        # under torchrun every rank follows rank 0's clock: they train the same models
+        if distributed.from_rank_zero(seconds_left) < MARGIN * seconds_per_model:
             break
         fold_dir = run_dir / f"fold_all_{k}"
         member = plan.model_copy(update={"seed": plan.seed + k, "minutes": seconds_left / 60})

@@ -284,9 +284,8 @@ def train_run(
 
     started = time.perf_counter()
     result = train_one(plan, fold_dir, resumed)
-    distributed_run = distributed.current_ranks().distributed  # one model: no members
-    if fold == ALL_CASES and not resumed and not distributed_run and capped_early(plan, result):
-        spent = time.perf_counter() - started
+    if fold == ALL_CASES and not resumed and capped_early(plan, result):
+        spent = distributed.from_rank_zero(time.perf_counter() - started)  # ranks agree
         left = plan.minutes * 60 - spent  # type: ignore[operator]
         result.members = train_members(train_one, plan, run_dir, spent, left, options.quiet)
     return result
