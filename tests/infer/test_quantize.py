@@ -1,5 +1,5 @@
-"""``medseg export --quantize int8`` on a real Hippocampus run: the int8 models, the Dice
-report, prediction from the export, and the refusal that writes nothing."""
+"""``medseg export --quantize int8|fp16`` on a real Hippocampus run: the compressed models,
+the Dice report, prediction from the export, and the refusal that writes nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime", reason="pip install 'medseg[onnx]'")
 
 from medseg.errors import ConfigError  # noqa: E402
 from medseg.infer import quantize  # noqa: E402
-from medseg.infer.quantize import export_int8  # noqa: E402
+from medseg.infer.quantize import export_quantized  # noqa: E402
 from medseg.io import read_image  # noqa: E402
 from medseg.metrics.overlap import dice_per_label  # noqa: E402
 
@@ -88,6 +88,25 @@ def test_a_dice_drop_beyond_the_tolerance_writes_nothing(fold_run, tmp_path, mon
                                                          np.float32)])  # fmt: skip
     monkeypatch.setattr(quantize, "_windows", blank)
     with pytest.raises(ConfigError, match=r"int8 loses .* Dice on .*nothing written"):
-        export_int8(run, tmp_path / "q8", max_dice_drop=0.05)
+        export_quantized(run, "int8", tmp_path / "q8", max_dice_drop=0.05)
     assert not (tmp_path / "q8").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".q8")]
+
+
+def test_a_half_precision_export_keeps_the_dice(fold_run, tmp_path, run_cli) -> None:
+    run, _ = fold_run
+    code, out, err = run_cli(["export", run, "--quantize", "fp16", "--out", tmp_path / "h"])
+    assert code == 0, err
+    assert "wrote the fp16 ONNX export" in out
+    import onnx
+
+    model = onnx.load(tmp_path / "h/fold_0.onnx")
+    half = onnx.TensorProto.FLOAT16
+    assert any(t.data_type == half for t in model.graph.initializer)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    result = json.loads((tmp_path / "h/model.json").read_text())["quantization"]
+    fold = result["folds"]["fold_0"]
+    for label, value in fold["float32"]["dice"].items():
+        assert abs(fold["fp16"]["dice"][label] - value) < 0.005, label
+    with pytest.raises(ConfigError, match="--quantize int4"):
+        export_quantized(run, "int4", tmp_path / "x")

@@ -20,9 +20,9 @@ EXAMPLES = """\
 writes one fold_K.onnx per trained fold (input 'image': normalised windows, batch axis
 dynamic; output 'logits'), plan.json and the run's other inference files, and model.json
 (opset, shapes, checksums, onnxruntime's largest logit difference to PyTorch).
---quantize int8 calibrates on training cases, compares Dice per label and time on each
-fold's validation cases before and after, and writes nothing if a label loses more than
---max-dice-drop. Details: docs/export.md
+--quantize int8 (calibrated on training cases) or fp16 compares Dice per label and time on
+each fold's validation cases before and after, and writes nothing if a label loses more
+than --max-dice-drop. Details: docs/export.md
 """
 
 
@@ -56,8 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--quantize",
-        choices=("int8",),
-        help="static int8 quantisation (QDQ, per-channel weights) into RUN_DIR/onnx_int8",
+        choices=("int8", "fp16"),
+        help="int8: static quantisation (QDQ, per-channel weights); fp16: half precision "
+        "for GPU runtimes; into RUN_DIR/onnx_int8 or onnx_fp16",
     )
     parser.add_argument(
         "--dataset",
@@ -70,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=arguments.positive_int,
         default=16,
         metavar="N",
-        help="with --quantize: training cases whose windows calibrate the ranges (default 16)",
+        help="with --quantize int8: training cases whose windows calibrate the ranges (default 16)",
     )
     parser.add_argument(
         "--max-dice-drop",
@@ -93,20 +94,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     opset = args.opset or 18
     if args.quantize:
-        from medseg.infer.quantize import export_int8
+        from medseg.infer.quantize import export_quantized
 
-        folder, report = export_int8(
-            args.run_dir, args.out, args.dataset, args.calibration_cases, args.max_dice_drop,
-            opset=opset, quiet=args.quiet,
+        folder, report = export_quantized(
+            args.run_dir, args.quantize, args.out, args.dataset, args.calibration_cases,
+            args.max_dice_drop, opset=opset, quiet=args.quiet,
         )  # fmt: skip
         for fold, result in report["folds"].items():
-            before, after = result["float32"], result["int8"]
+            before, after = result["float32"], result[args.quantize]
             dice = ", ".join(f"{k} {v:.4f} -> {after['dice'][k]:.4f}"
                              for k, v in before["dice"].items())  # fmt: skip
             console.print(f"{fold}: Dice {dice} on {result['cases']} {result['checked_on']}; "
                           f"{before['seconds_per_case']:.2f} -> "
                           f"{after['seconds_per_case']:.2f} s per case")  # fmt: skip
-        console.print(f"wrote the int8 ONNX export to {folder}")
+        console.print(f"wrote the {args.quantize} ONNX export to {folder}")
         return 0
     from medseg.export import export_onnx
 

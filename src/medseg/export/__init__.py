@@ -1,4 +1,4 @@
-"""Trained networks for other runtimes: ONNX (onnxruntime), and their int8 quantisation."""
+"""Trained networks for other runtimes: ONNX (onnxruntime), int8 and float16 copies."""
 
 from medseg.export.onnx import (
     EXPORT_FOLDER,
@@ -9,13 +9,14 @@ from medseg.export.onnx import (
     onnx_networks,
     record_quantization,
 )
-from medseg.export.quantize import quantize_onnx
+from medseg.export.quantize import half_precision_onnx, quantize_onnx
 
 __all__ = [
     "EXPORT_FOLDER",
     "OnnxNetwork",
     "export_folder_of",
     "export_onnx",
+    "half_precision_onnx",
     "is_export_folder",
     "onnx_networks",
     "quantize_onnx",

@@ -1,4 +1,5 @@
-"""Static int8 quantisation of an exported ONNX model with onnxruntime's tooling.
+"""Compressing an exported ONNX model with onnxruntime's tooling: static int8 quantisation,
+and float16 for GPU runtimes.
 
 QDQ format (QuantizeLinear/DequantizeLinear pairs around each convolution, which
 onnxruntime fuses into integer kernels and other runtimes read as well), weights int8 per
@@ -57,6 +58,25 @@ def quantize_onnx(source: Path, target: Path, windows: Iterable[np.ndarray]) -> 
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise ConfigError(located(source, f"int8 quantisation failed: {exc}")) from None
+
+
+def half_precision_onnx(source: Path, target: Path) -> None:
+    """Write a float16 copy of the ONNX model ``source`` to ``target`` (atomically): weights
+    and arithmetic in half precision, the input and output kept float32 so that the model is
+    fed and read as before (onnxruntime's converter, for GPU runtimes; the CPU runs it too,
+    slower)."""
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        problem = "float16 conversion needs onnx and onnxruntime: pip install 'medseg[onnx]'"
+        raise ConfigError(problem) from None
+    with atomic_path(target) as tmp, _quiet_root_logger():
+        try:
+            model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
+            onnx.save(model, tmp)
+        except Exception as exc:  # noqa: BLE001 - the converter raises its own types
+            raise ConfigError(located(source, f"float16 conversion failed: {exc}")) from None
 
 
 @contextlib.contextmanager

@@ -1,15 +1,17 @@
-"""``medseg export --quantize int8``: an int8 ONNX export of a run, kept only if it keeps
-the run's Dice.
+"""``medseg export --quantize int8|fp16``: a compressed ONNX export of a run, kept only if
+it keeps the run's Dice.
 
-For each trained fold: the fold exported as float32 ONNX (`medseg.export.export_onnx`),
-quantised (`medseg.export.quantize_onnx`) with activation ranges calibrated on windows of
-``calibration_cases`` of the fold's training cases (preprocessed as for prediction, cut at
-the sliding window's positions), and both models run through the whole prediction
-pipeline on the fold's validation cases (``fold_K/validation``; a fold trained on every
-case has none, and is checked on ``calibration_cases`` training cases instead, which the
-report says). The Dice of each label, before and after, and the seconds per case are
-recorded in the export's ``model.json``. A label whose mean Dice drops by more than
-``max_dice_drop`` refuses the export (`ConfigError`): nothing is written.
+For each trained fold: the fold exported as float32 ONNX (`medseg.export.export_onnx`), then
+compressed — ``int8``: quantised (`medseg.export.quantize_onnx`) with activation ranges
+calibrated on windows of ``calibration_cases`` of the fold's training cases (preprocessed
+as for prediction, cut at the sliding window's positions); ``fp16``: weights and
+arithmetic in half precision for GPU runtimes (`medseg.export.half_precision_onnx`) — and
+both models run through the whole prediction pipeline on the fold's validation cases
+(``fold_K/validation``; a fold trained on every case has none, and is checked on
+``calibration_cases`` training cases instead, which the report says). The Dice of each
+label, before and after, and the seconds per case are recorded in the export's
+``model.json``. A label whose mean Dice drops by more than ``max_dice_drop`` refuses the
+export (`ConfigError`): nothing is written.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from medseg.datasets import (
     read_training_case,
 )
 from medseg.errors import ConfigError, located
-from medseg.export import export_onnx, quantize_onnx, record_quantization
+from medseg.export import export_onnx, half_precision_onnx, quantize_onnx, record_quantization
 from medseg.export.onnx import SIDECAR
 from medseg.infer.predict import TrainedModel, load_trained_model, network_input, predict_labels
 from medseg.io import image_files
@@ -43,14 +45,18 @@ from medseg.nn.sliding_window import window_starts
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import log_line
 
-#: ``medseg export --quantize int8`` writes here unless told otherwise.
-INT8_FOLDER = "onnx_int8"
+#: What each kind of compression is (recorded in model.json).
+KINDS = {
+    "int8": "QDQ, per-channel int8 weights, uint8 activations (calibrated)",
+    "fp16": "float16 weights and arithmetic, float32 input and output (for GPU runtimes)",
+}
 #: Calibration windows per fold at most (onnxruntime keeps every activation of each).
 MAX_CALIBRATION_WINDOWS = 64
 
 
-def export_int8(
+def export_quantized(
     run_dir: str | Path,
+    kind: str = "int8",
     out_dir: str | Path | None = None,
     dataset_dir: str | Path | None = None,
     calibration_cases: int = 16,
@@ -58,63 +64,70 @@ def export_int8(
     opset: int = 18,
     quiet: bool = True,
 ) -> tuple[Path, dict[str, object]]:
-    """Export the run's folds as int8 ONNX models into ``out_dir`` (default
-    ``RUN_DIR/onnx_int8``) if no label loses more than ``max_dice_drop`` of Dice (see the
-    module text); returns the folder and the report recorded in its model.json.
+    """Export the run's folds as ``kind`` (``int8`` or ``fp16``) ONNX models into ``out_dir``
+    (default ``RUN_DIR/onnx_{kind}``) if no label loses more than ``max_dice_drop`` of Dice
+    (see the module text); returns the folder and the report recorded in its model.json.
 
     Examples
     --------
-    >>> folder, report = export_int8("runs/hippo")  # doctest: +SKIP
+    >>> folder, report = export_quantized("runs/hippo", "int8")  # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
-    dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
+    if kind not in KINDS:
+        raise ConfigError(f"--quantize {kind}: expected one of {', '.join(KINDS)}")
     if max_dice_drop < 0:
         raise ConfigError(f"--max-dice-drop {max_dice_drop}: give 0 or more")
-    out = prepare_output_folder(Path(out_dir) if out_dir is not None else run_dir / INT8_FOLDER)
+    run_dir = Path(run_dir)
+    dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
+    out = prepare_output_folder(Path(out_dir) if out_dir is not None else run_dir / f"onnx_{kind}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
-        float_dir, int8_dir = Path(tmp) / "float32", Path(tmp) / "int8"
+        float_dir, small_dir = Path(tmp) / "float32", Path(tmp) / kind
         export_onnx(run_dir, float_dir, opset=opset, quiet=quiet)
-        shutil.copytree(float_dir, int8_dir)
+        shutil.copytree(float_dir, small_dir)
         folds = {}
         for record in json.loads((float_dir / SIDECAR).read_text())["folds"]:
             fold = str(record["fold"])
-            folds[fold] = _quantize_fold(float_dir, int8_dir, fold, run_dir, dataset,
+            folds[fold] = _compress_fold(float_dir, small_dir, kind, fold, run_dir, dataset,
                                          calibration_cases, quiet)  # fmt: skip
-        report = {"type": "int8", "format": "QDQ, per-channel int8 weights, uint8 activations",
-                  "max_dice_drop": max_dice_drop, "folds": folds}  # fmt: skip
-        record_quantization(int8_dir, report)
+        report = {"type": kind, "format": KINDS[kind], "max_dice_drop": max_dice_drop,
+                  "folds": folds}  # fmt: skip
+        record_quantization(small_dir, report)
         _refuse_a_dice_drop(report, max_dice_drop, run_dir)
         out.mkdir(exist_ok=True)
-        for path in sorted(int8_dir.iterdir(), key=lambda p: p.name == SIDECAR):
+        for path in sorted(small_dir.iterdir(), key=lambda p: p.name == SIDECAR):
             os.replace(path, out / path.name)  # model.json last
     return out, report
 
 
-def _quantize_fold(
+def _compress_fold(
     float_dir: Path,
-    int8_dir: Path,
+    small_dir: Path,
+    kind: str,
     fold: str,
     run_dir: Path,
     dataset: DatasetFolder,
     calibration_cases: int,
     quiet: bool,
 ) -> dict[str, object]:
-    """Quantise one fold's model in ``int8_dir``; its Dice and time before and after."""
+    """Compress one fold's model in ``small_dir``; its Dice and time before and after."""
     before = load_trained_model(float_dir, folds=[fold[5:]])
     checked, calibration = _fold_cases(run_dir / fold, dataset, calibration_cases)
-    windows = itertools.islice(_windows(before, calibration, dataset), MAX_CALIBRATION_WINDOWS)
-    quantize_onnx(float_dir / f"{fold}.onnx", int8_dir / f"{fold}.onnx", windows)
-    record_quantization(int8_dir)  # the new file's checksum, so that it loads
-    after = load_trained_model(int8_dir, folds=[fold[5:]])
+    source, target = float_dir / f"{fold}.onnx", small_dir / f"{fold}.onnx"
+    if kind == "int8":
+        windows = _windows(before, calibration, dataset)
+        quantize_onnx(source, target, itertools.islice(windows, MAX_CALIBRATION_WINDOWS))
+    else:
+        half_precision_onnx(source, target)
+    record_quantization(small_dir)  # the new file's checksum, so that it loads
+    after = load_trained_model(small_dir, folds=[fold[5:]])
     result: dict[str, object] = {
         "checked_on": "validation cases" if checked is not calibration else "training cases",
         "cases": len(checked),
     }
-    for name, model in (("float32", before), ("int8", after)):
+    for name, model in (("float32", before), (kind, after)):
         dice, seconds = _dice_and_seconds(model, checked, dataset)
         result[name] = {"dice": dice, "seconds_per_case": seconds}
-    log_line(f"{fold}: quantised and checked on {len(checked)} case(s)", quiet)
+    log_line(f"{fold}: compressed ({kind}) and checked on {len(checked)} case(s)", quiet)
     return result
 
 
@@ -173,13 +186,15 @@ def _dice_and_seconds(
 
 
 def _refuse_a_dice_drop(report: dict[str, object], max_drop: float, run_dir: Path) -> None:
-    """`ConfigError` naming the worst label when int8 loses more than ``max_drop``."""
+    """`ConfigError` naming the label when the compressed model loses more than
+    ``max_drop``."""
+    kind = report["type"]
     for fold, result in report["folds"].items():  # type: ignore[union-attr]
-        before, after = result["float32"]["dice"], result["int8"]["dice"]
+        before, after = result["float32"]["dice"], result[kind]["dice"]
         for name, value in before.items():
             drop = value - after[name]
             if drop > max_drop:
                 raise ConfigError(
-                    located(run_dir, f"int8 loses {drop:.4f} Dice on {name} ({fold}: "
+                    located(run_dir, f"{kind} loses {drop:.4f} Dice on {name} ({fold}: "
                             f"{value:.4f} -> {after[name]:.4f}), more than --max-dice-drop "
                             f"{max_drop}: nothing written"))  # fmt: skip
