@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from medseg.errors import ConfigError
-from medseg.infer.ranks import CohortShare, cohort_share
+from medseg.infer.ranks import rank_device
 from medseg.io import read_image
+from medseg.parallel import Ranks, ranks_from_environment
 
 CASES = [f"phantom_{k:03d}" for k in range(4)]
 
@@ -87,25 +88,26 @@ def test_under_torchrun(cohort, untrained_run_dir, tmp_path):
 
 def test_the_share_of_each_rank():
     cases = list(range(7))
-    shares = [CohortShare(r, 3).cases(cases) for r in range(3)]
+    shares = [Ranks(r, 3).items(cases) for r in range(3)]
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
-    with pytest.raises(ConfigError, match="3 ranks for 2 case"):
-        CohortShare(0, 3).cases([0, 1])
-    assert CohortShare(0, 2, 0, 2).device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="3 processes for 2 item"):
+        Ranks(0, 3).items([0, 1])
+    assert rank_device(Ranks(1, 2, 1, 2), "cpu") == "cpu"
+    assert rank_device(Ranks(), "auto") == "auto"
 
 
 def test_torchruns_environment_is_read_and_checked(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    assert cohort_share() == CohortShare()
+    assert ranks_from_environment() == Ranks()
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert cohort_share() == CohortShare(3, 4, 1, 2)
+    assert ranks_from_environment() == Ranks(3, 4, 1, 2)
     monkeypatch.setenv("RANK", "4")
-    with pytest.raises(ConfigError, match="do not fit together"):
-        cohort_share()
+    with pytest.raises(ConfigError, match="does not fit together"):
+        ranks_from_environment()
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(ConfigError, match="not numbers"):
-        cohort_share()
+        ranks_from_environment()

@@ -41,11 +41,11 @@ from medseg.infer.predict import (
     write_probabilities,
 )
 from medseg.infer.quality import load_calibration
-from medseg.infer.ranks import cohort_share
+from medseg.infer.ranks import rank_device
 from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
 from medseg.io import read_dicom_series, write_text_atomic
 from medseg.io.outputs import prepare_output_folder
-from medseg.parallel import map_in_processes
+from medseg.parallel import map_in_processes, ranks_from_environment
 from medseg.postprocess import load_postprocessing
 from medseg.progress import log_line, warn
 from medseg.runs.manifest import plan_hash, run_lock
@@ -140,10 +140,10 @@ def predict_paths(
     )  # fmt: skip
     cases = find_input_cases(inputs)
     _check_dicom_formats(cases, settings.formats)
-    share = cohort_share()  # under torchrun: this rank's part of the cohort
-    mine = share.cases(cases)
-    if share.world > 1 and jobs == 1:
-        torch.set_num_threads(share.threads())
+    ranks = ranks_from_environment()  # under torchrun: this rank's part of the cohort
+    mine = ranks.items(cases)
+    if ranks.distributed and jobs == 1:
+        torch.set_num_threads(ranks.threads())
     _LOADED[settings] = _load(settings)  # run-folder errors before anything is written
     if _LOADED[settings]["model"].config.regions and (uncertainty or lesions):
         option = "--uncertainty" if uncertainty else "--lesions"
@@ -154,7 +154,7 @@ def predict_paths(
             "predicted (they would lower its accuracy)"
         )
     out_dir = Path(out_dir)
-    record = _Record(out_dir, settings.describe(), shared=share.world > 1)
+    record = _Record(out_dir, settings.describe(), shared=ranks.distributed)
     todo = [case for case in mine if not record.finished(case.case_id)]
     if len(todo) < len(mine):
         log_line(f"{len(mine) - len(todo)} case(s) already predicted: skipped", quiet)
@@ -186,7 +186,7 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
-    device = cohort_share().device(settings.device)  # a rank's own GPU under torchrun
+    device = rank_device(ranks_from_environment(), settings.device)  # a rank's own GPU
     model = load_trained_model(settings.run_dir, device, settings.folds)
     dicom = DICOM_FORMATS & set(settings.formats)
     return {

@@ -16,13 +16,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from medseg.errors import ConfigError
-from medseg.parallel import available_cores
+from medseg.parallel import Ranks, available_cores, ranks_from_environment
 
 #: How long a process whose peer ended waits before it ends too (see `distributed_training`).
 PEER_GRACE_SECONDS = 3.0
@@ -33,53 +32,6 @@ RENDEZVOUS_TIMEOUT = dt.timedelta(hours=4)
 class PeerStopped(Exception):
     """Another process of a distributed run ended (it failed or was killed), so this one
     cannot go on; the process that failed says why."""
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in a distributed run (a single process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        """Whether there is more than one process."""
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Whether this process plans, validates and writes (rank 0)."""
-        return self.rank == 0
-
-    def share(self, batch_size: int) -> slice:
-        """This rank's part of a global batch of ``batch_size`` samples.
-
-        Examples
-        --------
-        >>> Ranks(rank=1, world_size=2).share(4)
-        slice(2, 4, None)
-        """
-        if batch_size % self.world_size:
-            raise ConfigError(
-                f"the batch of {batch_size} does not split over {self.world_size} processes: "
-                f"--batch-size must be a multiple of {self.world_size}"
-            )
-        part = batch_size // self.world_size
-        return slice(self.rank * part, (self.rank + 1) * part)
-
-
-def ranks_from_environment() -> Ranks:
-    """The ranks torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``LOCAL_WORLD_SIZE``); a single process without them."""
-    env = os.environ
-    if "RANK" not in env or "WORLD_SIZE" not in env:
-        return Ranks()
-    world = int(env["WORLD_SIZE"])
-    return Ranks(int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)),
-                 int(env.get("LOCAL_WORLD_SIZE", world)))  # fmt: skip
 
 
 _current = Ranks()
@@ -108,7 +60,7 @@ def distributed_training(device: torch.device) -> Iterator[Ranks]:
             )
         torch.cuda.set_device(torch.device("cuda", ranks.local_rank))
     backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.set_num_threads(max(1, available_cores() // ranks.local_world_size))
+    torch.set_num_threads(ranks.threads())
     dist.init_process_group(backend, timeout=RENDEZVOUS_TIMEOUT)
     _current = ranks
     try:
