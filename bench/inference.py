@@ -13,7 +13,9 @@ z-scored one of --shape voxels, or with --image a real image, e.g. the 1 mm MNI 
   as its predictor and medseg's Gaussian map as its ``roi_weight_map`` (MONAI's own
   ``mode="gaussian"`` builds a slightly different discrete kernel), then the argmax;
 - pipeline: medseg's whole ``predict_image`` of that volume as a 1 mm NIfTI image (plan:
-  1 mm target spacing, z-score): preprocessing, prediction and the way back to its grid.
+  1 mm target spacing, z-score): preprocessing, prediction and the way back to its grid;
+- compiled (only with ``--sides``): as medseg, the network through ``torch.compile`` as
+  ``medseg predict --compile`` runs it (its time includes compiling).
 
 Each side runs in a fresh child process (one after the other) and reports its seconds,
 the seconds spent inside the network (timed around each forward pass), the windows it
@@ -52,7 +54,8 @@ STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 KERNELS = [[3, 3, 3]] * 4
 SW_BATCH = 2  # medseg.nn.windows_per_pass for a 3D network on the CPU
 CHECK_SHAPE = (100, 112, 80)  # (size - patch) a multiple of patch / 2 on every axis
-SIDES = ("medseg", "monai", "pipeline")
+SIDES = ("medseg", "monai", "pipeline", "compiled")
+DEFAULT_SIDES = ("medseg", "monai", "pipeline")
 
 
 def build_network(labels: int) -> torch.nn.Module:
@@ -148,9 +151,11 @@ def predict(side: str, network: TimedNetwork, args: argparse.Namespace, out: Pat
         model = pipeline_model(network, args.labels)
         return predict_image(model, read_image(out / "volume.nii")).array[0]
     image = volume(tuple(args.shape), args.image)
-    if side == "medseg":
+    if side in ("medseg", "compiled"):
         from medseg.nn import predict_volume
 
+        if side == "compiled":
+            network.network = torch.compile(network.network, dynamic=False)
         argmax = None if args.probabilities else lambda p: p.argmax(0, keepdim=True).byte()
         result = predict_volume(network, image, PATCH, SW_BATCH, reduce=argmax)
         return result.numpy() if args.probabilities else result[0].numpy()
@@ -236,6 +241,9 @@ def report(args: argparse.Namespace, results: dict, agreement: float) -> None:
               f"(+{r['rise_mib'] / 1024:5.2f} GiB); network {net_rate:5.1f} GFLOP/s "
               f"({100 * net_rate / ceiling:4.1f} % of the ceiling), end to end {rate:5.1f} "
               f"GFLOP/s ({100 * rate / ceiling:4.1f} %)")  # fmt: skip
+    if "compiled" in results:
+        compiled = results["monai"]["seconds"] / results["compiled"]["seconds"]
+        print(f"medseg compiled / MONAI throughput: {compiled:.2f}x (compiling included)")
     speed = results["monai"]["seconds"] / results["medseg"]["seconds"]
     print(
         f"medseg / MONAI throughput: {speed:.2f}x; same most likely class in "
@@ -250,6 +258,13 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=14)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="first check equal outputs")
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        choices=SIDES,
+        default=list(DEFAULT_SIDES),
+        help="medseg and monai always run; pipeline, compiled on request",
+    )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probabilities", action="store_true", help=argparse.SUPPRESS)
@@ -262,13 +277,14 @@ def main() -> None:
         args.shape = list(volume((1, 1, 1), args.image).shape[1:])
     if args.check:
         check_equal_positions(args)
+    sides = tuple(dict.fromkeys(["medseg", "monai", *args.sides]))
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_children(args, SIDES, tmp)
-        maps = {side: np.load(Path(tmp) / f"{side}.npy") for side in SIDES}
-    if not np.array_equal(maps["medseg"], maps["pipeline"]):
+        results = run_children(args, sides, tmp)
+        maps = {side: np.load(Path(tmp) / f"{side}.npy") for side in sides}
+    for side in set(sides) & {"pipeline", "compiled"}:
         print(
-            "note: the pipeline's labels differ from predict_volume's "
-            f"in {100 * float((maps['medseg'] != maps['pipeline']).mean()):.4f} % of voxels"
+            f"{side}: labels differ from medseg's in "
+            f"{100 * float((maps['medseg'] != maps[side]).mean()):.4f} % of voxels"
         )
     report(args, results, float((maps["medseg"] == maps["monai"]).mean()))
 

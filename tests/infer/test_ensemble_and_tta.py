@@ -3,6 +3,7 @@ properties hold for any weights)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -102,3 +103,27 @@ def test_saved_probabilities_match_the_labels(untrained_run_dir: Path, phantom3d
         predict_paths(untrained_run_dir, [phantom3d / "imagesTs"], tmp_path / "x", "cpu",
                       quiet=True, save_probabilities="hdf5")  # fmt: skip
     shutil.rmtree(out)
+
+
+def test_compiled_networks_predict_the_same_labels(untrained_run_dir: Path, phantom3d, tmp_path):
+    """``--compile`` (torch.compile) changes the speed, not the prediction: the labels of
+    the phantom cases equal those of the eager networks up to near-ties of an untrained
+    network (outputs agree to about 1e-6)."""
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        pytest.skip("no C++ compiler for torch.compile on the CPU")
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    images = phantom3d / "imagesTs"
+    predict_paths(untrained_run_dir, [images], plain, "cpu", quiet=True)
+    predict_paths(untrained_run_dir, [images], fast, "cpu", quiet=True, compile_networks=True)
+    for path in plain.glob("*.nii.gz"):
+        same = read_image(path).array == read_image(fast / path.name).array
+        assert same.mean() > 0.999, path.name
+    settings = json.loads((fast / "predictions.json").read_text())["settings"]
+    assert settings["compile_networks"] is True
+
+
+def test_an_onnx_export_is_not_compiled(untrained_run_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(untrained_run_dir / "plan.json", tmp_path / "plan.json")
+    (tmp_path / "model.json").write_text("{}")  # what makes a folder an ONNX export
+    with pytest.raises(ConfigError, match="--compile is for PyTorch"):
+        load_trained_model(tmp_path, "cpu", compile_networks=True)

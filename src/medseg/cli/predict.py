@@ -111,6 +111,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the networks with PyTorch (default) or with onnxruntime on the run's ONNX "
         "export (medseg export RUN_DIR first; CPU)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="run the networks through torch.compile: ~20 s to compile, then ~1.25x faster "
+        "per window here; for large volumes and long cohorts (needs a C++ compiler on CPU)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty,
         jobs=args.jobs or 1,
         engine=args.engine,
+        compile_networks=args.compile,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
@@ -147,7 +153,7 @@ def _classify(args: argparse.Namespace) -> int:
     segmentation_only = {
         "--tta": args.tta, "--save-probabilities": args.save_probabilities,
         "--series": args.series, "--fold": args.folds, "--lesions": args.lesions,
-        "--uncertainty": args.uncertainty, "--jobs": args.jobs,
+        "--uncertainty": args.uncertainty, "--jobs": args.jobs, "--compile": args.compile,
     }  # fmt: skip
     given = [name for name, value in segmentation_only.items() if value]
     if given or args.format not in (None, "nifti"):

@@ -67,6 +67,7 @@ class PredictSettings:
     formats: tuple[str, ...] = ("nifti",)
     lesions: bool = False
     uncertainty: bool = False
+    compile_networks: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The settings as JSON values, with the run folder resolved and its plan's hash."""
@@ -103,6 +104,7 @@ def predict_paths(
     uncertainty: bool = False,
     jobs: int = 1,
     engine: str = "torch",
+    compile_networks: bool = False,
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
@@ -124,7 +126,8 @@ def predict_paths(
     `medseg.infer.quality`). ``jobs`` worker processes share the cases (one thread each).
     ``predictions.json`` records it all and makes the command resumable (module text).
     ``engine="onnxruntime"`` predicts with the run's ONNX export (`medseg.export`; a
-    ``run_dir`` that is an export folder always does).
+    ``run_dir`` that is an export folder always does). ``compile_networks`` runs the networks
+    through ``torch.compile`` (`medseg.infer.predict.compiled`).
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
@@ -136,7 +139,7 @@ def predict_paths(
     settings = PredictSettings(
         Path(run_dir), device, series, tta, save_probabilities, postprocess,
         tuple(folds) if folds is not None else None, parse_formats(formats), lesions,
-        uncertainty,
+        uncertainty, compile_networks,
     )  # fmt: skip
     cases = find_input_cases(inputs)
     _check_dicom_formats(cases, settings.formats)
@@ -187,7 +190,7 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
     device = rank_device(ranks_from_environment(), settings.device)  # a rank's own GPU
-    model = load_trained_model(settings.run_dir, device, settings.folds)
+    model = load_trained_model(settings.run_dir, device, settings.folds, settings.compile_networks)
     dicom = DICOM_FORMATS & set(settings.formats)
     return {
         "model": model,
