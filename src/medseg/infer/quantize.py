@@ -40,7 +40,7 @@ from medseg.export.onnx import SIDECAR
 from medseg.infer.predict import TrainedModel, load_trained_model, network_input, predict_labels
 from medseg.io import image_files
 from medseg.io.outputs import prepare_output_folder
-from medseg.metrics.overlap import dice_per_label
+from medseg.metrics.overlap import dice_per_label, mask_ignored
 from medseg.nn.sliding_window import window_starts
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import log_line
@@ -111,7 +111,8 @@ def _compress_fold(
 ) -> dict[str, object]:
     """Compress one fold's model in ``small_dir``; its Dice and time before and after."""
     before = load_trained_model(float_dir, folds=[fold[5:]])
-    checked, calibration = _fold_cases(run_dir / fold, dataset, calibration_cases)
+    validation, calibration = _fold_cases(run_dir / fold, dataset, calibration_cases)
+    checked = validation or calibration  # a model trained on every case: its own cases
     source, target = float_dir / f"{fold}.onnx", small_dir / f"{fold}.onnx"
     if kind == "int8":
         windows = _windows(before, calibration, dataset)
@@ -121,7 +122,7 @@ def _compress_fold(
     record_quantization(small_dir)  # the new file's checksum, so that it loads
     after = load_trained_model(small_dir, folds=[fold[5:]])
     result: dict[str, object] = {
-        "checked_on": "validation cases" if checked is not calibration else "training cases",
+        "checked_on": "validation cases" if validation else "training cases",
         "cases": len(checked),
     }
     for name, model in (("float32", before), (kind, after)):
@@ -134,8 +135,8 @@ def _compress_fold(
 def _fold_cases(
     fold_dir: Path, dataset: DatasetFolder, count: int
 ) -> tuple[list[Case], list[Case]]:
-    """The fold's validation cases (``fold_K/validation``) and ``count`` of its training
-    cases spread over the dataset; without validation cases, the training cases twice."""
+    """The fold's validation cases (``fold_K/validation``; none for a model trained on every
+    case) and ``count`` of its training cases spread over the dataset."""
     ending = dataset.spec.file_ending
     folder = fold_dir / "validation"
     names = [p.name for p in image_files(folder)] if folder.is_dir() else []
@@ -144,7 +145,7 @@ def _fold_cases(
     step = max(len(training) // max(count, 1), 1)
     calibration = training[::step][:count]
     validation = [c for c in dataset.training if c.case_id in held_out]
-    return (validation or calibration), calibration
+    return validation, calibration
 
 
 def _windows(
@@ -178,7 +179,8 @@ def _dice_and_seconds(
         start = time.perf_counter()
         labels, _ = predict_labels(model, image, source=case.case_id, keep_probabilities=False)
         seconds += time.perf_counter() - start
-        for value, score in dice_per_label(reference, labels.array[0], values).items():
+        predicted = mask_ignored(reference, labels.array[0], c.ignore_label)
+        for value, score in dice_per_label(reference, predicted, values).items():
             scores[value].append(score)
     names = dict(zip(c.label_values, c.label_names))
     dice = {names[v]: round(float(np.nanmean(s)), 4) for v, s in scores.items()}
