@@ -68,6 +68,57 @@ def test_a_time_budget_stops_at_the_plans_step_cap(tiny_phantom, tmp_path):
     assert result.members == []  # a fold with validation is one model; only "all" adds more
 
 
+class _Clock:
+    """A stand-in for `time`: training steps take 5 s and validations 5 s, whatever the
+    machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_validates_within_its_share(tiny_phantom, tmp_path, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("medseg.loop.budget.time", clock)
+    monkeypatch.setattr("medseg.train.trainer.time", clock)
+    step, validate = Trainer.train_step, Trainer.validation_step
+
+    def slow_step(self, image, target):
+        clock.now += 5.0
+        return step(self, image, target)
+
+    def slow_validation(self):
+        clock.now += 5.0
+        return validate(self)
+
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    monkeypatch.setattr(Trainer, "validation_step", slow_validation)
+    # 2-step epochs (10 s) in a 3-minute budget; validating may take 20 % of the time spent
+    options = TrainOptions(
+        minutes=3, iterations_per_epoch=2, quiet=True, settings={"validation_share": 0.2}
+    )
+    result = train_run(tiny_phantom, tmp_path / "run", options)
+    validated = [r.epoch for r in result.history if r.val_dice]
+    epochs = len(result.history)
+    seconds = [r.seconds for r in result.history]
+    assert seconds[-1] <= 180  # the last epoch, validation included, fitted in the budget
+    assert validated[0] == 1 and validated[-1] == epochs  # the first and the last epoch
+    assert 4 <= len(validated) <= epochs - 4
+    for count, epoch in enumerate(validated[1:-1], start=2):  # within the share, itself included
+        assert 5 * count <= 0.2 * seconds[epoch - 1] + 1e-9
+    skipped = [e for e in range(1, epochs) if e not in validated]
+    for epoch in skipped:  # and skipped only where one more would have exceeded it
+        count = sum(v < epoch for v in validated) + 1
+        assert 5 * count > 0.2 * (seconds[epoch - 1] + 5)
+    assert result.best_epoch in validated
+    log = (tmp_path / "run" / "fold_0" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + epochs and sum(",nan," in row for row in log[1:]) >= epochs - len(
+        validated
+    )
+
+
 def test_same_seed_gives_identical_weights(tiny_phantom, tmp_path):
     for name in ("a", "b"):
         train_run(

@@ -18,7 +18,7 @@ from medseg.loop.logbook import (
     write_log_rows,
     write_logs,
 )
-from medseg.loop.schedule import poly_learning_rate
+from medseg.loop.schedule import poly_learning_rate, validation_due
 
 __all__ = [
     "CURVES_FILE",
@@ -31,6 +31,7 @@ __all__ = [
     "log_text",
     "poly_learning_rate",
     "table_text",
+    "validation_due",
     "write_log_rows",
     "write_logs",
 ]

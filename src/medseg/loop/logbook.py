@@ -97,8 +97,13 @@ def plot_curves(history: Sequence[EpochRecord], path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     axes[0].plot(epochs, [r.train_loss for r in history], color="tab:blue")
     axes[0].set_title("training loss")
-    axes[1].plot(epochs, [r.val_dice_mean for r in history], "o-", ms=3, label="mean Dice")
-    axes[1].plot(epochs, [r.val_dice_smoothed for r in history], label="moving average")
+    # a time budget validates some epochs only (`validation_due`): draw those
+    validated = [r for r in history if r.val_dice]
+    validated_epochs = [r.epoch for r in validated]
+    axes[1].plot(validated_epochs, [r.val_dice_mean for r in validated], "o-", ms=3,
+                 label="mean Dice")  # fmt: skip
+    axes[1].plot(validated_epochs, [r.val_dice_smoothed for r in validated],
+                 label="moving average")  # fmt: skip
     axes[1].set_title("validation Dice")
     axes[1].legend(loc="lower right", fontsize=8)
     axes[2].plot(epochs, [r.learning_rate for r in history], color="tab:green")
@@ -136,10 +141,11 @@ class TensorBoardWriter:
             return
         step = record.iterations
         self._writer.add_scalar("loss/train", record.train_loss, step)
-        self._writer.add_scalar("dice/validation_mean", record.val_dice_mean, step)
-        self._writer.add_scalar("dice/validation_smoothed", record.val_dice_smoothed, step)
-        for name, value in record.val_dice.items():
-            self._writer.add_scalar(f"dice/{name}", value, step)
+        if record.val_dice:  # an epoch that validated
+            self._writer.add_scalar("dice/validation_mean", record.val_dice_mean, step)
+            self._writer.add_scalar("dice/validation_smoothed", record.val_dice_smoothed, step)
+            for name, value in record.val_dice.items():
+                self._writer.add_scalar(f"dice/{name}", value, step)
         self._writer.add_scalar("learning_rate", record.learning_rate, step)
         self._writer.flush()
 

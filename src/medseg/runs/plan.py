@@ -85,6 +85,9 @@ class Plan(BaseModel):
     deep_supervision: bool = True  # U-Net only
     # the best epoch is the one with the highest moving average of validation Dice
     selection_smoothing: float = Field(default=0.5, ge=0, lt=1)
+    # with minutes: validation after an epoch only while validating has taken at most this
+    # share of the time (the first and the last epoch always); 1 validates every epoch
+    validation_share: float = Field(default=0.05, gt=0, le=1)
     mixed_precision: bool = True  # CUDA only; CPU steps run in float32
     augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
     epochs: int | None = Field(default=None, ge=1, le=10**7)

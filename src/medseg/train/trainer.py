@@ -26,6 +26,7 @@ from medseg.loop import (
     TensorBoardWriter,
     deferred_interrupt,
     poly_learning_rate,
+    validation_due,
     write_logs,
 )
 from medseg.metrics import Evaluation, dice, dice_per_label, mask_ignored
@@ -222,12 +223,35 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------
     def _budget_left(self) -> bool:
-        """Whether another epoch fits: epochs left, or time for one as long as the last."""
-        epoch = len(self.history)
+        """Whether another epoch fits: epochs left, or time for one as long as the last
+        epoch's training plus the latest validation (the last epoch always validates)."""
         last = 0.0
-        if epoch:
-            last = self.history[-1].seconds - (self.history[-2].seconds if epoch > 1 else 0.0)
-        return distributed.agree(self.budget.epoch_left(epoch, last))
+        if self.history:
+            record = self.history[-1]
+            before = self.history[-2].seconds if len(self.history) > 1 else 0.0
+            training = record.seconds - before - record.validation_seconds
+            last = training + (self._validation_cost() or 0.0)
+        return distributed.agree(self.budget.epoch_left(len(self.history), last))
+
+    def _validation_cost(self) -> float | None:
+        """The seconds of the latest validation (None before the first; rank 0 only)."""
+        spent = [r.validation_seconds for r in self.history if r.val_dice]
+        return spent[-1] if spent else None
+
+    def _validation_due(self) -> bool:
+        """Whether the epoch just trained validates: every epoch of an epoch budget (which
+        stays reproducible); by time, see `validation_due`."""
+        if not self.budget.by_time or not self.val_cases:
+            return True
+        cost = self._validation_cost()
+        trained = self.budget.elapsed() - (self.history[-1].seconds if self.history else 0.0)
+        return validation_due(
+            share=self.config.validation_share,
+            elapsed=self.budget.elapsed(),
+            validation_seconds=sum(r.validation_seconds for r in self.history if r.val_dice),
+            last_validation_seconds=cost,
+            last_epoch=not self.budget.epoch_left(len(self.history) + 1, trained + (cost or 0)),
+        )
 
     def training_state(self) -> dict[str, object]:
         """Everything `resume` needs, as tensors and plain containers."""
@@ -352,7 +376,9 @@ class Trainer:
                     epoch = len(self.history) + 1
                     loss, lr, data_seconds, step_seconds = self._train_epoch(advance)
                     validation_start = time.perf_counter()
-                    mean, labels, smoothed = self._validate()
+                    mean, labels, smoothed = math.nan, {}, math.nan
+                    if self._validation_due():
+                        mean, labels, smoothed = self._validate()
                     validation_seconds = time.perf_counter() - validation_start
                     record = EpochRecord(
                         epoch, self.iteration, round(self.budget.elapsed(), 2), lr, loss, mean,
@@ -360,7 +386,7 @@ class Trainer:
                     )  # fmt: skip
                     self.history.append(record)
                     self._end_epoch(record, tensorboard)
-                    status = f"loss {loss:.3f}  val Dice {mean:.3f}"
+                    status = f"loss {loss:.3f}" + (f"  val Dice {mean:.3f}" if labels else "")
                     progress.update(task, status=status)
                     seconds = self.budget.elapsed()
                     log_line(f"epoch {epoch}: {status}  ({seconds:.0f} s)", self.quiet)
