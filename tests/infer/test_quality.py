@@ -42,9 +42,23 @@ def test_entropy_agreement_and_scores_of_a_known_case():
     assert scores["disagreement"] == pytest.approx(1 / 15) and scores["volume_ml"] == 4.0
     assert np.isnan(scores["volume_z"]) and flag(scores, None) == ""
     assert scores["expected_dice_gap"] == pytest.approx(1 - 2 * 8 / (12 + 8))  # p: 8 + 8 * 0.5
+    assert scores["worst_label_gap"] == scores["expected_dice_gap"]  # one label
     calibration = Calibration("volume_z", 2.0, 10.0, 3.0, {}, 20, 0.1)
     scores = case_scores(probabilities, labels, [a, b], voxel_ml=0.5, calibration=calibration)
     assert scores["volume_z"] == pytest.approx(2.0) and flag(scores, calibration) == "review"
+
+
+def test_the_worst_label_gap_is_the_least_sure_label():
+    probabilities = np.zeros((3, 4, 4))
+    probabilities[0, :, :2] = 1.0  # background, sure
+    probabilities[1, :2, 2:] = 1.0  # label 1, sure
+    probabilities[2, 2:, 2:] = 0.6  # label 2, unsure
+    probabilities[0, 2:, 2:] = 0.4
+    labels = probabilities.argmax(0)
+    scores = case_scores(probabilities, labels, [labels], voxel_ml=1.0, calibration=None)
+    label_2 = 2 * (4 * 0.6) / (4 * 0.6 + 4)  # soft Dice of label 2 against its own mask
+    assert scores["worst_label_gap"] == pytest.approx(1 - label_2)
+    assert scores["expected_dice_gap"] == pytest.approx(1 - (1 + label_2) / 2)
 
 
 def test_the_score_that_ranks_the_worst_cases_first_is_chosen():
@@ -52,14 +66,19 @@ def test_the_score_that_ranks_the_worst_cases_first_is_chosen():
     dice = rng.uniform(0.5, 0.95, 40)
     rows = [
         {"case": f"c{k}", "mean_entropy": 1 - d, "disagreement": rng.random(),
-         "expected_dice_gap": rng.random(), "volume_ml": 10.0, "reference_ml": 10.0 + k % 3,
-         "dice": d}
+         "expected_dice_gap": rng.random(), "worst_label_gap": rng.random(),
+         "volume_ml": 10.0, "reference_ml": 10.0 + k % 3, "dice": d}
         for k, d in enumerate(dice)
     ]  # fmt: skip
-    calibration, curve = choose_flag(rows, 0.1)
+    calibration, curve = choose_flag(rows, 0.1, review_fraction=None)  # Youden's threshold
     assert calibration.score == "mean_entropy" and calibration.auroc["mean_entropy"] == 1.0
     flagged = {r["case"] for r in rows if r["mean_entropy"] >= calibration.threshold}
     assert flagged == {r["case"] for r in rows if r["worst"]}
+    for share in (0.2, 0.3):  # a fixed share sent to review: the most doubtful cases
+        calibration, _ = choose_flag(rows, 0.1, review_fraction=share)
+        flagged = {r["case"] for r in rows if r["mean_entropy"] >= calibration.threshold}
+        assert len(flagged) == round(share * 40) and calibration.review_fraction == share
+        assert flagged == {r["case"] for r in sorted(rows, key=lambda r: r["dice"])[: len(flagged)]}
     assert curve[-1]["coverage"] == 1.0 and curve[0]["mean_dice"] >= curve[-1]["mean_dice"]
 
 

@@ -95,6 +95,14 @@ def fraction(value: str) -> float:
     return number
 
 
+def share(value: str) -> float:
+    """A share strictly between 0 and 1."""
+    number = float(value)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return number
+
+
 def fold(value: str) -> int | str:
     """A fold number or ``all``."""
     if value == "all":

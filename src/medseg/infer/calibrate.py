@@ -6,7 +6,8 @@ fold's network (with the mirrored copies too when the model was trained with mir
 ``medseg predict --uncertainty`` would, and scored (`medseg.infer.quality`) and compared with
 their references (mean Dice over the foreground labels). The worst cases are the
 ``worst_fraction`` with the lowest Dice. For each score the ROC AUC of detecting them is
-measured; the score with the highest AUC is chosen, with Youden's threshold on these cases.
+measured; the score with the highest AUC is chosen, with the threshold that sends the most
+doubtful ``review_fraction`` of these cases to review (or Youden's threshold).
 The risk–coverage curve (the mean Dice of the cases kept when the most doubtful ones are
 flagged first) is stored beside, with every case's scores in ``quality_cv.csv``.
 """
@@ -29,6 +30,9 @@ from medseg.postprocess.model import load_postprocessing
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
 
+#: The share of cases the flag sends to review by default (see docs/predict.md).
+REVIEW_FRACTION = 0.2
+
 
 def calibrate_run(
     run_dir: str | Path,
@@ -36,6 +40,7 @@ def calibrate_run(
     worst_fraction: float = 0.1,
     device: str = "auto",
     quiet: bool = False,
+    review_fraction: float | None = REVIEW_FRACTION,
 ) -> tuple[Calibration, list[dict[str, object]]]:
     """Calibrate the run's quality flag (see the module text); returns the calibration and
     one row per cross-validation case (its scores, Dice and whether it is among the worst).
@@ -81,19 +86,22 @@ def calibrate_run(
                 rows.append({"case": case_id, "fold": fold, **scores,
                              "reference_ml": float(annotated.sum()) * voxel_ml,
                              "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
-    calibration, curve = choose_flag(rows, worst_fraction)
+    calibration, curve = choose_flag(rows, worst_fraction, review_fraction)
     calibration.save(run_dir, {"risk_coverage": curve})
     write_csv_atomic(run_dir / "quality_cv.csv", list(rows[0]), rows)
     return calibration, rows
 
 
 def choose_flag(
-    rows: list[dict[str, object]], worst_fraction: float
+    rows: list[dict[str, object]],
+    worst_fraction: float,
+    review_fraction: float | None = REVIEW_FRACTION,
 ) -> tuple[Calibration, list[dict[str, float]]]:
-    """The score and threshold that best detect the ``worst_fraction`` of ``rows`` by Dice
-    (each row: the scores, ``dice`` and ``reference_ml``), and the risk–coverage curve of that
-    score; sets ``volume_z`` (against these rows' reference volumes) and ``worst`` in each row.
-    """
+    """The score that best detects the ``worst_fraction`` of ``rows`` by Dice (each row: the
+    scores, ``dice`` and ``reference_ml``), its threshold (the quantile that flags
+    ``review_fraction`` of the rows, or Youden's threshold for None) and its risk–coverage
+    curve; sets ``volume_z`` (against these rows' reference volumes) and ``worst`` in each
+    row."""
     volumes = np.array([r["reference_ml"] for r in rows], float)
     mean, std = float(volumes.mean()), float(volumes.std())
     for row in rows:
@@ -114,11 +122,16 @@ def choose_flag(
         raise RunFolderError("no quality score is defined on these cases (too few, or one class)")
     best = max(finite, key=finite.get)  # type: ignore[arg-type]
     values = np.array([r[best] for r in rows], float)
-    threshold = youden_threshold(worst, values)
+    if review_fraction is None:
+        threshold = youden_threshold(worst, values)
+    else:
+        threshold = float(np.quantile(values, 1 - review_fraction, method="higher"))
     order = np.argsort(values)  # most confident first
     curve = [
         {"coverage": round(k / len(rows), 4), "mean_dice": float(dice[order[:k]].mean())}
         for k in range(1, len(rows) + 1)
     ]
-    calibration = Calibration(best, threshold, mean, std, auroc, len(rows), worst_fraction)
+    calibration = Calibration(
+        best, threshold, mean, std, auroc, len(rows), worst_fraction, review_fraction
+    )
     return calibration, curve

@@ -11,6 +11,8 @@ Scores of one case (higher = more doubtful):
   the soft Dice 2·Σ p·m / (Σ p + Σ m) of its probabilities p against its argmax mask m,
   averaged over the labels present (0 when none is): large when much probability lies
   outside the mask or the mask holds unsure voxels;
+- ``worst_label_gap``: the same for the label the network is least sure of (a case's Dice
+  is often low because one of its labels is);
 - ``volume_z``: how many standard deviations the predicted foreground volume lies from the
   mean of the reference volumes the run was calibrated on (NaN before calibration).
 
@@ -32,7 +34,7 @@ from medseg.errors import RunFolderError, located
 from medseg.io import read_json_file, write_text_atomic
 
 QUALITY_FILE = "quality.json"
-SCORES = ("mean_entropy", "disagreement", "expected_dice_gap", "volume_z")
+SCORES = ("mean_entropy", "disagreement", "expected_dice_gap", "worst_label_gap", "volume_z")
 
 
 def entropy_map(probabilities: np.ndarray) -> np.ndarray:
@@ -64,7 +66,9 @@ def pairwise_agreement(member_labels: list[np.ndarray]) -> float:
 @dataclass(frozen=True)
 class Calibration:
     """What `medseg calibrate` chose: the score, the threshold at or above which a case is
-    flagged, and the reference volumes ``volume_z`` is measured against."""
+    flagged (the score's quantile that flags ``review_fraction`` of the calibration cases, or
+    Youden's threshold where that is None), and the reference volumes ``volume_z`` is
+    measured against."""
 
     score: str
     threshold: float
@@ -73,6 +77,7 @@ class Calibration:
     auroc: dict[str, float]
     cases: int
     worst_fraction: float
+    review_fraction: float | None = None
 
     def save(self, run_dir: Path, extra: dict[str, object]) -> Path:
         """Write ``quality.json`` (this and ``extra``, e.g. the risk-coverage curve)."""
@@ -90,7 +95,9 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         return None
     raw = read_json_file(path, RunFolderError, expect_object=True)
     try:
-        fields = {name: raw[name] for name in Calibration.__dataclass_fields__}
+        optional = {"review_fraction": None}  # quality.json files of before 2026-12-03
+        fields = {name: raw[name] if name in raw else optional[name]
+                  for name in Calibration.__dataclass_fields__}  # fmt: skip
         aurocs = fields["auroc"].items()
         fields["auroc"] = {k: float("nan") if v is None else float(v) for k, v in aurocs}
         calibration = Calibration(**fields)
@@ -98,6 +105,9 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         raise RunFolderError(located(path, "not a quality.json of medseg calibrate")) from None
     if calibration.score not in SCORES:
         raise RunFolderError(located(path, f"unknown score {calibration.score!r}"))
+    share = calibration.review_fraction
+    if share is not None and not (isinstance(share, float) and 0 < share < 1):
+        raise RunFolderError(located(path, f"review_fraction {share!r} is not in (0, 1)"))
     return calibration
 
 
@@ -112,6 +122,7 @@ def case_scores(
     the input's grid, and its members' label maps; ``voxel_ml`` is one voxel's volume."""
     foreground = labels > 0
     entropy = entropy_map(probabilities)
+    expected = expected_dice_per_label(probabilities)
     volume = float(foreground.sum()) * voxel_ml
     z = float("nan")
     if calibration is not None and calibration.volume_std_ml > 0:
@@ -119,23 +130,24 @@ def case_scores(
     return {
         "mean_entropy": float(entropy[foreground].mean()) if foreground.any() else 0.0,
         "disagreement": 1.0 - pairwise_agreement(member_labels),
-        "expected_dice_gap": 1.0 - expected_dice(probabilities),
+        "expected_dice_gap": 1.0 - float(np.mean(expected or [1.0])),
+        "worst_label_gap": 1.0 - min(expected or [1.0]),
         "volume_ml": round(volume, 4),
         "volume_z": z,
     }
 
 
-def expected_dice(probabilities: np.ndarray) -> float:
-    """The mean over foreground classes present of the soft Dice between the probabilities
-    ``(K, *spatial)`` and their own argmax masks (1 when no foreground is predicted or
+def expected_dice_per_label(probabilities: np.ndarray) -> list[float]:
+    """Per foreground class present, the soft Dice between the probabilities
+    ``(K, *spatial)`` and their own argmax mask (empty when no foreground is predicted or
     likely anywhere).
 
     Examples
     --------
     >>> sure = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> unsure = np.array([[0.4, 0.6], [0.6, 0.4]])
-    >>> expected_dice(sure), round(expected_dice(unsure), 3)
-    (1.0, 0.6)
+    >>> expected_dice_per_label(sure), [round(d, 3) for d in expected_dice_per_label(unsure)]
+    ([1.0], [0.6])
     """
     classes = probabilities.argmax(0)
     scores = []
@@ -144,7 +156,7 @@ def expected_dice(probabilities: np.ndarray) -> float:
         total = float(p.sum()) + float(mask.sum())
         if total > 0:
             scores.append(2.0 * float(p[mask].sum()) / total)
-    return float(np.mean(scores)) if scores else 1.0
+    return scores
 
 
 def flag(scores: dict[str, float], calibration: Calibration | None) -> str:

@@ -13,7 +13,8 @@ from medseg.io.csv_file import write_csv_atomic
 
 QUALITY_CSV = "quality.csv"
 QUALITY_COLUMNS = [
-    "case", "mean_entropy", "disagreement", "expected_dice_gap", "volume_ml", "volume_z", "flag",
+    "case", "mean_entropy", "disagreement", "expected_dice_gap", "worst_label_gap", "volume_ml",
+    "volume_z", "flag",
 ]  # fmt: skip
 
 
