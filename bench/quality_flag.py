@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.reuse:
         rows = _stored_rows(args.run / "quality_cv.csv")
-        calibration, _ = choose_flag([copy.copy(r) for r in rows], WORST)
+        calibration, _ = choose_flag(rows, WORST)  # sets each row's worst, as calibrate does
     else:
         calibration, rows = calibrate_run(args.run, args.dataset, WORST, "cpu", quiet=True)
     dice = np.array([r["dice"] for r in rows], float)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from medseg.datasets.phantom import write_phantom_dataset
+from medseg.errors import RunFolderError
 from medseg.infer import predict_paths
 from medseg.infer.calibrate import calibrate_run, choose_flag
 from medseg.infer.quality import (
@@ -109,6 +110,27 @@ def test_calibrate_stores_a_flag_that_predict_then_applies(cross_validated, tmp_
     uncertainty = read_image(maps[0])
     assert uncertainty.spatial_shape == image.spatial_shape
     assert uncertainty.array.min() >= 0 and uncertainty.array.max() <= 1
+
+
+def test_the_threshold_rule_is_stored_and_old_files_still_load(cross_validated, run_cli):
+    run, _ = cross_validated
+    calibration, _ = calibrate_run(run, quiet=True)
+    assert calibration.review_fraction == 0.1 == load_calibration(run).review_fraction
+    code, out, _ = run_cli(["--quiet", "calibrate", str(run), "--youden"])
+    assert code == 0 and load_calibration(run).review_fraction is None
+    original = (run / "quality.json").read_text()
+    stored = json.loads(original)
+    del stored["review_fraction"]  # written before the rule existed: Youden's
+    (run / "quality.json").write_text(json.dumps(stored))
+    assert load_calibration(run).review_fraction is None
+    stored["review_fraction"] = 1.5
+    (run / "quality.json").write_text(json.dumps(stored))
+    with pytest.raises(RunFolderError, match="review_fraction"):
+        load_calibration(run)
+    (run / "quality.json").write_text(original)  # the module's run, as it was
+    for bad in (["--review-fraction", "0"], ["--review-fraction", "0.1", "--youden"]):
+        code, _, err = run_cli(["calibrate", str(run), *bad])
+        assert code == 2 and "review-fraction" in err
 
 
 def test_a_run_without_cross_validation_cannot_be_calibrated(untrained_run_dir, run_cli):

@@ -17,7 +17,7 @@ predicts each fold's validation cases again with that fold's network, scores the
 medseg predict --uncertainty does (mean entropy in the foreground, disagreement between
 members, the Dice the network expects of itself, volume away from the references'), and
 keeps the score that best detects the worst cases by Dice, with the threshold that sends
-the most doubtful 20 % of these cases to review, in RUN/quality.json; medseg predict
+the most doubtful 10 % of these cases to review, in RUN/quality.json; medseg predict
 --uncertainty then flags each case ok or review in quality.csv. Needs a
 --cross-validation run.
 """
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     threshold = parser.add_mutually_exclusive_group()
     threshold.add_argument(
         "--review-fraction", type=arguments.share, metavar="F",
-        help="the threshold flags this share of the cases, the most doubtful (default: 0.2)",
+        help="the threshold flags this share of the cases, the most doubtful (default: 0.1)",
     )  # fmt: skip
     threshold.add_argument(
         "--youden", action="store_true",

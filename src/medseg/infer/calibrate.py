@@ -31,7 +31,7 @@ from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
 
 #: The share of cases the flag sends to review by default (see docs/predict.md).
-REVIEW_FRACTION = 0.2
+REVIEW_FRACTION = 0.1
 
 
 def calibrate_run(
