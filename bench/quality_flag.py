@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,22 @@ def main() -> None:
           f"{worst.sum()} cases with Dice <= {dice[worst].max():.4f}")  # fmt: skip
     rng = np.random.default_rng(0)
     _aurocs(rows, worst, rng)
+    if not args.reuse:
+        _temperature(args.run)
     chosen = np.array([r[calibration.score] for r in rows], float)
     print(f"\nchosen on all folds: {calibration.score} >= {calibration.threshold:.4g}")
     _risk_coverage(dice, chosen, rng)
     _held_out(rows, float(np.quantile(dice, WORST)))
+
+
+def _temperature(run: Path) -> None:
+    fit = json.loads((run / "quality.json").read_text())["temperature_fit"]
+    print(f"\ntemperature of the uncertainty map: {fit['temperature']:.3g} (fitted "
+          f"{fit['fitted']:.3g} on {fit['voxels']} voxels near the foreground)\n"
+          f"  negative log-likelihood {fit['nll_before']:.4f} -> {fit['nll_after']:.4f}; "
+          f"held out (each fold by a T fitted on the others) {fit['held_out_nll_before']:.4f}"
+          f" -> {fit['held_out_nll_after']:.4f}\n  expected calibration error "
+          f"{fit['ece_before']:.4f} -> {fit['ece_after']:.4f}")  # fmt: skip
 
 
 def _aurocs(rows: list[dict], worst: np.ndarray, rng: np.random.Generator) -> None:

@@ -101,6 +101,11 @@ def test_calibrate_stores_a_flag_that_predict_then_applies(cross_validated, tmp_
     assert str(loaded.auroc) == str(calibration.auroc)  # NaN where a score is undefined
     stored = json.loads((run / "quality.json").read_text())
     assert len(stored["risk_coverage"]) == 10 and (run / "quality_cv.csv").is_file()
+    fit = stored["temperature_fit"]  # fitted on voxels of the cross-validation cases
+    assert fit["voxels"] > 0 and 0.25 <= fit["fitted"] <= 4
+    assert loaded.temperature == stored["temperature"]
+    assert stored["temperature"] in (1.0, pytest.approx(fit["fitted"], abs=1e-6))
+    assert fit["nll_after"] <= fit["nll_before"]
     out = tmp_path / "out"
     written = predict_paths(run, [data / "imagesTs"], out, quiet=True, uncertainty=True)
     table = list(csv.DictReader((tmp_path / "out" / "quality.csv").open()))

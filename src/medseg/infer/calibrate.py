@@ -14,19 +14,21 @@ flagged first) is stored beside, with every case's scores in ``quality_cv.csv``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from medseg.datasets import open_dataset, read_training_case
+from medseg.datasets import DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError, RunFolderError, located
-from medseg.infer.predict import load_trained_model, mirror_axes, predict_labels
+from medseg.infer.predict import TrainedModel, load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
+from medseg.infer.temperature import TemperatureFit, fit_temperature, voxel_sample
 from medseg.io import image_files
 from medseg.io.csv_file import write_csv_atomic
 from medseg.metrics.classification import roc_auc, youden_threshold
 from medseg.metrics.overlap import dice_per_label, mask_ignored
-from medseg.postprocess.model import load_postprocessing
+from medseg.postprocess.model import Postprocessing, load_postprocessing
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
 
@@ -58,6 +60,8 @@ def calibrate_run(
     dataset = open_dataset(recorded_dataset_dir(run_dir, dataset_dir))
     postprocessing = load_postprocessing(run_dir)
     rows: list[dict[str, object]] = []
+    samples: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    rng = np.random.default_rng(0)
     with make_progress(quiet) as progress:
         for folder in folds:
             fold = int(folder.parent.name[5:])
@@ -69,27 +73,44 @@ def calibrate_run(
             names = [p.name for p in image_files(folder) if p.name.endswith(ending)]
             cases = [name[: -len(ending)] for name in names]
             for case_id in progress.track(cases, description=folder.parent.name):
-                image, reference = read_training_case(dataset.case(case_id), dataset.spec)
-                members: list[np.ndarray] = []
-                labels, probabilities = predict_labels(
-                    model, image, tta, postprocessing, source=case_id, members=members
-                )
-                voxel_ml = float(np.prod(image.spacing)) / 1000.0
-                scores = case_scores(probabilities, labels.array[0], members, voxel_ml, None)
-                values = [v for v in model.config.label_values if v != 0]
-                ignore = model.config.ignore_label
-                predicted = mask_ignored(reference, labels.array[0], ignore)
-                dice = dice_per_label(reference, predicted, values)
-                annotated = (
-                    (reference > 0) if ignore is None else (reference > 0) & (reference != ignore)
-                )
-                rows.append({"case": case_id, "fold": fold, **scores,
-                             "reference_ml": float(annotated.sum()) * voxel_ml,
-                             "dice": float(np.nanmean(list(dice.values())))})  # fmt: skip
+                row, sample = _score_case(model, dataset, case_id, tta, postprocessing, rng)
+                rows.append({"case": case_id, "fold": fold, **row})
+                samples.setdefault(fold, []).append(sample)
     calibration, curve = choose_flag(rows, worst_fraction, review_fraction)
-    calibration.save(run_dir, {"risk_coverage": curve})
+    fit = fit_temperature({f: _joined(s) for f, s in samples.items()})
+    calibration = dataclasses.replace(calibration, temperature=fit.temperature)
+    calibration.save(run_dir, {"temperature_fit": _report(fit), "risk_coverage": curve})
     write_csv_atomic(run_dir / "quality_cv.csv", list(rows[0]), rows)
     return calibration, rows
+
+
+def _score_case(
+    model: TrainedModel,
+    dataset: DatasetFolder,
+    case_id: str,
+    tta: bool,
+    postprocessing: Postprocessing | None,
+    rng: np.random.Generator,
+) -> tuple[dict[str, object], tuple[np.ndarray, np.ndarray]]:
+    """Predict one cross-validation case as `medseg predict --uncertainty` would: its scores,
+    reference volume and Dice, and the voxels sampled for the temperature fit."""
+    image, reference = read_training_case(dataset.case(case_id), dataset.spec)
+    members: list[np.ndarray] = []
+    labels, probabilities = predict_labels(
+        model, image, tta, postprocessing, source=case_id, members=members
+    )
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
+    scores = case_scores(probabilities, labels.array[0], members, voxel_ml, None)
+    values, ignore = model.config.label_values, model.config.ignore_label
+    predicted = mask_ignored(reference, labels.array[0], ignore)
+    dice = dice_per_label(reference, predicted, [v for v in values if v != 0])
+    annotated = (reference > 0) if ignore is None else (reference > 0) & (reference != ignore)
+    classes = _class_indices(reference, values)
+    sample = voxel_sample(probabilities, np.maximum(classes, 0),
+                          _class_indices(labels.array[0], values), classes >= 0, rng)  # fmt: skip
+    row = {**scores, "reference_ml": float(annotated.sum()) * voxel_ml,
+           "dice": float(np.nanmean(list(dice.values())))}  # fmt: skip
+    return row, sample
 
 
 def choose_flag(
@@ -135,3 +156,20 @@ def choose_flag(
         best, threshold, mean, std, auroc, len(rows), worst_fraction, review_fraction
     )
     return calibration, curve
+
+
+def _class_indices(labels: np.ndarray, label_values: list[int]) -> np.ndarray:
+    """The class index of each voxel's label value (-1 for a value the plan does not know,
+    such as the ignore label)."""
+    indices = np.full(labels.shape, -1, np.int64)
+    for index, value in enumerate(label_values):
+        indices[labels == value] = index
+    return indices
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+
+
+def _report(fit: TemperatureFit) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in dataclasses.asdict(fit).items()}

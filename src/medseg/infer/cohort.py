@@ -224,10 +224,9 @@ def _predict(settings, loaded, out_dir: Path, case: Case) -> dict[str, Any]:
     if settings.lesions:
         entry["lesions"] = lesion_rows(case.case_id, labels, probabilities, model.config)
     if members is not None:
-        files.append(write_uncertainty(probabilities, labels, out_dir, case.case_id))
-        entry["quality"] = quality_row(
-            case.case_id, probabilities, labels, members, loaded["calibration"]
-        )
+        calibration = loaded["calibration"]
+        files.append(write_uncertainty(probabilities, labels, out_dir, case.case_id, calibration))
+        entry["quality"] = quality_row(case.case_id, probabilities, labels, members, calibration)
     return entry | {"outputs": [f.name for f in files]}
 
 

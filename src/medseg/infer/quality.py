@@ -67,8 +67,8 @@ def pairwise_agreement(member_labels: list[np.ndarray]) -> float:
 class Calibration:
     """What `medseg calibrate` chose: the score, the threshold at or above which a case is
     flagged (the score's quantile that flags ``review_fraction`` of the calibration cases, or
-    Youden's threshold where that is None), and the reference volumes ``volume_z`` is
-    measured against."""
+    Youden's threshold where that is None), the reference volumes ``volume_z`` is measured
+    against, and the temperature of the uncertainty map's probabilities."""
 
     score: str
     threshold: float
@@ -78,6 +78,8 @@ class Calibration:
     cases: int
     worst_fraction: float
     review_fraction: float | None = None
+    #: the probabilities' temperature for the uncertainty map (`medseg.infer.temperature`)
+    temperature: float = 1.0
 
     def save(self, run_dir: Path, extra: dict[str, object]) -> Path:
         """Write ``quality.json`` (this and ``extra``, e.g. the risk-coverage curve)."""
@@ -95,7 +97,7 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         return None
     raw = read_json_file(path, RunFolderError, expect_object=True)
     try:
-        optional = {"review_fraction": None}  # quality.json files of before 2026-12-03
+        optional = {"review_fraction": None, "temperature": 1.0}  # files before 2026-12-03
         fields = {name: raw[name] if name in raw else optional[name]
                   for name in Calibration.__dataclass_fields__}  # fmt: skip
         aurocs = fields["auroc"].items()
@@ -105,6 +107,9 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         raise RunFolderError(located(path, "not a quality.json of medseg calibrate")) from None
     if calibration.score not in SCORES:
         raise RunFolderError(located(path, f"unknown score {calibration.score!r}"))
+    t = calibration.temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 100:
+        raise RunFolderError(located(path, f"temperature {t!r} is not in (0, 100)"))
     share = calibration.review_fraction
     if share is not None and not (isinstance(share, float) and 0 < share < 1):
         raise RunFolderError(located(path, f"review_fraction {share!r} is not in (0, 1)"))

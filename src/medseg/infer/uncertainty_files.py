@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.infer.quality import Calibration, case_scores, entropy_map, flag
+from medseg.infer.temperature import scale
 from medseg.io import Image, write_image
 from medseg.io.csv_file import write_csv_atomic
 
@@ -18,10 +19,19 @@ QUALITY_COLUMNS = [
 ]  # fmt: skip
 
 
-def write_uncertainty(probabilities: np.ndarray, labels: Image, out_dir: Path, case: str) -> Path:
-    """The normalised entropy map on the input's grid (float32, 0 = sure, 1 = uniform)."""
+def write_uncertainty(
+    probabilities: np.ndarray,
+    labels: Image,
+    out_dir: Path,
+    case: str,
+    calibration: Calibration | None = None,
+) -> Path:
+    """The normalised entropy map on the input's grid (float32, 0 = sure, 1 = uniform), of
+    the probabilities at the calibrated temperature (`medseg.infer.temperature`)."""
     path = Path(out_dir) / f"{case}_uncertainty.nii.gz"
-    write_image(Image(entropy_map(probabilities)[None], labels.affine), path)
+    temperature = calibration.temperature if calibration is not None else 1.0
+    entropy = entropy_map(scale(probabilities, temperature))
+    write_image(Image(entropy[None], labels.affine), path)
     return path
 
 
