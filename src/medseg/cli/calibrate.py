@@ -17,9 +17,9 @@ predicts each fold's validation cases again with that fold's network, scores the
 medseg predict --uncertainty does (mean entropy in the foreground, disagreement between
 members, the Dice the network expects of itself, volume away from the references'), and
 keeps the score that best detects the worst cases by Dice, with the threshold that sends
-the most doubtful 10 % of these cases to review, in RUN/quality.json; medseg predict
---uncertainty then flags each case ok or review in quality.csv. Needs a
---cross-validation run.
+the most doubtful 10 % of these cases to review, in RUN/quality.json, with the temperature
+that calibrates the probabilities of the uncertainty map; medseg predict --uncertainty then
+flags each case ok or review in quality.csv. Needs a --cross-validation run.
 """
 
 
