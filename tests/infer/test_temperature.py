@@ -72,6 +72,10 @@ def test_voxels_are_sampled_near_the_foreground_only():
     assert (near_reference | near_prediction).all() and 5 * 20 + 5 not in index
     assert (picked_classes == classes.ravel()[index]).all()
     assert len(index) == len(set(index.tolist())) > 9
+    many = temperature.VOXELS_IN_ALL // 5  # with this many cases each gives 5 voxels at most
+    few, _ = voxel_sample(probabilities, classes, predicted, annotated, np.random.default_rng(0),
+                          cases=many)  # fmt: skip
+    assert len(few) == 5 and set(few[:, 2].tolist()) <= set(picked[:, 2].tolist())
 
 
 def test_the_uncertainty_map_uses_the_calibrated_temperature(tmp_path):

@@ -62,18 +62,21 @@ def calibrate_run(
     rows: list[dict[str, object]] = []
     samples: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     rng = np.random.default_rng(0)
+    ending = dataset.spec.file_ending
+    fold_cases = {
+        int(folder.parent.name[5:]): [p.name[: -len(ending)] for p in image_files(folder)
+                                      if p.name.endswith(ending)]
+        for folder in folds
+    }  # fmt: skip
+    total = sum(len(cases) for cases in fold_cases.values())
     with make_progress(quiet) as progress:
-        for folder in folds:
-            fold = int(folder.parent.name[5:])
+        for fold, cases in fold_cases.items():
             model = load_trained_model(run_dir, device, folds=[fold])
             if model.config.regions:
                 raise ConfigError(f"{run_dir}: calibration is not yet for region-based runs")
             tta = mirror_axes(model.config) != [()]
-            ending = model.config.file_ending
-            names = [p.name for p in image_files(folder) if p.name.endswith(ending)]
-            cases = [name[: -len(ending)] for name in names]
-            for case_id in progress.track(cases, description=folder.parent.name):
-                row, sample = _score_case(model, dataset, case_id, tta, postprocessing, rng)
+            for case_id in progress.track(cases, description=f"fold_{fold}"):
+                row, sample = _score_case(model, dataset, case_id, tta, postprocessing, rng, total)
                 rows.append({"case": case_id, "fold": fold, **row})
                 samples.setdefault(fold, []).append(sample)
     calibration, curve = choose_flag(rows, worst_fraction, review_fraction)
@@ -91,9 +94,11 @@ def _score_case(
     tta: bool,
     postprocessing: Postprocessing | None,
     rng: np.random.Generator,
+    cases: int,
 ) -> tuple[dict[str, object], tuple[np.ndarray, np.ndarray]]:
-    """Predict one cross-validation case as `medseg predict --uncertainty` would: its scores,
-    reference volume and Dice, and the voxels sampled for the temperature fit."""
+    """Predict one of ``cases`` cross-validation cases as `medseg predict --uncertainty`
+    would: its scores, reference volume and Dice, and the voxels sampled for the temperature
+    fit."""
     image, reference = read_training_case(dataset.case(case_id), dataset.spec)
     members: list[np.ndarray] = []
     labels, probabilities = predict_labels(
@@ -105,9 +110,13 @@ def _score_case(
     predicted = mask_ignored(reference, labels.array[0], ignore)
     dice = dice_per_label(reference, predicted, [v for v in values if v != 0])
     annotated = (reference > 0) if ignore is None else (reference > 0) & (reference != ignore)
-    classes = _class_indices(reference, values)
-    sample = voxel_sample(probabilities, np.maximum(classes, 0),
-                          _class_indices(labels.array[0], values), classes >= 0, rng)  # fmt: skip
+    classes, predicted_classes = (
+        _class_indices(reference, values),
+        _class_indices(labels.array[0], values),
+    )
+    sample = voxel_sample(
+        probabilities, np.maximum(classes, 0), predicted_classes, classes >= 0, rng, cases
+    )
     row = {**scores, "reference_ml": float(annotated.sum()) * voxel_ml,
            "dice": float(np.nanmean(list(dice.values())))}  # fmt: skip
     return row, sample

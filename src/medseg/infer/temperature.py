@@ -20,8 +20,9 @@ from scipy import ndimage
 
 #: Voxels around the predicted and reference foreground that are sampled.
 MARGIN = 3
-#: Voxels sampled per case at most.
+#: Voxels sampled per case at most, and in all (the memory of the fit stays bounded).
 VOXELS_PER_CASE = 10_000
+VOXELS_IN_ALL = 2_000_000
 #: A temperature is kept only if it lowers the held-out negative log-likelihood by this share.
 MIN_GAIN = 0.01
 #: The temperatures tried (log-spaced).
@@ -50,15 +51,17 @@ def voxel_sample(
     predicted: np.ndarray,
     annotated: np.ndarray,
     rng: np.random.Generator,
+    cases: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `VOXELS_PER_CASE` voxels near the foreground of one case: their probabilities
-    ``(N, K)`` and reference class indices ``(N,)``. ``classes`` holds the reference's class
-    indices, ``predicted`` the predicted ones, ``annotated`` where the reference counts (not
-    an ignored voxel)."""
+    """Voxels near the foreground of one of ``cases`` cases — at most `VOXELS_PER_CASE`, and
+    `VOXELS_IN_ALL` over all of them: their probabilities ``(N, K)`` and reference class
+    indices ``(N,)``. ``classes`` holds the reference's class indices, ``predicted`` the
+    predicted ones, ``annotated`` where the reference counts (not an ignored voxel)."""
     near = ndimage.binary_dilation((classes > 0) | (predicted > 0), iterations=MARGIN)
     where = np.flatnonzero(near & annotated)
-    if len(where) > VOXELS_PER_CASE:
-        where = rng.choice(where, VOXELS_PER_CASE, replace=False)
+    limit = max(1, min(VOXELS_PER_CASE, VOXELS_IN_ALL // max(cases, 1)))
+    if len(where) > limit:
+        where = rng.choice(where, limit, replace=False)
     flat = probabilities.reshape(len(probabilities), -1)
     return flat[:, where].T.astype(np.float32), classes.ravel()[where]
 

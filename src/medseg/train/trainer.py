@@ -26,10 +26,9 @@ from medseg.loop import (
     TensorBoardWriter,
     deferred_interrupt,
     poly_learning_rate,
-    validation_due,
     write_logs,
 )
-from medseg.metrics import Evaluation, dice, dice_per_label, mask_ignored
+from medseg.metrics import Evaluation
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, predict_volume, windows_per_pass
 from medseg.nn.checkpoint import load_weights, save_weights
 from medseg.nn.losses import RegionDiceBCELoss
@@ -45,7 +44,12 @@ from medseg.train.resume import (
 )
 from medseg.train.sampler import PatchSampler, TrainingCase
 from medseg.train.transfer import TransferReport
-from medseg.train.validation import predict_and_score
+from medseg.train.validation import (
+    epoch_seconds,
+    predict_and_score,
+    validation_dice,
+    validation_due_now,
+)
 
 
 @dataclass
@@ -216,42 +220,24 @@ class Trainer:
                 self.network, image, c.patch_size, per_pass, c.slice_axis, overlap=0.0,
                 activation=c.activation,
             ).cpu().numpy()  # fmt: skip
-            for k, value in _validation_dice(c, case.target, probs).items():
+            for k, value in validation_dice(c, case.target, probs).items():
                 if not math.isnan(value):
                     scores[k].append(value)
         return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
 
     # ---- state -------------------------------------------------------------------------
     def _budget_left(self) -> bool:
-        """Whether another epoch fits: epochs left, or time for one as long as the last
-        epoch's training plus the latest validation (the last epoch always validates)."""
-        last = 0.0
-        if self.history:
-            record = self.history[-1]
-            before = self.history[-2].seconds if len(self.history) > 1 else 0.0
-            training = record.seconds - before - record.validation_seconds
-            last = training + (self._validation_cost() or 0.0)
+        """Whether another epoch fits: epochs left, or time for one like the last, with a
+        validation (`epoch_seconds`)."""
+        last = epoch_seconds(self.history) if self.history else 0.0
         return distributed.agree(self.budget.epoch_left(len(self.history), last))
-
-    def _validation_cost(self) -> float | None:
-        """The seconds of the latest validation (None before the first; rank 0 only)."""
-        spent = [r.validation_seconds for r in self.history if r.val_dice]
-        return spent[-1] if spent else None
 
     def _validation_due(self) -> bool:
         """Whether the epoch just trained validates: every epoch of an epoch budget (which
-        stays reproducible); by time, see `validation_due`."""
+        stays reproducible); by time, see `validation_due_now`."""
         if not self.budget.by_time or not self.val_cases:
             return True
-        cost = self._validation_cost()
-        trained = self.budget.elapsed() - (self.history[-1].seconds if self.history else 0.0)
-        return validation_due(
-            share=self.config.validation_share,
-            elapsed=self.budget.elapsed(),
-            validation_seconds=sum(r.validation_seconds for r in self.history if r.val_dice),
-            last_validation_seconds=cost,
-            last_epoch=not self.budget.epoch_left(len(self.history) + 1, trained + (cost or 0)),
-        )
+        return validation_due_now(self.history, self.budget, self.config.validation_share)
 
     def training_state(self) -> dict[str, object]:
         """Everything `resume` needs, as tensors and plain containers."""
@@ -418,17 +404,6 @@ class Trainer:
         if best.is_file():
             load_weights(self.network, best, self.device)
         return predict_and_score(self.network, self.config, self.val_cases, self.device, out_dir)
-
-
-def _validation_dice(plan: Plan, target: np.ndarray, probabilities: np.ndarray) -> dict[int, float]:
-    """Dice of each foreground output (1..): per class of the most likely class (the
-    target's ignored voxels left out), or per region of its thresholded probability."""
-    if not plan.regions:
-        prediction = mask_ignored(target, probabilities.argmax(0), IGNORE_CLASS)
-        return dice_per_label(target, prediction, range(1, plan.num_classes))
-    membership = plan.region_membership()
-    return {r + 1: dice(membership[r][target], probabilities[r] > 0.5)
-            for r in range(len(membership))}  # fmt: skip
 
 
 def _voxel_spacing(plan: Plan) -> list[float]:

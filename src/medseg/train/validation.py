@@ -1,4 +1,5 @@
-"""Predicting and scoring a fold's validation cases at the end of training."""
+"""A fold's validation: the Dice of an epoch, when a time budget validates, and predicting
+and scoring the validation cases at the end of training."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import torch
 from torch import nn
 
 from medseg.io import Image, read_image, write_image
+from medseg.loop import Budget, EpochRecord, validation_due
 from medseg.metrics import (
     Evaluation,
     default_jobs,
+    dice,
+    dice_per_label,
     mask_ignored,
     score_case,
     summarise,
@@ -20,7 +24,48 @@ from medseg.metrics import (
 from medseg.nn import predict_volume, windows_per_pass
 from medseg.preprocess import restore_probabilities
 from medseg.runs import Plan
+from medseg.runs.plan import IGNORE_CLASS
 from medseg.train.sampler import TrainingCase
+
+
+def validation_dice(plan: Plan, target: np.ndarray, probabilities: np.ndarray) -> dict[int, float]:
+    """Dice of each foreground output (1..): per class of the most likely class (the
+    target's ignored voxels left out), or per region of its thresholded probability."""
+    if not plan.regions:
+        prediction = mask_ignored(target, probabilities.argmax(0), IGNORE_CLASS)
+        return dice_per_label(target, prediction, range(1, plan.num_classes))
+    membership = plan.region_membership()
+    return {r + 1: dice(membership[r][target], probabilities[r] > 0.5)
+            for r in range(len(membership))}  # fmt: skip
+
+
+def _validation_seconds(history: list[EpochRecord]) -> list[float]:
+    """The seconds of each validation so far (epochs that validated have Dice per label)."""
+    return [r.validation_seconds for r in history if r.val_dice]
+
+
+def epoch_seconds(history: list[EpochRecord]) -> float:
+    """How long an epoch like the last one takes with a validation: its training time plus
+    the latest validation's."""
+    before = history[-2].seconds if len(history) > 1 else 0.0
+    training = history[-1].seconds - before - history[-1].validation_seconds
+    spent = _validation_seconds(history)
+    return training + (spent[-1] if spent else 0.0)
+
+
+def validation_due_now(history: list[EpochRecord], budget: Budget, share: float) -> bool:
+    """Whether the epoch a time budget just trained validates (`medseg.loop.validation_due`:
+    the first, the last that fits, and others within ``share`` of the time)."""
+    spent = _validation_seconds(history)
+    cost = spent[-1] if spent else None
+    trained = budget.elapsed() - (history[-1].seconds if history else 0.0)
+    return validation_due(
+        share=share,
+        elapsed=budget.elapsed(),
+        validation_seconds=sum(spent),
+        last_validation_seconds=cost,
+        last_epoch=not budget.epoch_left(len(history) + 1, trained + (cost or 0.0)),
+    )
 
 
 def scored_outputs(
