@@ -53,6 +53,15 @@ def test_an_over_confident_network_is_cooled_and_a_calibrated_one_left_alone(see
     assert calibrated.temperature == 1.0  # ... and gains less than MIN_GAIN: not kept
 
 
+def test_no_voxel_fits_nothing():
+    empty = (np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
+    fit = fit_temperature({0: empty, 1: empty})
+    assert fit.temperature == 1.0 and fit.voxels == 0 and np.isnan(fit.nll_before)
+    folds = _folds(3.0, 0)
+    with_an_empty_fold = fit_temperature({**folds, 2: empty})  # the empty fold is left out
+    assert with_an_empty_fold == fit_temperature(folds)
+
+
 def test_voxels_are_sampled_near_the_foreground_only():
     classes = np.zeros((20, 20), np.int64)
     classes[5:8, 5:8] = 1

@@ -9,7 +9,9 @@ their references (mean Dice over the foreground labels). The worst cases are the
 measured; the score with the highest AUC is chosen, with the threshold that sends the most
 doubtful ``review_fraction`` of these cases to review (or Youden's threshold).
 The risk–coverage curve (the mean Dice of the cases kept when the most doubtful ones are
-flagged first) is stored beside, with every case's scores in ``quality_cv.csv``.
+flagged first) is stored beside, with every case's scores in ``quality_cv.csv``, and the
+temperature of the uncertainty map's probabilities, fitted on voxels of these cases
+(`medseg.infer.temperature`).
 """
 
 from __future__ import annotations
@@ -180,5 +182,6 @@ def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
 
 
-def _report(fit: TemperatureFit) -> dict[str, float]:
-    return {k: round(v, 6) for k, v in dataclasses.asdict(fit).items()}
+def _report(fit: TemperatureFit) -> dict[str, float | None]:
+    """The fit for quality.json (null where a measure is undefined: JSON has no NaN)."""
+    return {k: round(v, 6) if np.isfinite(v) else None for k, v in dataclasses.asdict(fit).items()}

@@ -86,7 +86,12 @@ class TemperatureFit:
 def fit_temperature(samples: dict[int, tuple[np.ndarray, np.ndarray]]) -> TemperatureFit:
     """Fit T on the samples of every fold (fold -> (probabilities, classes)); keep it when
     the folds, each scored with a T fitted on the others, lose at least `MIN_GAIN` of their
-    negative log-likelihood (a single fold: the fit's own gain decides)."""
+    negative log-likelihood (a single fold: the fit's own gain decides). Without any voxel,
+    T = 1 and the measures are NaN."""
+    samples = {fold: sample for fold, sample in samples.items() if len(sample[1])}
+    if not samples:  # no foreground anywhere, predicted or annotated: nothing to fit
+        nan = float("nan")
+        return TemperatureFit(1.0, 1.0, nan, nan, nan, nan, nan, nan, 0)
     probabilities = np.concatenate([p for p, _ in samples.values()])
     classes = np.concatenate([c for _, c in samples.values()])
     fitted = _best_temperature(probabilities, classes)
