@@ -112,13 +112,10 @@ def _score_case(
     predicted = mask_ignored(reference, labels.array[0], ignore)
     dice = dice_per_label(reference, predicted, [v for v in values if v != 0])
     annotated = (reference > 0) if ignore is None else (reference > 0) & (reference != ignore)
-    classes, predicted_classes = (
-        _class_indices(reference, values),
-        _class_indices(labels.array[0], values),
-    )
-    sample = voxel_sample(
-        probabilities, np.maximum(classes, 0), predicted_classes, classes >= 0, rng, cases
-    )
+    lookup = model.config.class_lookup()  # label values -> classes
+    usable = np.isin(reference, values)  # not the ignore label (nor a value the plan lacks)
+    classes = lookup[np.where(usable, reference, 0)]
+    sample = voxel_sample(probabilities, classes, lookup[labels.array[0]], usable, rng, cases)
     row = {**scores, "reference_ml": float(annotated.sum()) * voxel_ml,
            "dice": float(np.nanmean(list(dice.values())))}  # fmt: skip
     return row, sample
@@ -167,15 +164,6 @@ def choose_flag(
         best, threshold, mean, std, auroc, len(rows), worst_fraction, review_fraction
     )
     return calibration, curve
-
-
-def _class_indices(labels: np.ndarray, label_values: list[int]) -> np.ndarray:
-    """The class index of each voxel's label value (-1 for a value the plan does not know,
-    such as the ignore label)."""
-    indices = np.full(labels.shape, -1, np.int64)
-    for index, value in enumerate(label_values):
-        indices[labels == value] = index
-    return indices
 
 
 def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

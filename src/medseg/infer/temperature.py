@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from medseg.metrics.classification import calibration
+
 #: Voxels around the predicted and reference foreground that are sampled.
 MARGIN = 3
 #: Voxels sampled per case at most, and in all (the memory of the fit stays bounded).
@@ -27,7 +29,8 @@ VOXELS_IN_ALL = 2_000_000
 MIN_GAIN = 0.01
 #: The temperatures tried (log-spaced).
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
-_ECE_BINS = 15
+#: Bins of the expected calibration error reported with the fit.
+ECE_BINS = 15
 
 
 def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -128,13 +131,5 @@ def _nll(probabilities: np.ndarray, classes: np.ndarray, temperature: float) -> 
 
 
 def _ece(probabilities: np.ndarray, classes: np.ndarray, temperature: float) -> float:
-    """Expected calibration error of the most likely class (15 equal-width bins)."""
-    scaled = scale(probabilities.T, temperature).T
-    confidence, guess = scaled.max(1), scaled.argmax(1)
-    bins = np.minimum((confidence * _ECE_BINS).astype(int), _ECE_BINS - 1)
-    error = 0.0
-    for b in np.unique(bins):
-        inside = bins == b
-        right = (guess[inside] == classes[inside]).mean()
-        error += inside.mean() * abs(confidence[inside].mean() - right)
-    return float(error)
+    """Expected calibration error of the most likely class (`ECE_BINS` equal-width bins)."""
+    return calibration(classes, scale(probabilities.T, temperature).T, ECE_BINS)[0]
