@@ -132,6 +132,10 @@ def test_the_threshold_rule_is_stored_and_old_files_still_load(cross_validated, 
     (run / "quality.json").write_text(json.dumps(stored))
     with pytest.raises(RunFolderError, match="review_fraction"):
         load_calibration(run)
+    stored["review_fraction"], stored["temperature"] = 0.1, 1e-9  # would make the map NaN
+    (run / "quality.json").write_text(json.dumps(stored))
+    with pytest.raises(RunFolderError, match="temperature"):
+        load_calibration(run)
     (run / "quality.json").write_text(original)  # the module's run, as it was
     for bad in (["--review-fraction", "0"], ["--review-fraction", "0.1", "--youden"]):
         code, _, err = run_cli(["calibrate", str(run), *bad])

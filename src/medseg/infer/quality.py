@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import RunFolderError, located
+from medseg.infer.temperature import TEMPERATURES
 from medseg.io import read_json_file, write_text_atomic
 
 QUALITY_FILE = "quality.json"
@@ -107,9 +108,10 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         raise RunFolderError(located(path, "not a quality.json of medseg calibrate")) from None
     if calibration.score not in SCORES:
         raise RunFolderError(located(path, f"unknown score {calibration.score!r}"))
-    t = calibration.temperature
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 100:
-        raise RunFolderError(located(path, f"temperature {t!r} is not in (0, 100)"))
+    t, (low, high) = calibration.temperature, (float(TEMPERATURES[0]), float(TEMPERATURES[-1]))
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not low <= t <= high:
+        # outside the fitted range a hand-edited value could turn the map into NaN
+        raise RunFolderError(located(path, f"temperature {t!r} is not in [{low:g}, {high:g}]"))
     share = calibration.review_fraction
     if share is not None and not (isinstance(share, float) and 0 < share < 1):
         raise RunFolderError(located(path, f"review_fraction {share!r} is not in (0, 1)"))
