@@ -15,7 +15,11 @@ z-scored one of --shape voxels, or with --image a real image, e.g. the 1 mm MNI 
 - pipeline: medseg's whole ``predict_image`` of that volume as a 1 mm NIfTI image (plan:
   1 mm target spacing, z-score): preprocessing, prediction and the way back to its grid;
 - compiled (only with ``--sides``): as medseg, the network through ``torch.compile`` as
-  ``medseg predict --compile`` runs it (its time includes compiling).
+  ``medseg predict --compile`` runs it (its time includes compiling);
+- bfloat16 (only with ``--sides``): as medseg, the network under bfloat16 autocast, what
+  ``medseg predict`` does by default on a CPU with native bfloat16 (AMX, AVX-512 BF16);
+- monai_bfloat16 (only with ``--sides``): as MONAI, its network under the same autocast
+  (what a MONAI user can do by hand), for a comparison at equal precision.
 
 Each side runs in a fresh child process (one after the other) and reports its seconds,
 the seconds spent inside the network (timed around each forward pass), the windows it
@@ -23,7 +27,7 @@ ran, and its peak resident memory (absolute, and its rise during the work). The 
 compares the class maps of medseg and MONAI, counts the network's FLOPs per window with
 ``torch.utils.flop_counter.FlopCounterMode``, times a large batched ``conv3d`` as this
 machine's convolution ceiling, and prints the achieved GFLOP/s (network part and end to
-end) against it.
+end) against it (bfloat16 sides against a bfloat16 conv3d timed the same way).
 
 The two libraries place windows differently on most sizes (MONAI steps by a fixed
 interval and clamps the last window, medseg spreads them evenly), so their outputs differ
@@ -54,7 +58,8 @@ STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 KERNELS = [[3, 3, 3]] * 4
 SW_BATCH = 2  # medseg.nn.windows_per_pass for a 3D network on the CPU
 CHECK_SHAPE = (100, 112, 80)  # (size - patch) a multiple of patch / 2 on every axis
-SIDES = ("medseg", "monai", "pipeline", "compiled")
+SIDES = ("medseg", "monai", "pipeline", "compiled", "bfloat16", "monai_bfloat16")
+HALF_SIDES = ("bfloat16", "monai_bfloat16")
 DEFAULT_SIDES = ("medseg", "monai", "pipeline")
 
 
@@ -151,21 +156,27 @@ def predict(side: str, network: TimedNetwork, args: argparse.Namespace, out: Pat
         model = pipeline_model(network, args.labels)
         return predict_image(model, read_image(out / "volume.nii")).array[0]
     image = volume(tuple(args.shape), args.image)
-    if side in ("medseg", "compiled"):
+    dtype = torch.bfloat16 if side in HALF_SIDES else torch.float32
+    if side in ("medseg", "compiled", "bfloat16"):
         from medseg.nn import predict_volume
 
         if side == "compiled":
             network.network = torch.compile(network.network, dynamic=False)
         argmax = None if args.probabilities else lambda p: p.argmax(0, keepdim=True).byte()
-        result = predict_volume(network, image, PATCH, SW_BATCH, reduce=argmax)
+        result = predict_volume(network, image, PATCH, SW_BATCH, reduce=argmax, dtype=dtype)
         return result.numpy() if args.probabilities else result[0].numpy()
     from monai.inferers import sliding_window_inference
 
     from medseg.nn.sliding_window import gaussian_importance_map
 
+    def softmax(windows: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits = network(windows)
+        return torch.softmax(logits.float(), 1)
+
     probabilities = sliding_window_inference(
-        image[None], PATCH, SW_BATCH, lambda w: torch.softmax(network(w), 1),
-        overlap=0.5, mode="gaussian", roi_weight_map=gaussian_importance_map(PATCH, 0.125),
+        image[None], PATCH, SW_BATCH, softmax, overlap=0.5, mode="gaussian",
+        roi_weight_map=gaussian_importance_map(PATCH, 0.125),
     )[0]  # fmt: skip
     return probabilities.numpy() if args.probabilities else probabilities.argmax(0).byte().numpy()
 
@@ -180,13 +191,15 @@ def window_flops(labels: int) -> float:
     return float(counter.get_total_flops()) / SW_BATCH
 
 
-def conv_ceiling(threads: int) -> float:
-    """GFLOP/s of a large batched 3 x 3 x 3 conv3d (32 -> 32 channels) on this CPU."""
+def conv_ceiling(threads: int, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a large batched 3 x 3 x 3 conv3d (32 -> 32 channels) on this CPU, under
+    autocast in ``dtype``."""
     torch.set_num_threads(threads)
     conv = torch.nn.Conv3d(32, 32, 3, padding=1).eval()
     x = torch.randn(4, 32, 48, 48, 48)
     flops = 2 * 32 * 32 * 27 * x.shape[0] * 48**3
-    with torch.no_grad():
+    half = dtype != torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype if half else None, enabled=half):
         conv(x)
         best = float("inf")
         for _ in range(3):
@@ -228,12 +241,16 @@ def check_equal_positions(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace, results: dict, agreement: float) -> None:
     """Print each side's time, memory and GFLOP/s against the ceiling."""
     flops = window_flops(args.labels)
-    ceiling = conv_ceiling(args.threads)
+    ceilings = {torch.float32: conv_ceiling(args.threads)}
+    if set(results) & set(HALF_SIDES):
+        ceilings[torch.bfloat16] = conv_ceiling(args.threads, torch.bfloat16)
     shape = tuple(args.shape)
     print(f"volume {shape}{' (' + args.image.name + ')' if args.image else ''}, "
           f"{args.labels} classes, patch {PATCH}, {args.threads} threads; "
-          f"{flops / 1e9:.2f} GFLOP per window; conv3d ceiling {ceiling:.1f} GFLOP/s")  # fmt: skip
+          f"{flops / 1e9:.2f} GFLOP per window; conv3d ceiling "
+          + ", ".join(f"{v:.1f} GFLOP/s ({str(k)[6:]})" for k, v in ceilings.items()))  # fmt: skip
     for side, r in results.items():
+        ceiling = ceilings[torch.bfloat16 if side in HALF_SIDES else torch.float32]
         gflop = flops * r["windows"] / 1e9
         net_rate, rate = gflop / r["network_seconds"], gflop / r["seconds"]
         print(f"{side:8s} {r['seconds']:7.1f} s ({r['network_seconds']:7.1f} s in the network, "
@@ -244,6 +261,12 @@ def report(args: argparse.Namespace, results: dict, agreement: float) -> None:
     if "compiled" in results:
         compiled = results["monai"]["seconds"] / results["compiled"]["seconds"]
         print(f"medseg compiled / MONAI throughput: {compiled:.2f}x (compiling included)")
+    if "bfloat16" in results:
+        half = results["monai"]["seconds"] / results["bfloat16"]["seconds"]
+        print(f"medseg bfloat16 / MONAI float32 throughput: {half:.2f}x")
+    if {"bfloat16", "monai_bfloat16"} <= set(results):
+        both = results["monai_bfloat16"]["seconds"] / results["bfloat16"]["seconds"]
+        print(f"medseg bfloat16 / MONAI bfloat16 throughput: {both:.2f}x")
     speed = results["monai"]["seconds"] / results["medseg"]["seconds"]
     print(
         f"medseg / MONAI throughput: {speed:.2f}x; same most likely class in "
@@ -263,7 +286,7 @@ def main() -> None:
         nargs="+",
         choices=SIDES,
         default=list(DEFAULT_SIDES),
-        help="medseg and monai always run; pipeline, compiled on request",
+        help="medseg and monai always run; pipeline, compiled, bfloat16, monai_bfloat16 on request",
     )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -281,10 +304,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = run_children(args, sides, tmp)
         maps = {side: np.load(Path(tmp) / f"{side}.npy") for side in sides}
-    for side in set(sides) & {"pipeline", "compiled"}:
+    for side in [s for s in sides if s in ("pipeline", "compiled", "bfloat16", "monai_bfloat16")]:
+        reference = "monai" if side.startswith("monai") else "medseg"
         print(
-            f"{side}: labels differ from medseg's in "
-            f"{100 * float((maps['medseg'] != maps[side]).mean()):.4f} % of voxels"
+            f"{side}: labels differ from {reference}'s in "
+            f"{100 * float((maps[reference] != maps[side]).mean()):.4f} % of voxels"
         )
     report(args, results, float((maps["medseg"] == maps["monai"]).mean()))
 

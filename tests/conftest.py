@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -218,6 +219,35 @@ def render_in_chromium() -> Callable[..., dict]:
         return {"errors": errors, "images": images, "title": title, "result": result}
 
     return render
+
+
+HIPPOCAMPUS_TRAIN = ["hippocampus_001", "hippocampus_004", "hippocampus_007", "hippocampus_008",
+                     "hippocampus_011", "hippocampus_014"]  # fmt: skip
+HIPPOCAMPUS_SCANS = ["hippocampus_015", "hippocampus_017", "hippocampus_019"]
+
+
+@pytest.fixture(scope="session")
+def hippocampus_mini_run(
+    hippocampus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A run trained for 20 steps on six real Hippocampus cases, and a folder of three others
+    to predict."""
+    from medseg.train import TrainOptions, train_run
+
+    root = tmp_path_factory.mktemp("hippocampus_mini")
+    data = root / "Dataset004_Hippocampus"
+    for folder in ("imagesTr", "labelsTr", "scans"):
+        (data / folder).mkdir(parents=True)
+    for case in HIPPOCAMPUS_TRAIN:
+        shutil.copy(hippocampus_dir / f"imagesTr/{case}_0000.nii.gz", data / "imagesTr")
+        shutil.copy(hippocampus_dir / f"labelsTr/{case}.nii.gz", data / "labelsTr")
+    for case in HIPPOCAMPUS_SCANS:
+        shutil.copy(hippocampus_dir / f"imagesTr/{case}_0000.nii.gz", data / "scans")
+    spec = json.loads((hippocampus_dir / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**spec, "numTraining": 6}))
+    options = TrainOptions(epochs=2, iterations_per_epoch=10, quiet=True)
+    train_run(data, root / "run", options, fold="all")
+    return root / "run", data / "scans"
 
 
 @pytest.fixture(scope="session")

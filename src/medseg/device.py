@@ -18,3 +18,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in DEVICES and not name.startswith("cuda:"):
         raise ConfigError(f"--device {name}: expected one of {', '.join(DEVICES)}")
     return torch.device(name)
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AMX or AVX-512 BF16 instructions (where bfloat16 convolutions run about twice as
+    fast as float32 ones; elsewhere oneDNN emulates them, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """The type networks compute in (under autocast; weights and sums stay float32).
+    ``auto``: float16 on CUDA, bfloat16 on a CPU that computes it natively
+    (`native_bfloat16`), else float32. ``bfloat16`` on a GPU without it is an error."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"--precision {name}: expected one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+    if name == "bfloat16" and device.type == "cuda" and not native_bfloat16(device):
+        raise ConfigError("--precision bfloat16: this GPU does not support it (use float16)")
+    return getattr(torch, name)
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
+    """``torch.autocast`` on ``device`` in ``dtype``; a no-op for float32."""
+    enabled = dtype != torch.float32
+    return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)

@@ -110,3 +110,19 @@ def test_slices_are_mirrored_in_their_own_plane_and_reduced():
         net, image, (8, 8), slice_axis=1, reduce=lambda p: p.argmax(0, keepdim=True)
     )
     assert torch.equal(classes[0], plain.argmax(0))
+
+
+def test_a_bfloat16_network_gives_float32_probabilities_close_to_float32_ones():
+    torch.manual_seed(0)
+    network = torch.nn.Conv3d(1, 3, 3, padding=1)
+    image = torch.randn(1, 20, 18, 16)
+    exact = predict_volume(network, image, (8, 8, 8), 2)
+    half = predict_volume(network, image, (8, 8, 8), 2, dtype=torch.bfloat16)
+    assert half.dtype == torch.float32
+    seen = []
+    network.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    predict_volume(network, image, (8, 8, 8), 2, dtype=torch.bfloat16)
+    assert set(seen) == {torch.bfloat16}  # the network did run in bfloat16
+    assert float((half - exact).abs().max()) < 0.02
+    assert float((half.argmax(0) == exact.argmax(0)).float().mean()) > 0.97
+    torch.testing.assert_close(half.sum(0), torch.ones(20, 18, 16))

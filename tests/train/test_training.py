@@ -191,3 +191,31 @@ def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tm
     from medseg.infer import load_trained_model
 
     assert len(load_trained_model(run, device="cpu").networks) == 2
+
+
+@pytest.mark.parametrize("mixed_precision", [True, False])
+def test_mixed_precision_trains_in_bfloat16_on_a_cpu_with_it(
+    tiny_phantom, tmp_path, monkeypatch, mixed_precision
+):
+    """With native bfloat16 (here pretended), mixed precision runs the network in bfloat16
+    and keeps float32 weights and a float32 loss; without mixed precision all is float32."""
+    from safetensors.torch import load_file
+
+    from medseg import device as device_module
+
+    monkeypatch.setattr(device_module, "native_bfloat16", lambda device: True)
+    seen: set[torch.dtype] = set()
+    original_fit = Trainer.fit
+
+    def fit_watching_the_network(self):
+        self.network.register_forward_hook(lambda m, args, out: seen.add(out[0].dtype))
+        return original_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit_watching_the_network)
+    settings = {"mixed_precision": mixed_precision}
+    options = TrainOptions(epochs=2, iterations_per_epoch=5, quiet=True, settings=settings)
+    result = train_run(tiny_phantom, tmp_path / "run", options)
+    assert seen == {torch.bfloat16 if mixed_precision else torch.float32}
+    assert all(np.isfinite(r.train_loss) for r in result.history)
+    stored = load_file(tmp_path / "run" / "fold_0" / LATEST_WEIGHTS)
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float32}

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in devices["cuda"]) or "none"
     console.print(f"medseg {info['medseg']} on Python {info['python']}, {info['platform']}")
     console.print(f"devices: {devices['cpu']['cores']} CPU cores; CUDA: {gpus}; "
-                  f"--device auto uses {devices['auto']}")  # fmt: skip
+                  f"--device auto uses {devices['auto']} and computes in "
+                  f"{devices['auto_precision']}")  # fmt: skip
     installed = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
     console.print(f"packages: {installed}")
     extras = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in info["extras"].items())

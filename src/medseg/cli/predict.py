@@ -112,6 +112,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export (medseg export RUN_DIR first; CPU)",
     )  # fmt: skip
     parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+        help="what the networks compute in: auto (default) is bfloat16 on a CPU that computes "
+        "it natively (AMX or AVX-512 BF16: ~2.5x faster, labels equal but for ~0.003%% of "
+        "voxels), float16 on CUDA, else float32",
+    )  # fmt: skip
+    parser.add_argument(
         "--compile", action="store_true",
         help="run the networks through torch.compile: ~20 s to compile, then ~1.25x faster "
         "per window here; for large volumes and long cohorts (needs a C++ compiler on CPU)",
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs or 1,
         engine=args.engine,
         compile_networks=args.compile,
+        precision=args.precision,
     )
     console.print(f"wrote {len(written)} file(s) to {args.out}")
     return 0
@@ -154,6 +161,7 @@ def _classify(args: argparse.Namespace) -> int:
         "--tta": args.tta, "--save-probabilities": args.save_probabilities,
         "--series": args.series, "--fold": args.folds, "--lesions": args.lesions,
         "--uncertainty": args.uncertainty, "--jobs": args.jobs, "--compile": args.compile,
+        "--precision": args.precision != "auto",
     }  # fmt: skip
     given = [name for name, value in segmentation_only.items() if value]
     if given or args.format not in (None, "nifti"):

@@ -27,6 +27,7 @@ import torch
 
 from medseg import __version__
 from medseg.datasets import Case, read_case_image
+from medseg.device import resolve_device, resolve_precision
 from medseg.errors import ConfigError, ImageReadError, MedsegError, located
 from medseg.export import export_folder_of, is_export_folder
 from medseg.infer.lesions import lesion_rows, write_lesions
@@ -68,6 +69,7 @@ class PredictSettings:
     lesions: bool = False
     uncertainty: bool = False
     compile_networks: bool = False
+    precision: str = "auto"
 
     def describe(self) -> dict[str, Any]:
         """The settings as JSON values, with the run folder resolved and its plan's hash."""
@@ -76,7 +78,12 @@ class PredictSettings:
         values["plan_sha256"] = plan_hash(Path(self.run_dir))
         values["folds"] = list(self.folds) if self.folds is not None else None
         values["formats"] = list(self.formats)
-        values["engine"] = "onnxruntime" if is_export_folder(Path(self.run_dir)) else "torch"
+        export = is_export_folder(Path(self.run_dir))
+        values["engine"] = "onnxruntime" if export else "torch"
+        dtype = torch.float32
+        if not export:
+            dtype = resolve_precision(self.precision, resolve_device(self.device))
+        values["computed_in"] = str(dtype).removeprefix("torch.")  # what auto resolved to
         return values
 
 
@@ -105,6 +112,7 @@ def predict_paths(
     jobs: int = 1,
     engine: str = "torch",
     compile_networks: bool = False,
+    precision: str = "auto",
 ) -> list[Path]:
     """Predict every case among ``inputs`` and write ``{case}{ending}`` into ``out_dir``.
 
@@ -127,7 +135,9 @@ def predict_paths(
     ``predictions.json`` records it all and makes the command resumable (module text).
     ``engine="onnxruntime"`` predicts with the run's ONNX export (`medseg.export`; a
     ``run_dir`` that is an export folder always does). ``compile_networks`` runs the networks
-    through ``torch.compile`` (`medseg.infer.predict.compiled`).
+    through ``torch.compile`` (`medseg.infer.predict.compiled`). ``precision``: what the
+    networks compute in (`medseg.device.resolve_precision`; ``auto`` is bfloat16 on a CPU
+    with native bfloat16, float16 on CUDA).
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
@@ -139,7 +149,7 @@ def predict_paths(
     settings = PredictSettings(
         Path(run_dir), device, series, tta, save_probabilities, postprocess,
         tuple(folds) if folds is not None else None, parse_formats(formats), lesions,
-        uncertainty, compile_networks,
+        uncertainty, compile_networks, precision,
     )  # fmt: skip
     cases = find_input_cases(inputs)
     _check_dicom_formats(cases, settings.formats)
@@ -190,7 +200,9 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
     device = rank_device(ranks_from_environment(), settings.device)  # a rank's own GPU
-    model = load_trained_model(settings.run_dir, device, settings.folds, settings.compile_networks)
+    model = load_trained_model(
+        settings.run_dir, device, settings.folds, settings.compile_networks, settings.precision
+    )
     dicom = DICOM_FORMATS & set(settings.formats)
     return {
         "model": model,

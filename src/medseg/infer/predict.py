@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from medseg.datasets import Case, group_image_files
-from medseg.device import resolve_device
+from medseg.device import resolve_device, resolve_precision
 from medseg.errors import ConfigError, ImageReadError, RunFolderError, located
 from medseg.export import is_export_folder, onnx_networks
 from medseg.infer.outputs import DICOM_FORMATS, parse_formats, run_segments, write_prediction
@@ -52,6 +52,7 @@ class TrainedModel:
     config: Plan
     networks: list[nn.Module]
     device: torch.device
+    dtype: torch.dtype = torch.float32  # what the networks compute in (under autocast)
 
 
 def load_trained_model(
@@ -59,11 +60,14 @@ def load_trained_model(
     device: str = "auto",
     folds: Sequence[int | str] | None = None,
     compile_networks: bool = False,
+    precision: str = "auto",
 ) -> TrainedModel:
     """Load every fold of a run folder, or the ``folds`` listed (best weights, else latest).
     An export folder of `medseg.export.export_onnx` loads its ONNX models instead, run by
     onnxruntime on the CPU. ``compile_networks``: each network goes through ``torch.compile``
-    (`compiled`).
+    (`compiled`). ``precision``: what the networks compute in, see
+    `medseg.device.resolve_precision` (``auto``: bfloat16 on a CPU with native bfloat16,
+    float16 on CUDA; docs/predict.md#precision).
 
     Raises `RunFolderError` when the folder holds no configuration or no weights.
     """
@@ -74,9 +78,15 @@ def load_trained_model(
     if is_export_folder(run_dir):  # `medseg export`'s ONNX models, run by onnxruntime
         if compile_networks:
             raise ConfigError("--compile is for PyTorch's networks, not an ONNX export")
+        if precision not in ("auto", "float32"):
+            raise ConfigError(
+                f"--precision {precision} is for PyTorch's networks; an ONNX export runs as "
+                "exported (medseg export --quantize makes smaller ones)"
+            )
         names = None if folds is None else [f"fold_{k}" for k in folds]
         return TrainedModel(run_dir, config, onnx_networks(run_dir, names), torch.device("cpu"))
     torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
     fold_dirs = sorted(run_dir.glob("fold_*"))
     if folds is not None:
         fold_dirs = [run_dir / f"fold_{k}" for k in folds]
@@ -86,7 +96,7 @@ def load_trained_model(
     networks = trained_networks(run_dir, fold_dirs, lambda: network_for(config), torch_device)
     if compile_networks:
         networks = [compiled(network, torch_device) for network in networks]
-    return TrainedModel(run_dir, config, networks, torch_device)
+    return TrainedModel(run_dir, config, networks, torch_device, dtype)
 
 
 def compiled(network: nn.Module, device: torch.device) -> nn.Module:
@@ -180,7 +190,7 @@ def network_probabilities(
     per_pass = windows_per_pass(c.dim, c.batch_size, tensor.device)
     predict = functools.partial(
         predict_volume, image=tensor, patch_size=c.patch_size, sw_batch_size=per_pass,
-        slice_axis=c.slice_axis, activation=c.activation,
+        slice_axis=c.slice_axis, activation=c.activation, dtype=model.dtype,
     )  # fmt: skip
     if members is None:  # the whole ensemble in each window: one blended volume
         return predict(model.networks, mirror_axes=flips, reduce=reduce).cpu().numpy()

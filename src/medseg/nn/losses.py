@@ -122,14 +122,15 @@ class DeepSupervisionLoss(nn.Module):
     def forward(
         self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor
     ) -> torch.Tensor:
-        """``outputs``: logits, or a list of logits finest first; ``target``: (B, *spatial)."""
+        """``outputs``: logits, or a list of logits finest first; ``target``: (B, *spatial).
+        Logits from a network run under autocast are scored in float32."""
         if isinstance(outputs, torch.Tensor):
-            return self.loss(outputs, target)
-        total = outputs[0].new_zeros(())
+            return self.loss(outputs.float(), target)
+        total = outputs[0].new_zeros((), dtype=torch.float32)
         for weight, logits in zip(deep_supervision_weights(len(outputs)), outputs):
             scaled = target
             if logits.shape[2:] != target.shape[1:]:
                 scaled = F.interpolate(target[:, None].float(), logits.shape[2:], mode="nearest")
                 scaled = scaled[:, 0].long()
-            total = total + weight * self.loss(logits, scaled)
+            total = total + weight * self.loss(logits.float(), scaled)
         return total

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.nn import functional as F
 
+from medseg.device import autocast
+
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Reducer = Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -228,6 +230,7 @@ def predict_volume(
     *,
     mirror_axes: Sequence[Sequence[int]] = ((),),
     reduce: Reducer = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Class probabilities ``(K, *spatial)`` for one normalised image ``(C, *spatial)``: the
     softmax of the logits, or with ``activation="sigmoid"`` each output's own probability
@@ -238,6 +241,8 @@ def predict_volume(
     probabilities are then the mean over the networks and mirrored copies, so the ensemble
     costs one blended volume, not one per member. ``reduce`` as for
     `sliding_window_inference`, given ``(K, n, *rest)`` stretches (here channel-first).
+    ``dtype``: the networks run under autocast in it (`medseg.device.resolve_precision`);
+    probabilities and their blending stay float32.
 
     With ``slice_axis`` set, a 2D network runs on every slice along that axis (the slices
     become the batch) and the result is put back in the image's axis order.
@@ -252,7 +257,8 @@ def predict_volume(
         total = None
         for net in networks:
             for dims in mirrors:
-                logits = net(windows.flip(dims) if dims else windows)
+                with autocast(windows.device, dtype):
+                    logits = net(windows.flip(dims) if dims else windows).float()
                 probs = torch.sigmoid(logits) if activation == "sigmoid" else logits.softmax(1)
                 probs = probs.flip(dims) if dims else probs
                 total = probs if total is None else total.add_(probs)

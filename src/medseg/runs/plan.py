@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from torch import nn
 
 from medseg.augment import AugmentationSettings
+from medseg.device import resolve_precision
 from medseg.errors import ConfigError, RunFolderError, first_invalid_field, located
 from medseg.io import read_json_file, write_text_atomic
 from medseg.nn import build_network
@@ -88,7 +90,9 @@ class Plan(BaseModel):
     # with minutes: validation after an epoch only while validating has taken at most this
     # share of the time (the first and the last epoch always); 1 validates every epoch
     validation_share: float = Field(default=0.05, gt=0, le=1)
-    mixed_precision: bool = True  # CUDA only; CPU steps run in float32
+    # autocast in the device's fast half format: float16 on CUDA, bfloat16 on a CPU with
+    # AMX or AVX-512 BF16 (2x faster steps there); float32 otherwise or when False
+    mixed_precision: bool = True
     augmentation: AugmentationSettings = Field(default_factory=AugmentationSettings)
     epochs: int | None = Field(default=None, ge=1, le=10**7)
     minutes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -167,6 +171,12 @@ class Plan(BaseModel):
     def activation(self) -> str:
         """How logits become probabilities: softmax over classes, or sigmoid per region."""
         return "sigmoid" if self.regions else "softmax"
+
+    def training_dtype(self, device: torch.device) -> torch.dtype:
+        """What training computes in on ``device``: with ``mixed_precision``, the device's
+        fast half format (float16 on CUDA, bfloat16 on a CPU that computes it natively; see
+        `medseg.device.resolve_precision`), else float32."""
+        return resolve_precision("auto" if self.mixed_precision else "float32", device)
 
     def region_membership(self) -> np.ndarray:
         """``(R, K)`` bool: whether training class k (label_values[k]) lies in region r."""

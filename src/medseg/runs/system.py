@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from medseg import __version__
-from medseg.device import resolve_device
+from medseg.device import resolve_device, resolve_precision
 from medseg.io import DICOM_SUFFIXES, SUPPORTED_SUFFIXES
 from medseg.parallel import available_cores
 
@@ -58,6 +58,9 @@ def system_info() -> dict[str, Any]:
             "cuda": cuda,
             "cuda_build": torch.version.cuda,
             "auto": str(resolve_device("auto")),
+            "auto_precision": str(resolve_precision("auto", resolve_device("auto"))).removeprefix(
+                "torch."
+            ),
         },
         "formats": {
             "read": [

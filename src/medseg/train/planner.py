@@ -19,6 +19,7 @@ import torch
 
 from medseg.augment import AugmentationSettings, Augmenter, padded_patch_size
 from medseg.datasets import DatasetSpec
+from medseg.device import autocast
 from medseg.errors import ConfigError
 from medseg.nn import DeepSupervisionLoss, DiceCELoss, build_network
 from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
@@ -154,11 +155,12 @@ def seconds_per_iteration(
     seconds: float = TIMING_SECONDS,
     augmentation: AugmentationSettings | None = None,
     spacing: Sequence[float] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> float:
     """Time of one training step of a candidate, measured as training runs it: the default
-    augmentation of a batch, then forward (with deep supervision for the U-Net), backward and
-    an SGD step. The median of the steps timed, so that a moment of load elsewhere on the
-    machine does not decide the network."""
+    augmentation of a batch, then forward (with deep supervision for the U-Net, under
+    autocast in ``dtype``), backward and an SGD step. The median of the steps timed, so that
+    a moment of load elsewhere on the machine does not decide the network."""
     dim = len(candidate.patch_size)
     network = build_network(
         model, in_channels, num_classes, dim, candidate.features, candidate.strides,
@@ -177,7 +179,9 @@ def seconds_per_iteration(
     def step() -> None:
         batch, labels = augmenter(image, target, output_size=candidate.patch_size)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(network(batch), labels)
+        with autocast(device, dtype):
+            outputs = network(batch)
+        loss = loss_fn(outputs, labels)
         loss.backward()
         optimizer.step()
         if device.type == "cuda":
@@ -308,7 +312,7 @@ def _timed_network(
     def measure(candidate: Candidate) -> float:
         return seconds_per_iteration(
             candidate, plan.in_channels, plan.num_classes, plan.model, device,
-            spacing=net_spacing,
+            spacing=net_spacing, dtype=plan.training_dtype(device),
         )  # fmt: skip
 
     given = {k: v for k, v in overrides.items() if k in NETWORK_FIELDS and v is not None}

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medseg.augment import Augmenter, padded_patch_size
+from medseg.device import autocast
 from medseg.io.atomic import remove_stale_temporaries
 from medseg.loop import (
     Budget,
@@ -124,8 +125,9 @@ class Trainer:
         self.loss = self.build_loss()
         self.optimizer = self.build_optimizer()
         self.augmenter = self.build_augmenter()
-        use_amp = config.mixed_precision and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        self.dtype = config.training_dtype(device)
+        use_scaler = self.dtype == torch.float16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         spacing = _network_axes(_voxel_spacing(config), config.slice_axis)
         drawn = padded_patch_size(config.patch_size, config.augmentation, spacing)
         if config.slice_axis is not None:
@@ -185,11 +187,14 @@ class Trainer:
         return poly_learning_rate(self.config.learning_rate, fraction_done)
 
     def train_step(self, image: torch.Tensor, target: torch.Tensor) -> float:
-        """One optimisation step on a batch (mixed precision on CUDA); returns the loss."""
+        """One optimisation step on a batch (the network under autocast in
+        `Plan.training_dtype`, with gradient scaling for float16; the loss in float32);
+        returns the loss."""
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=self.scaler is not None):
-            loss = self.loss(self.model(image), target)
+        with autocast(self.device, self.dtype):
+            outputs = self.model(image)
+        loss = self.loss(outputs, target)  # in float32 (`DeepSupervisionLoss`)
         clip = self.config.gradient_clip
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -218,7 +223,7 @@ class Trainer:
             per_pass = windows_per_pass(c.dim, c.batch_size, image.device)
             probs = predict_volume(
                 self.network, image, c.patch_size, per_pass, c.slice_axis, overlap=0.0,
-                activation=c.activation,
+                activation=c.activation, dtype=self.dtype,
             ).cpu().numpy()  # fmt: skip
             for k, value in validation_dice(c, case.target, probs).items():
                 if not math.isnan(value):
