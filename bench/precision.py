@@ -75,9 +75,7 @@ def main() -> None:
     cases = validation_cases(args.run_dir, args.fold)
     plan = json.loads((args.run_dir / "plan.json").read_text())
     ending = plan["file_ending"]
-    references = {
-        c: read_image(args.dataset / "labelsTr" / f"{c}{ending}").array for c in cases
-    }
+    references = {c: read_image(args.dataset / "labelsTr" / f"{c}{ending}").array for c in cases}
     values = plan["label_values"][1:]
     print(f"{len(cases)} validation cases of fold {args.fold}; {args.threads} threads; native "
           f"bfloat16 on this CPU: {native_bfloat16(torch.device('cpu'))}")  # fmt: skip

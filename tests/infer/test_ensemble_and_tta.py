@@ -113,8 +113,11 @@ def test_compiled_networks_predict_the_same_labels(untrained_run_dir: Path, phan
         pytest.skip("no C++ compiler for torch.compile on the CPU")
     plain, fast = tmp_path / "plain", tmp_path / "fast"
     images = phantom3d / "imagesTs"
-    predict_paths(untrained_run_dir, [images], plain, "cpu", quiet=True)
-    predict_paths(untrained_run_dir, [images], fast, "cpu", quiet=True, compile_networks=True)
+    # in float32: bfloat16 kernels differ between eager and compiled code by more than
+    # float32 ones, and the near-ties of an untrained network follow them
+    exact = {"quiet": True, "precision": "float32"}
+    predict_paths(untrained_run_dir, [images], plain, "cpu", **exact)
+    predict_paths(untrained_run_dir, [images], fast, "cpu", compile_networks=True, **exact)
     for path in plain.glob("*.nii.gz"):
         same = read_image(path).array == read_image(fast / path.name).array
         assert same.mean() > 0.999, path.name

@@ -61,12 +61,24 @@ def key(tmp_path):
     return made.stdout.strip().splitlines()[-1]
 
 
+def _images_with_a_slow_first(phantom3d, tmp_path):
+    """The phantom's images after a first one 150 times their size: a job on it runs long
+    enough (about 1.5 s here) to be seen running however fast the machine is."""
+    from medseg.io import Image, write_image
+
+    images = sorted((phantom3d / "imagesTr").iterdir()) + sorted((phantom3d / "imagesTs").iterdir())
+    small = read_image(images[0])
+    large = tmp_path / "large_0000.nii.gz"
+    write_image(Image(np.tile(small.array, (1, 5, 5, 6)), small.affine), large)
+    return [large, *images]
+
+
 def test_kill_9_with_jobs_queued_and_running_then_every_job_completes_once(
     tmp_path, key, untrained_run_dir, phantom3d
 ):
     from medseg.serve.client import Client
 
-    images = sorted((phantom3d / "imagesTr").iterdir()) + sorted((phantom3d / "imagesTs").iterdir())
+    images = _images_with_a_slow_first(phantom3d, tmp_path)
     [expected] = predict_paths(untrained_run_dir, [images[0]], tmp_path / "cli", quiet=True)
     port, data = free_port(), tmp_path / "data"
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed at the end
@@ -128,7 +140,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_runs_again(
 ):
     from medseg.serve.client import Client
 
-    images = sorted((phantom3d / "imagesTr").iterdir())
+    images = _images_with_a_slow_first(phantom3d, tmp_path)
     port, data = free_port(), tmp_path / "data"
     with open(tmp_path / "server.log", "w") as log:
         server = _start(untrained_run_dir, data, port, log)

@@ -114,7 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
         help="what the networks compute in: auto (default) is bfloat16 on a CPU that computes "
-        "it natively (AMX or AVX-512 BF16: ~2.5x faster, labels equal but for ~0.003%% of "
+        "it natively (AMX or AVX-512 BF16: ~2.5x faster here, labels equal but for ~0.003%% of "
         "voxels), float16 on CUDA, else float32",
     )  # fmt: skip
     parser.add_argument(

@@ -404,11 +404,14 @@ class Trainer:
 
     def predict_validation(self, out_dir: Path) -> Evaluation:
         """Predict and score every validation case with the best weights, as `medseg predict`
-        would (see `predict_and_score`); writes into ``out_dir``."""
+        would (see `predict_and_score`; in the training's precision, what `medseg predict`
+        picks by default on the same device); writes into ``out_dir``."""
         best = self.fold_dir / BEST_WEIGHTS
         if best.is_file():
             load_weights(self.network, best, self.device)
-        return predict_and_score(self.network, self.config, self.val_cases, self.device, out_dir)
+        return predict_and_score(
+            self.network, self.config, self.val_cases, self.device, out_dir, self.dtype
+        )
 
 
 def _voxel_spacing(plan: Plan) -> list[float]:

@@ -87,10 +87,11 @@ def predict_and_score(
     cases: list[TrainingCase],
     device: torch.device,
     out_dir: Path,
+    dtype: torch.dtype = torch.float32,
 ) -> Evaluation:
-    """Predict every case as `medseg predict` would (50 % overlap, Gaussian weighting, back
-    on the case's own grid), write the label maps and score them against the original label
-    files with the same code as `medseg evaluate`.
+    """Predict every case as `medseg predict` would (50 % overlap, Gaussian weighting, the
+    network under autocast in ``dtype``, back on the case's own grid), write the label maps
+    and score them against the original label files with the same code as `medseg evaluate`.
 
     Writes ``{case}{file_ending}``, ``metrics.csv`` and ``summary.json`` into ``out_dir``.
     """
@@ -103,7 +104,7 @@ def predict_and_score(
         image = torch.from_numpy(np.ascontiguousarray(case.image)).to(device)
         probs = predict_volume(
             network, image, c.patch_size, windows_per_pass(c.dim, c.batch_size, image.device),
-            c.slice_axis, activation=c.activation,
+            c.slice_axis, activation=c.activation, dtype=dtype,
         ).cpu().numpy()  # fmt: skip
         if case.geometry is not None and case.label_path is not None:
             # back onto the case's own grid, scored against its own label file
