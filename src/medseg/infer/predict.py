@@ -67,7 +67,7 @@ def load_trained_model(
     onnxruntime on the CPU. ``compile_networks``: each network goes through ``torch.compile``
     (`compiled`). ``precision``: what the networks compute in, see
     `medseg.device.resolve_precision` (``auto``: bfloat16 on a CPU with native bfloat16,
-    float16 on CUDA; docs/predict.md#precision).
+    float16 on CUDA; docs/predict.md, `--precision`).
 
     Raises `RunFolderError` when the folder holds no configuration or no weights.
     """
