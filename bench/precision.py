@@ -26,6 +26,7 @@ from medseg.device import native_bfloat16
 from medseg.infer import load_trained_model
 from medseg.infer.predict import predict_image
 from medseg.io import read_image
+from medseg.metrics import dice_per_label
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -50,18 +51,13 @@ def predict_all(
     return labels, time.perf_counter() - start
 
 
-def dice_per_label(
+def mean_dice(
     labels: dict[str, np.ndarray], references: dict[str, np.ndarray], values: list[int]
 ) -> dict[int, float]:
-    """Mean Dice over the cases for each foreground label value."""
-    scores: dict[int, list[float]] = {v: [] for v in values}
-    for case, predicted in labels.items():
-        for v in values:
-            a, b = predicted == v, references[case] == v
-            total = a.sum() + b.sum()
-            if total:
-                scores[v].append(2 * float((a & b).sum()) / float(total))
-    return {v: float(np.mean(s)) for v, s in scores.items()}
+    """Mean Dice over the cases for each foreground label value (`medseg.metrics`; cases
+    where both maps lack a label do not count)."""
+    scores = [dice_per_label(references[case], labels[case], values) for case in labels]
+    return {v: float(np.nanmean([s[v] for s in scores])) for v in values}
 
 
 def main() -> None:
@@ -84,7 +80,7 @@ def main() -> None:
         maps[precision], seconds[precision] = predict_all(
             args.run_dir, args.dataset, args.fold, cases, precision
         )
-        dice = dice_per_label(maps[precision], references, values)
+        dice = mean_dice(maps[precision], references, values)
         print(f"{precision:9s} {seconds[precision]:6.2f} s  Dice "
               + " / ".join(f"{dice[v]:.4f}" for v in values))  # fmt: skip
     differ = np.mean([np.mean(maps["float32"][c] != maps["bfloat16"][c]) for c in cases])
