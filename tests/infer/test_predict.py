@@ -178,12 +178,15 @@ def test_bfloat16_predicts_real_cases_like_float32(hippocampus_mini_run) -> None
     exact = load_trained_model(run, "cpu", precision="float32")
     half = load_trained_model(run, "cpu", precision="bfloat16")
     assert (exact.dtype, half.dtype) == (torch.float32, torch.bfloat16)
+    computed = set()
+    half.networks[0].register_forward_hook(lambda m, args, out: computed.add(out.dtype))
     for path in sorted(scans.iterdir()):
         image = read_image(path)
         a, b = predict_image(exact, image).array, predict_image(half, image).array
         assert a.shape == b.shape == image.array.shape
         assert (a > 0).sum() > 100  # the network does find the hippocampus
         assert float((a == b).mean()) > 0.99, path.name
+    assert computed == {torch.bfloat16}  # the bfloat16 model did compute in it
 
 
 def test_an_onnx_export_refuses_another_precision(hippocampus_mini_run, tmp_path) -> None:
