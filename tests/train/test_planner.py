@@ -191,3 +191,28 @@ def test_every_field_can_be_overridden(phantom_fingerprint) -> None:
         apply_overrides(plan, {"batchsize": 3})
     with pytest.raises(ConfigError, match="batch_size"):
         apply_overrides(plan, {"batch_size": 0})
+
+
+@pytest.mark.parametrize("mixed_precision", [True, False])
+def test_candidates_are_timed_in_the_precision_training_uses(
+    phantom_fingerprint, monkeypatch: pytest.MonkeyPatch, mixed_precision: bool
+) -> None:
+    """On a CPU with native bfloat16 (pretended here) mixed precision trains in bfloat16, so
+    the planner must time its candidates so; without mixed precision, in float32."""
+    import torch
+
+    from medseg import device as device_module
+
+    monkeypatch.setattr(device_module, "native_bfloat16", lambda device: True)
+    seen: set[torch.dtype] = set()
+    original = planner.build_network
+
+    def watched(*args, **kwargs):
+        network = original(*args, **kwargs)
+        network.register_forward_hook(lambda m, a, out: seen.add(out[0].dtype))
+        return network
+
+    monkeypatch.setattr(planner, "build_network", watched)
+    dataset, fp = phantom_fingerprint
+    make_plan(fp, dataset.spec, budget_minutes=1.0, mixed_precision=mixed_precision)
+    assert seen == {torch.bfloat16 if mixed_precision else torch.float32}
