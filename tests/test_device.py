@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from medseg import device as device_module
-from medseg.device import autocast, resolve_device, resolve_precision
+from medseg.device import autocast, rank_device, resolve_device, resolve_precision
 from medseg.errors import ConfigError
+from medseg.parallel import Ranks
 
 CPU = torch.device("cpu")
 
@@ -40,3 +41,14 @@ def test_cuda_without_a_gpu_is_an_error():
     with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto") == CPU
+
+
+def test_each_rank_of_a_job_on_gpus_takes_its_own(monkeypatch):
+    second = Ranks(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert rank_device(torch.device("cuda"), second) == torch.device("cuda", 1)
+    assert rank_device(torch.device("cpu"), second) == torch.device("cpu")
+    assert rank_device(torch.device("cuda"), Ranks()) == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="local rank 1 has no GPU"):
+        rank_device(torch.device("cuda"), second)

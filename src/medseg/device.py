@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from medseg.errors import ConfigError
+from medseg.parallel import Ranks
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -18,6 +19,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in DEVICES and not name.startswith("cuda:"):
         raise ConfigError(f"--device {name}: expected one of {', '.join(DEVICES)}")
     return torch.device(name)
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """This process's device in a torchrun job: ``cuda:LOCAL_RANK`` for CUDA (one process per
+    GPU); any other device, or a single process, stays as it is. `ConfigError` for a local
+    rank without a GPU of its own."""
+    if not ranks.distributed or device.type != "cuda":
+        return device
+    if ranks.local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"local rank {ranks.local_rank} has no GPU ({torch.cuda.device_count()} on this "
+            "machine): start at most one process per GPU"
+        )
+    return torch.device("cuda", ranks.local_rank)
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")

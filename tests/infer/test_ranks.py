@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from medseg.errors import ConfigError
-from medseg.infer.ranks import rank_device
 from medseg.io import read_image
 from medseg.parallel import Ranks, ranks_from_environment
 
@@ -92,8 +91,6 @@ def test_the_share_of_each_rank():
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
     with pytest.raises(ConfigError, match="3 processes for 2 item"):
         Ranks(0, 3).items([0, 1])
-    assert rank_device(Ranks(1, 2, 1, 2), "cpu") == "cpu"
-    assert rank_device(Ranks(), "auto") == "auto"
 
 
 def test_torchruns_environment_is_read_and_checked(monkeypatch):

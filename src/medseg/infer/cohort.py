@@ -9,6 +9,13 @@ nothing). Run again with the same command, a case recorded ``done`` whose files 
 is skipped, so a killed cohort finishes where it stopped (every output is written
 atomically); any other setting predicts everything again. A case that fails is recorded
 with its error and the others go on; the command ends with an error naming how many failed.
+
+Run by torchrun, on one machine or several, each process takes every ``WORLD_SIZE``-th case
+of the input list from its ``RANK`` on (`medseg.parallel.Ranks.items`: a fixed share, so
+that a restarted job resumes) and uses ``cuda:LOCAL_RANK`` on GPUs
+(`medseg.device.rank_device`), its part of the machine's cores otherwise. No process group
+is needed: the ranks meet only in the output folder, whose ``predictions.json`` they update
+in turn under a lock (`medseg.runs.manifest.run_lock`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import torch
 
 from medseg import __version__
 from medseg.datasets import Case, read_case_image
-from medseg.device import resolve_device, resolve_precision
+from medseg.device import rank_device, resolve_device, resolve_precision
 from medseg.errors import ConfigError, ImageReadError, MedsegError, located
 from medseg.export import export_folder_of, is_export_folder
 from medseg.infer.lesions import lesion_rows, write_lesions
@@ -42,7 +49,6 @@ from medseg.infer.predict import (
     write_probabilities,
 )
 from medseg.infer.quality import load_calibration
-from medseg.infer.ranks import rank_device
 from medseg.infer.uncertainty_files import quality_row, write_quality, write_uncertainty
 from medseg.io import read_dicom_series, write_text_atomic
 from medseg.io.outputs import prepare_output_folder
@@ -199,7 +205,7 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
-    device = rank_device(ranks_from_environment(), settings.device)  # a rank's own GPU
+    device = str(rank_device(resolve_device(settings.device), ranks_from_environment()))
     model = load_trained_model(
         settings.run_dir, device, settings.folds, settings.compile_networks, settings.precision
     )

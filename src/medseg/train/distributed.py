@@ -87,14 +87,6 @@ def _peer_gone(exc: RuntimeError) -> bool:
                                    "Broken pipe"))  # fmt: skip
 
 
-def rank_device(device: torch.device) -> torch.device:
-    """This rank's device: ``cuda:LOCAL_RANK`` for CUDA in a distributed run, else
-    ``device``."""
-    if _current.distributed and device.type == "cuda":
-        return torch.device("cuda", _current.local_rank)
-    return device
-
-
 @contextlib.contextmanager
 def single_process() -> Iterator[None]:
     """For the block, this process trains on its own (no gradient averaging, no waiting for

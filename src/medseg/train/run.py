@@ -18,7 +18,7 @@ from medseg.datasets import (
     read_splits,
     read_training_case,
 )
-from medseg.device import resolve_device
+from medseg.device import rank_device, resolve_device
 from medseg.errors import ConfigError, RunFolderError, located
 from medseg.io import read_json_file, write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
@@ -253,7 +253,7 @@ def train_run(
         raise ConfigError(
             located(fold_dir, "already trained; --resume continues it (or use another --out)")
         )
-    device = distributed.rank_device(resolve_device(options.device))
+    device = rank_device(resolve_device(options.device), distributed.current_ranks())
     dataset = open_dataset(dataset_dir)
     main = distributed.current_ranks().is_main
     if not main:
