@@ -69,14 +69,14 @@ def test_the_largest_affordable_patch_wins_then_a_wider_network_only_for_long_tr
     assert step == measure(chosen)
 
 
-def _grid_choice(seconds: dict) -> tuple[Candidate, list[str]]:
+def _grid_choice(seconds: dict, cap=lambda candidate: None) -> tuple[Candidate, list[str]]:
     """The choice among two patches x two widths timed at ``seconds`` per step."""
     grid = [
         Candidate(list(patch), [[1, 1, 1]], [[3, 3, 3]], [width], 2)
         for patch, width in seconds
     ]  # fmt: skip
     chosen, _, notes = choose_candidate(
-        grid, 600.0, lambda c: seconds[(tuple(c.patch_size), c.features[0])], None
+        grid, 600.0, lambda c: seconds[(tuple(c.patch_size), c.features[0])], None, cap=cap
     )
     return chosen, notes
 
@@ -99,6 +99,10 @@ def test_width_is_bought_only_with_steps_to_spare() -> None:
     # with steps to spare the wider network wins
     chosen, _ = _grid_choice({(large, 8): 0.01, (large, 16): 0.04})
     assert chosen.features == [16]
+    # unless the data caps every model under WIDE_MIN_ITERATIONS steps: the wide network
+    # would train no more steps than the narrow one, so it is not even timed
+    chosen, notes = _grid_choice({(large, 8): 0.01, (large, 16): 0.04}, cap=lambda c: 5_000)
+    assert chosen.features == [8] and len(notes) == 1 and "(capped at 5000)" in notes[0]
 
 
 def test_a_cpu_trains_batches_of_two_in_2d_as_in_3d() -> None:
@@ -147,8 +151,15 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     assert recipe.reason.startswith(f"{MIN_ITERATIONS} planned steps")
     assert steps_cap(fp, plan.preprocessing.target_spacing, [4, 4, 4], 2) > MIN_ITERATIONS
     assert make_plan(fp, dataset.spec).max_iterations is None  # no budget, no cap
-    step["seconds"] = 0.05  # 61,200 steps: nnU-Net's recipe, not capped
-    assert make_plan(fp, dataset.spec, budget_minutes=60.0).max_iterations is None
+    # 61,200 steps: still capped and still the short recipe (nnU-Net's overfits too), so a
+    # longer budget never gets less than a shorter one
+    step["seconds"] = 0.05
+    plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
+    assert plan.max_iterations == MIN_ITERATIONS and plan.optimizer == "adamw"
+    # a dataset whose cap is over FULL_RECIPE_STEPS is not capped: nnU-Net's recipe
+    monkeypatch.setattr(planner, "PATCHES_PER_SHARE", 10**6)
+    plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
+    assert plan.max_iterations is None and plan.optimizer == "sgd"
 
 
 def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) -> None:

@@ -10,8 +10,9 @@ Every decision and its reason goes into plan.json.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -42,9 +43,9 @@ WIDE_MIN_ITERATIONS = 10_000
 #: (the dataset's cropped voxels / the patch's voxels): on 40 Hippocampus cases 1,000-1,500
 #: steps of batch 2 (73-110 patches a share) scored 0.881-0.883 mean Dice and 5,200 steps
 #: 0.871; on 200 cases the Dice stayed flat from 57 to 81 (docs/plan.md#steps-per-case).
-#: Applied to the short recipe only: budgets of FULL_RECIPE_STEPS and more get nnU-Net's
-#: recipe uncapped. Known defect: on 40 Hippocampus cases its 10,000 steps scored 0.874 mean
-#: Dice against 0.885 for a capped budget just under the boundary (docs/plan.md#steps-per-case).
+#: nnU-Net's recipe does not lift it: on the same 40 cases it scored 0.874 at 10,000 steps
+#: and 0.868 at 30,000, against 0.885 for capped models. So a dataset whose cap is under
+#: FULL_RECIPE_STEPS is capped at every budget; larger ones keep the recipe for their steps.
 PATCHES_PER_SHARE = 100
 #: Share of the budget spent on optimisation steps (the rest: validation, start-up).
 TRAINING_SHARE = 0.85
@@ -213,6 +214,16 @@ def steps_cap(
     return max(MIN_ITERATIONS, int(PATCHES_PER_SHARE * shares / batch))
 
 
+def small_data_cap(
+    fingerprint: Fingerprint, spacing: Sequence[float], network: Candidate | Plan
+) -> int | None:
+    """`steps_cap` for ``network``'s patch and batch where it binds every budget (a dataset
+    small enough that it is under FULL_RECIPE_STEPS); None for larger datasets, whose steps
+    follow the budget."""
+    cap = steps_cap(fingerprint, spacing, network.patch_size, network.batch_size)
+    return cap if cap < FULL_RECIPE_STEPS else None
+
+
 def activation_gigabytes(candidate: Candidate) -> float:
     """A rough upper estimate of a training step's activation memory (GB): every stage's
     feature maps, kept for the backward pass about eight times over (convolutions, norms,
@@ -231,10 +242,12 @@ def choose_candidate(
     measure,
     memory_gb: float | None,
     quiet: bool = True,
+    cap: Callable[[Candidate], int | None] = lambda candidate: None,
 ) -> tuple[Candidate, float, list[str]]:
     """The candidate with the largest patch, and at that patch the widest network, that fits
-    in memory and affords its steps in the budget (MIN_ITERATIONS for the narrowest width,
-    WIDE_MIN_ITERATIONS for any wider); the cheapest one if none does. Timed by patch size,
+    in memory and trains its steps in the budget (MIN_ITERATIONS for the narrowest width,
+    WIDE_MIN_ITERATIONS for any wider; a candidate trains what the budget affords, or its
+    ``cap`` if that is less); the cheapest one if none does. Timed by patch size,
     then width; a width that does not fit ends that patch (so does a narrowest network that
     cannot afford twice WIDE_MIN_ITERATIONS: a wider one costs at least twice as much per
     step), a narrowest network that does not fit ends the search. Returns the choice, its
@@ -251,15 +264,19 @@ def choose_candidate(
             continue
         step = measure(candidate)
         affordable = int(budget_seconds * TRAINING_SHARE / step)
+        limit = cap(candidate)
+        trained = affordable if limit is None else min(affordable, limit)
         notes.append(f"{candidate.describe()}: {step:.3f} s/step, {affordable} steps")
+        if trained < affordable:
+            notes[-1] += f" (capped at {trained})"
         log_line(f"planning: {notes[-1]}", quiet)
         is_narrowest = candidate.features[0] == narrowest
         needed = MIN_ITERATIONS if is_narrowest else WIDE_MIN_ITERATIONS
-        if affordable >= needed or chosen is None:
+        if trained >= needed or chosen is None:
             chosen = (candidate, step)
-        if affordable < needed and is_narrowest:
+        if trained < needed and is_narrowest:
             break
-        if affordable < (2 * WIDE_MIN_ITERATIONS if is_narrowest else needed):
+        if trained < (2 * WIDE_MIN_ITERATIONS if is_narrowest else needed):
             too_wide.append(candidate.patch_size)
     if chosen is None:
         raise ConfigError(f"no network configuration fits in {memory_gb} GB of memory")
@@ -302,9 +319,10 @@ def _timed_network(
     memory_gb: float | None,
     quiet: bool,
     overrides: dict[str, object],
+    cap: Callable[[Candidate], int | None],
 ) -> tuple[Plan, int, list[Decision]]:
-    """``plan`` with the network chosen by timing candidates within the budget; the steps the
-    budget affords, and the decisions."""
+    """``plan`` with the network chosen by timing candidates within the budget (each trains
+    at most its ``cap``); the steps the budget affords, and the decisions."""
     net_shape, net_spacing = list(shape), list(spacing)
     if plan.slice_axis is not None:
         del net_shape[plan.slice_axis], net_spacing[plan.slice_axis]
@@ -322,7 +340,7 @@ def _timed_network(
         chosen, notes = Candidate(**{k: getattr(plan, k) for k in NETWORK_FIELDS}), []
     else:
         chosen, step, notes = choose_candidate(
-            options, budget_minutes * 60, measure, memory_gb, quiet
+            options, budget_minutes * 60, measure, memory_gb, quiet, cap
         )
     final = replace(chosen, **given)
     if len(final.features) != len(final.strides):
@@ -398,12 +416,13 @@ def make_plan(
     plan = plan.model_copy(update={"augmentation": augmentation})
     decisions.append(mirror)
     if budget_minutes is not None:
+        cap_of = functools.partial(small_data_cap, fingerprint, spacing)
         plan, affordable, timed = _timed_network(
-            plan, shape, spacing, device, budget_minutes, memory_gb, quiet, overrides
+            plan, shape, spacing, device, budget_minutes, memory_gb, quiet, overrides, cap_of
         )
         decisions += timed
-        cap = steps_cap(fingerprint, spacing, plan.patch_size, plan.batch_size)
-        if cap < affordable < FULL_RECIPE_STEPS:  # measured with the short recipe only
+        cap = cap_of(plan)
+        if cap is not None and cap < affordable:
             plan = plan.model_copy(update={"max_iterations": cap})
             decisions.append(
                 Decision(
@@ -411,7 +430,8 @@ def make_plan(
                     value=cap,
                     reason=f"the budget affords {affordable} steps, but more than {cap} "
                     f"({PATCHES_PER_SHARE} patches per patch-sized share of the data) overfit "
-                    "a dataset this small; training stops there with time left",
+                    "a dataset this small, with nnU-Net's longer recipe too "
+                    "(docs/plan.md#steps-per-case); training stops there with time left",
                 )
             )
             affordable = cap
