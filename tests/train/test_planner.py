@@ -151,6 +151,11 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     assert recipe.reason.startswith(f"{MIN_ITERATIONS} planned steps")
     assert steps_cap(fp, plan.preprocessing.target_spacing, [4, 4, 4], 2) > MIN_ITERATIONS
     assert make_plan(fp, dataset.spec).max_iterations is None  # no budget, no cap
+    # a budget that seems to afford fewer steps (102) keeps the cap: step timing can be off
+    short = make_plan(fp, dataset.spec, budget_minutes=1.0)
+    assert short.max_iterations == MIN_ITERATIONS
+    reason = next(d.reason for d in short.decisions if d.setting == "max_iterations")
+    assert "if the clock has not stopped it" in reason
     # 61,200 steps: still capped and still the short recipe (nnU-Net's overfits too), so a
     # longer budget never gets less than a shorter one
     step["seconds"] = 0.05

@@ -370,6 +370,21 @@ def _timed_network(
     )
 
 
+def _cap_decision(cap: int, affordable: int) -> Decision:
+    """Why a small dataset's training stops at ``cap`` steps."""
+    why = (
+        f"more than {cap} steps ({PATCHES_PER_SHARE} patches per patch-sized share of the "
+        "data) overfit a dataset this small, with nnU-Net's longer recipe too "
+        "(docs/plan.md#steps-per-case)"
+    )
+    if cap < affordable:
+        reason = f"the budget affords {affordable} steps, but {why}; training stops there "
+        reason += "with time left"
+    else:
+        reason = f"training stops at {cap} steps if the clock has not stopped it: {why}"
+    return Decision(setting="max_iterations", value=cap, reason=reason)
+
+
 def make_plan(
     fingerprint: Fingerprint,
     spec: DatasetSpec,
@@ -422,19 +437,10 @@ def make_plan(
         )
         decisions += timed
         cap = cap_of(plan)
-        if cap is not None and cap < affordable:
+        if cap is not None:  # also when the budget seems to afford less: timing can be off
             plan = plan.model_copy(update={"max_iterations": cap})
-            decisions.append(
-                Decision(
-                    setting="max_iterations",
-                    value=cap,
-                    reason=f"the budget affords {affordable} steps, but more than {cap} "
-                    f"({PATCHES_PER_SHARE} patches per patch-sized share of the data) overfit "
-                    "a dataset this small, with nnU-Net's longer recipe too "
-                    "(docs/plan.md#steps-per-case); training stops there with time left",
-                )
-            )
-            affordable = cap
+            decisions.append(_cap_decision(cap, affordable))
+            affordable = min(affordable, cap)
     else:
         affordable = planned_steps or 100 * 100
         decisions.append(
