@@ -115,3 +115,17 @@ def test_a_record_naming_files_outside_the_folder_is_not_trusted(
     written = predict_paths(untrained_run_dir, [cohort], out, device="cpu", quiet=True)
     assert (out / "phantom_000.nii.gz").is_file()  # predicted again, not taken as done
     assert all(path.parent == out for path in written)
+
+
+def test_an_onnx_export_runs_on_the_cpu_whatever_device_is_asked(
+    hippocampus_mini_run, tmp_path
+) -> None:
+    pytest.importorskip("onnxruntime", reason="pip install 'medseg[onnx]'")
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA: --device cuda must not be resolved here")
+    from medseg.export import export_onnx
+
+    run_dir, scans = hippocampus_mini_run
+    folder = export_onnx(run_dir, tmp_path / "onnx")
+    written = predict_paths(folder, [scans], tmp_path / "out", device="cuda", quiet=True)
+    assert len(written) == len(list(scans.glob("*.nii.gz")))

@@ -205,7 +205,9 @@ def predict_case(settings: PredictSettings, out_dir: Path, case: Case) -> dict[s
 
 
 def _load(settings: PredictSettings) -> dict[str, Any]:
-    device = str(rank_device(resolve_device(settings.device), ranks_from_environment()))
+    device = settings.device  # an ONNX export runs on the CPU, whatever was asked
+    if not is_export_folder(Path(settings.run_dir)):
+        device = str(rank_device(resolve_device(device), ranks_from_environment()))
     model = load_trained_model(
         settings.run_dir, device, settings.folds, settings.compile_networks, settings.precision
     )
