@@ -147,13 +147,14 @@ def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
 
 def test_long_trainings_get_nnunets_recipe_short_ones_keep_images_the_right_way_round():
     from medseg.augment import AugmentationSettings
-    from medseg.train.recipe import FULL_RECIPE_STEPS, recipe_for_steps
+    from medseg.train.recipe import FULL_RECIPE_STEPS, SHORT_EMA_DECAY, recipe_for_steps
 
     long, decision = recipe_for_steps(FULL_RECIPE_STEPS)
     assert long == {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
     assert "nnU-Net" in decision.reason
     short, decision = recipe_for_steps(FULL_RECIPE_STEPS - 1)
     assert short["optimizer"] == "adamw" and "without mirroring" in decision.reason
+    assert short["ema_decay"] == SHORT_EMA_DECAY and "moving average" in decision.reason
     nnunet = AugmentationSettings()
     assert short["augmentation"]["mirror"]["probability"] == 0 < nnunet.mirror.probability
     degrees = short["augmentation"]["rotation"]["in_plane_angle_degrees"]

@@ -85,6 +85,9 @@ class Plan(BaseModel):
     weight_decay: float = Field(default=3e-5, ge=0)
     gradient_clip: float | None = Field(default=12.0, gt=0)
     deep_supervision: bool = True  # U-Net only
+    # validate and save an exponential moving average of the weights, its decay ramping up
+    # to this value (medseg.train.averaging); None trains and saves the weights themselves
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
     # the best epoch is the one with the highest moving average of validation Dice
     selection_smoothing: float = Field(default=0.5, ge=0, lt=1)
     # with minutes: validation after an epoch only while validating has taken at most this

@@ -37,6 +37,7 @@ from medseg.progress import log_line, make_progress
 from medseg.runs import BEST_WEIGHTS, LATEST_WEIGHTS, Plan, network_for
 from medseg.runs.plan import IGNORE_CLASS
 from medseg.train import distributed, transfer
+from medseg.train.averaging import weight_average
 from medseg.train.resume import (
     load_training_state,
     numpy_generator_state,
@@ -122,6 +123,8 @@ class Trainer:
         if self.ranks.distributed:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.network, device_ids=ids)
+        # the weights validated and saved: an average of the network's (plan's ema_decay)
+        self.average = weight_average(self.network, config.ema_decay) if config.ema_decay else None
         self.loss = self.build_loss()
         self.optimizer = self.build_optimizer()
         self.augmenter = self.build_augmenter()
@@ -208,12 +211,16 @@ class Trainer:
             if clip:
                 nn.utils.clip_grad_norm_(self.network.parameters(), clip)
             self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.network)
         return float(loss.detach())
 
     @torch.no_grad()
     def validation_step(self) -> dict[int, float]:
-        """Mean Dice per foreground class over the validation cases (NaN-free classes only)."""
-        self.network.eval()
+        """Mean Dice per foreground class over the validation cases (NaN-free classes only),
+        of the weights that are saved (`evaluated`)."""
+        network = self.evaluated
+        network.eval()
         c = self.config
         scores: dict[int, list[float]] = {k: [] for k in range(1, len(c.output_names) + 1)}
         for case in self.val_cases:
@@ -222,7 +229,7 @@ class Trainer:
             # close enough to rank epochs.
             per_pass = windows_per_pass(c.dim, c.batch_size, image.device)
             probs = predict_volume(
-                self.network, image, c.patch_size, per_pass, c.slice_axis, overlap=0.0,
+                network, image, c.patch_size, per_pass, c.slice_axis, overlap=0.0,
                 activation=c.activation, dtype=self.dtype,
             ).cpu().numpy()  # fmt: skip
             for k, value in validation_dice(c, case.target, probs).items():
@@ -231,6 +238,12 @@ class Trainer:
         return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
 
     # ---- state -------------------------------------------------------------------------
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network whose weights are validated and saved: the moving average of the
+        weights with the plan's ``ema_decay``, else the trained network itself."""
+        return self.average.module if self.average is not None else self.network
+
     def _budget_left(self) -> bool:
         """Whether another epoch fits: epochs left, or time for one like the last, with a
         validation (`epoch_seconds`)."""
@@ -261,6 +274,8 @@ class Trainer:
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
         return state
 
     def resume(self) -> None:
@@ -274,6 +289,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        if self.average is not None and "average" in state:
+            self.average.load_state_dict(state["average"])
         self.iteration = int(state["iteration"])
         self.budget.seconds_before = float(state["seconds"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
@@ -315,11 +332,11 @@ class Trainer:
         if not self.ranks.is_main:
             return
         meta = {"epoch": str(record.epoch), "val_dice_mean": f"{record.val_dice_mean:.6f}"}
-        save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, meta)
+        save_weights(self.evaluated, self.fold_dir / LATEST_WEIGHTS, meta)
         score = -1.0 if math.isnan(record.val_dice_smoothed) else record.val_dice_smoothed
         if score > self.best_score or not self.val_cases:  # without validation: the latest
             self.best_score, self.best_epoch = score, record.epoch
-            save_weights(self.network, self.fold_dir / BEST_WEIGHTS, meta)
+            save_weights(self.evaluated, self.fold_dir / BEST_WEIGHTS, meta)
         write_logs(self.history, self.config.output_names, self.fold_dir)
         tensorboard.add(record)
         save_training_state(self.fold_dir, self.training_state())
@@ -385,9 +402,10 @@ class Trainer:
             except KeyboardInterrupt:
                 if not self.ranks.is_main:
                     raise
-                save_weights(self.network, self.fold_dir / LATEST_WEIGHTS, {"interrupted": "1"})
+                interrupted = {"interrupted": "1"}
+                save_weights(self.evaluated, self.fold_dir / LATEST_WEIGHTS, interrupted)
                 if not (self.fold_dir / BEST_WEIGHTS).exists():
-                    save_weights(self.network, self.fold_dir / BEST_WEIGHTS, {"interrupted": "1"})
+                    save_weights(self.evaluated, self.fold_dir / BEST_WEIGHTS, interrupted)
                 write_logs(self.history, c.output_names, self.fold_dir)
                 raise
             finally:
