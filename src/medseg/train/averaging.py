@@ -33,10 +33,16 @@ def ramped_decay(decay: float, averaged: int) -> float:
     return min(decay, (1 + averaged) / (RAMP_STEPS + averaged))
 
 
-def _moving_average(
-    decay: float,
-) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor | int], None]:
-    def update(average: list[torch.Tensor], current: list[torch.Tensor], averaged) -> None:
+_Update = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor | int], None]
+
+
+def _moving_average(decay: float) -> _Update:
+    """The in-place update `AveragedModel` calls with its tensors, the network's and the
+    number of steps averaged so far."""
+
+    def update(
+        average: list[torch.Tensor], current: list[torch.Tensor], averaged: torch.Tensor | int
+    ) -> None:
         weight = 1.0 - ramped_decay(decay, int(averaged))
         for a, c in zip(average, current, strict=True):
             if a.is_floating_point():

@@ -31,8 +31,8 @@ _SHORT_AUGMENTATION = (
 
 
 _EMA = (
-    "which on Hippocampus fold 0 (7,100 steps) validated at 0.887-0.888 from 4,000 steps where "
-    "the weights themselves wavered at 0.880-0.886, and scored 0.002 higher at the end "
+    "which on Hippocampus fold 0 (7,100 steps) validated at 0.886-0.888 from 4,000 steps where "
+    "the weights themselves wavered at 0.880-0.887, and scored 0.002 higher at the end "
     "(docs/train.md#weight-averaging)"
 )
 
