@@ -1,5 +1,5 @@
-"""The moving average of the weights: its arithmetic, and a training that validates, saves and
-resumes it."""
+"""The moving average of the weights: its arithmetic, and a training that validates and saves
+it (resuming it: tests/train/test_recipe.py)."""
 
 import pytest
 import torch
@@ -71,30 +71,3 @@ def test_training_saves_and_validates_the_average(phantom, tmp_path, monkeypatch
     assert any(not torch.equal(averages[-1][k], networks[-1][k]) for k in networks[-1])
     state = load_training_state(tmp_path / "run" / "fold_0")
     assert int(state["average"]["n_averaged"]) == 6  # one update per step
-
-
-@pytest.mark.slow
-def test_resuming_restores_the_average(phantom, tmp_path, monkeypatch):
-    train_run(phantom, tmp_path / "straight", TrainOptions(epochs=3, seed=5, **FAST))
-    calls = {"n": 0}
-    original = Trainer.validation_step
-
-    def interrupted_in_second_validation(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # after epoch 1's state was saved
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "validation_step", interrupted_in_second_validation)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(phantom, tmp_path / "resumed", TrainOptions(epochs=3, seed=5, **FAST))
-    monkeypatch.setattr(Trainer, "validation_step", original)
-    options = TrainOptions(epochs=3, seed=5, resume=True, **FAST)
-    train_run(phantom, tmp_path / "resumed", options)
-    weights = []
-    for name in ("straight", "resumed"):
-        net = network_for(Plan.load(tmp_path / name))
-        load_weights(net, tmp_path / name / "fold_0" / LATEST_WEIGHTS)
-        weights.append(net.state_dict())
-    for name, value in weights[0].items():
-        assert torch.equal(value, weights[1][name]), name

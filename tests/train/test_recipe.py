@@ -46,10 +46,12 @@ def _identical(a, b):
     return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
 
 
+@pytest.mark.parametrize("ema_decay", [None, 0.9], ids=["weights", "average"])
 def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
-    tiny_phantom, tmp_path, monkeypatch
+    tiny_phantom, tmp_path, monkeypatch, ema_decay
 ):
-    train_run(tiny_phantom, tmp_path / "straight", TrainOptions(epochs=4, seed=5, **FAST))
+    options = {"epochs": 4, "seed": 5, "settings": {"ema_decay": ema_decay}, **FAST}
+    train_run(tiny_phantom, tmp_path / "straight", TrainOptions(**options))
 
     calls = {"n": 0}
     original = Trainer.validation_step
@@ -62,11 +64,9 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
 
     monkeypatch.setattr(Trainer, "validation_step", interrupted_in_third_validation)
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_phantom, tmp_path / "resumed", TrainOptions(epochs=4, seed=5, **FAST))
+        train_run(tiny_phantom, tmp_path / "resumed", TrainOptions(**options))
     monkeypatch.setattr(Trainer, "validation_step", original)
-    result = train_run(
-        tiny_phantom, tmp_path / "resumed", TrainOptions(epochs=4, seed=5, resume=True, **FAST)
-    )
+    result = train_run(tiny_phantom, tmp_path / "resumed", TrainOptions(resume=True, **options))
 
     assert [r.epoch for r in result.history] == [1, 2, 3, 4]
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
