@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-#: Steps the ramp of the decay takes to reach about 0.9 (``(1 + t) / (10 + t)``).
+#: The ramp's offset: after t averaged steps the decay is at most ``(1 + t) / (10 + t)``, so
+#: 0.5 after 8 steps, 0.9 after 81 and 0.999 only after 8,990.
 RAMP_STEPS = 10
 
 
