@@ -22,6 +22,20 @@ PHANTOM_SHAPE_2D = (32, 32)
 CliRunner = Callable[[Sequence[object]], tuple[int, str, str]]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``./run test`` starts a worker per core), a worker computes on its
+    share of the cores, and so do the commands it starts: the threads never outnumber them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        from medseg.parallel import available_cores
+
+        threads = max(1, available_cores() // int(workers))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real test data (``$MEDSEG_TEST_DATA``, default ``../shared/data``)."""

@@ -90,7 +90,6 @@ def hippocampus_model(hippocampus_dir: Path, tmp_path_factory: pytest.TempPathFa
     """A registration network trained for 3 epochs of 50 steps (about a minute on two idle
     cores) on Hippocampus fold-0 training pairs; steps, not minutes, so that a loaded machine
     trains the same network."""
-    torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("learned") / "model"
     train_registration(hippocampus_dir, out, RegistrationTrainingOptions(epochs=3, quiet=True))
     return out

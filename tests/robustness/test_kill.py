@@ -28,6 +28,7 @@ pytestmark = [
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"),
 ]
 DELAYS = (0.0, 0.15, 0.4)
+PREDICTED = 5  # cases for predict, about 2.5 s each on one core: every delay kills it midway
 
 
 def _medseg(*args: object) -> list[str]:
@@ -60,10 +61,14 @@ def material(tmp_path_factory: pytest.TempPathFactory, untrained_run_writer) -> 
         root / "Dataset900_Phantom3D", n_train=30, n_test=0, dim=3, shape=(48, 48, 16)
     )
     run = untrained_run_writer(root / "run", target_spacing=(0.4, 0.4, 1.25))
+    scans = root / "scans"
+    scans.mkdir()
+    for image in sorted((dataset / "imagesTr").iterdir())[:PREDICTED]:
+        (scans / image.name).symlink_to(image)
     return {
         "dataset": dataset,
         "run": run,
-        "images": dataset / "imagesTr",
+        "scans": scans,
         "labels": dataset / "labelsTr",
     }
 
@@ -71,7 +76,7 @@ def material(tmp_path_factory: pytest.TempPathFactory, untrained_run_writer) -> 
 @pytest.mark.parametrize("delay", DELAYS)
 def test_killed_predict_leaves_loadable_files_and_reruns(material, tmp_path, delay) -> None:
     out = tmp_path / "preds"
-    command = _medseg("predict", material["run"], material["images"], "--out", out)
+    command = _medseg("predict", material["run"], material["scans"], "--out", out)
     _kill_when(command, lambda: out.is_dir() and any(out.iterdir()), delay)
     for path in out.iterdir():
         if path.name == "predictions.json":
@@ -80,9 +85,9 @@ def test_killed_predict_leaves_loadable_files_and_reruns(material, tmp_path, del
             assert read_image(path).spatial_shape  # a visible file is a whole image
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(list(out.glob("*.nii.gz"))) == 30
+    assert len(list(out.glob("*.nii.gz"))) == PREDICTED
     record = json.loads((out / "predictions.json").read_text())["cases"]
-    assert len(record) == 30 and {e["status"] for e in record.values()} == {"done"}
+    assert len(record) == PREDICTED and {e["status"] for e in record.values()} == {"done"}
     assert _temporaries(out) == []
 
 

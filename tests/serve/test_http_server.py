@@ -61,16 +61,17 @@ def key(tmp_path):
     return made.stdout.strip().splitlines()[-1]
 
 
-def _images_with_a_slow_first(phantom3d, tmp_path):
-    """The phantom's images after a first one 150 times their size: a job on it runs long
-    enough (about 1.5 s here) to be seen running however fast the machine is."""
+def _images_with_a_slow_first(phantom3d, tmp_path, count):
+    """``count`` images to submit: first one 64 times the phantom's size, whose job runs long
+    enough (over half a second on a fast CPU) to be seen running however fast the machine is,
+    then the phantom's own images in turn."""
     from medseg.io import Image, write_image
 
     images = sorted((phantom3d / "imagesTr").iterdir()) + sorted((phantom3d / "imagesTs").iterdir())
     small = read_image(images[0])
     large = tmp_path / "large_0000.nii.gz"
-    write_image(Image(np.tile(small.array, (1, 5, 5, 6)), small.affine), large)
-    return [large, *images]
+    write_image(Image(np.tile(small.array, (1, 4, 4, 4)), small.affine), large)
+    return [large, *(images[k % len(images)] for k in range(count - 1))]
 
 
 def test_kill_9_with_jobs_queued_and_running_then_every_job_completes_once(
@@ -78,14 +79,14 @@ def test_kill_9_with_jobs_queued_and_running_then_every_job_completes_once(
 ):
     from medseg.serve.client import Client
 
-    images = _images_with_a_slow_first(phantom3d, tmp_path)
+    images = _images_with_a_slow_first(phantom3d, tmp_path, 8)
     [expected] = predict_paths(untrained_run_dir, [images[0]], tmp_path / "cli", quiet=True)
     port, data = free_port(), tmp_path / "data"
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed at the end
     server = _start(untrained_run_dir, data, port, log)
     try:
         client = Client(f"http://127.0.0.1:{port}", key)
-        ids = [client.submit(images[k % len(images)], "hippo") for k in range(8)]
+        ids = [client.submit(image, "hippo") for image in images]
         store = JobStore(data)
         assert wait_for(lambda: any(j.state == "running" for j in store.list()), 60)
         worker = next(j.worker for j in store.list() if j.worker)
@@ -140,13 +141,13 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_runs_again(
 ):
     from medseg.serve.client import Client
 
-    images = _images_with_a_slow_first(phantom3d, tmp_path)
+    images = _images_with_a_slow_first(phantom3d, tmp_path, 6)
     port, data = free_port(), tmp_path / "data"
     with open(tmp_path / "server.log", "w") as log:
         server = _start(untrained_run_dir, data, port, log)
         try:
             client = Client(f"http://127.0.0.1:{port}", key)
-            ids = [client.submit(images[k % len(images)], "hippo") for k in range(6)]
+            ids = [client.submit(image, "hippo") for image in images]
             store = JobStore(data)
             assert wait_for(lambda: any(j.state == "running" for j in store.list()), 60)
             victim = next(j for j in store.list() if j.state == "running")
