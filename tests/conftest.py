@@ -130,8 +130,11 @@ def phantom2d(tmp_path: Path) -> Path:
 
 def write_untrained_run(run_dir: Path, target_spacing: Sequence[float] | None = None) -> Path:
     """Write a run folder with a valid plan.json (for 3D phantom cases, ``.nii.gz``) and
-    freshly initialised (untrained) weights for fold 0; return it. With ``target_spacing``
-    the plan resamples to it (z-score normalisation), else it predicts on each image's grid."""
+    freshly initialised (untrained, seeded) weights for fold 0; return it. With
+    ``target_spacing`` the plan resamples to it (z-score normalisation), else it predicts on
+    each image's grid."""
+    import torch
+
     from medseg.preprocess import ChannelNormalization, Preprocessing
     from medseg.train import BEST_WEIGHTS, auto_config, network_for, save_weights
 
@@ -151,7 +154,9 @@ def write_untrained_run(run_dir: Path, target_spacing: Sequence[float] | None = 
         preprocessing = {"target_spacing": list(target_spacing), "normalization": [ZSCORE]}
         config = config.model_copy(update={"preprocessing": Preprocessing(**preprocessing)})
     config.save(run_dir)
-    network = network_for(config)
+    with torch.random.fork_rng():  # the same weights whatever ran before in this process
+        torch.manual_seed(0)
+        network = network_for(config)
     save_weights(network, run_dir / "fold_0" / BEST_WEIGHTS)
     return run_dir
 
