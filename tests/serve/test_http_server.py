@@ -63,8 +63,8 @@ def key(tmp_path):
 
 def _images_with_a_slow_first(phantom3d, tmp_path, count):
     """``count`` images to submit: first one 64 times the phantom's size, whose job runs long
-    enough (over half a second on a fast CPU) to be seen running however fast the machine is,
-    then the phantom's own images in turn."""
+    enough to be seen running (3.4 s on one core of the 2-core AVX2 CI machine; the test polls
+    every 0.1 s), then the phantom's own images in turn."""
     from medseg.io import Image, write_image
 
     images = sorted((phantom3d / "imagesTr").iterdir()) + sorted((phantom3d / "imagesTs").iterdir())
