@@ -33,7 +33,10 @@ def test_a_short_training_learns_the_classes_and_predict_writes_them(tmp_path):
     result = train_classifier(dataset, run, epochs=3, overrides=FAST, quiet=True)
     assert result.steps == 60 and len(result.history) == 3
     assert result.best["val_auc"] > 0.9, result.history
-    assert is_classifier_run(run) and ClassifierPlan.load(run).class_names == ["plain", "spot"]
+    plan = ClassifierPlan.load(run)
+    assert is_classifier_run(run) and plan.class_names == ["plain", "spot"]
+    # the segmentation recipe's elastic deformation is not measured for classification
+    assert plan.augmentation.elastic.probability == 0 < plan.augmentation.scaling.probability
     assert (run / "fold_0/model_best.safetensors").is_file()
     header = "step,seconds,learning_rate,train_loss,val_loss,val_auc"
     assert (run / "fold_0/log.csv").read_text().startswith(header)

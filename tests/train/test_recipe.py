@@ -147,7 +147,12 @@ def test_the_plan_holds_the_recipe_and_flags_change_it(tiny_phantom, tmp_path):
 
 def test_long_trainings_get_nnunets_recipe_short_ones_keep_images_the_right_way_round():
     from medseg.augment import AugmentationSettings
-    from medseg.train.recipe import FULL_RECIPE_STEPS, SHORT_EMA_DECAY, recipe_for_steps
+    from medseg.train.recipe import (
+        FULL_RECIPE_STEPS,
+        SHORT_ELASTIC_PROBABILITY,
+        SHORT_EMA_DECAY,
+        recipe_for_steps,
+    )
 
     long, decision = recipe_for_steps(FULL_RECIPE_STEPS)
     assert long == {"optimizer": "sgd", "learning_rate": 1e-2, "augmentation": {"enabled": True}}
@@ -159,6 +164,9 @@ def test_long_trainings_get_nnunets_recipe_short_ones_keep_images_the_right_way_
     assert short["augmentation"]["mirror"]["probability"] == 0 < nnunet.mirror.probability
     degrees = short["augmentation"]["rotation"]["in_plane_angle_degrees"]
     assert max(degrees) < max(nnunet.rotation.in_plane_angle_degrees)
+    elastic = short["augmentation"]["elastic"]["probability"]
+    assert elastic == SHORT_ELASTIC_PROBABILITY > nnunet.elastic.probability == 0
+    assert "elastic" in decision.reason
 
 
 def test_the_short_recipe_reaches_the_plan_and_set_overrides_it(tiny_phantom, tmp_path):
@@ -167,6 +175,7 @@ def test_the_short_recipe_reaches_the_plan_and_set_overrides_it(tiny_phantom, tm
     plan = Plan.load(run)
     assert plan.augmentation.mirror.probability == 0.0
     assert plan.augmentation.rotation.in_plane_angle_degrees == (-30.0, 30.0)
+    assert plan.augmentation.elastic.probability == 0.2
     # the plan validates what the recipe changed: it reads back equal from its JSON
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
     settings = {"augmentation.mirror.probability": 0.5}

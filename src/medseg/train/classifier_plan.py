@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from medseg.augment import AugmentationSettings
+from medseg.augment import AugmentationSettings, ElasticSettings
 from medseg.datasets.classification import ClassificationDataset
 from medseg.errors import ConfigError, first_invalid_field, located
 from medseg.runs import Decision
@@ -69,7 +69,7 @@ def plan_classifier(
         input_size=size,
         features=NARROW[: _stages(size)],
         batch_size=batch,
-        augmentation=AugmentationSettings.model_validate(recipe["augmentation"]),
+        augmentation=_short_augmentation(recipe["augmentation"]),
         seed=seed,
     )
     if encoder is None:
@@ -117,6 +117,13 @@ def transferred_encoder(source: str | Path, dim: int) -> tuple[dict[str, object]
         problem = f"--init-from: a {source_dim}D run, and the images are {dim}D"
         raise ConfigError(located(run_dir, problem))
     return fields, f"the encoder of {run_dir.name} (--init-from)"
+
+
+def _short_augmentation(settings: object) -> AugmentationSettings:
+    """The short segmentation recipe's augmentation without its elastic deformation, which
+    was measured for segmentation only."""
+    short = AugmentationSettings.model_validate(settings)
+    return short.model_copy(update={"elastic": ElasticSettings()})
 
 
 def _input_size(images: list[np.ndarray], dim: int) -> tuple[list[int], str]:
