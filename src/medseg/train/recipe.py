@@ -13,7 +13,7 @@ FULL_RECIPE_STEPS = 10_000
 #: Short trainings rotate 2D images by at most this many degrees (nnU-Net: 180).
 SHORT_IN_PLANE_DEGREES = 30.0
 #: Short trainings deform this share of patches elastically (nnU-Net v2: never); measured in
-#: docs/augment.md#short-trainings.
+#: docs/augment.md#elastic-in-short-trainings.
 SHORT_ELASTIC_PROBABILITY = 0.2
 #: Short trainings validate and save a moving average of the weights with this decay (its
 #: ramp: medseg.train.averaging); measured in docs/train.md#weight-averaging.
@@ -30,9 +30,9 @@ _SHORT_AUGMENTATION = (
     "learning every mirrored and upturned view too cost 0.035 Dice on Hippocampus (3D, 1,000 "
     "steps) and 0.16 on a 2D slices set (1,800 steps), where the short recipe scored 0.016 "
     "above no augmentation (one seed; docs/augment.md#short-trainings); elastic deformation "
-    f"for {SHORT_ELASTIC_PROBABILITY:g} of the patches, which scored higher in each of 4 paired "
+    f"for {SHORT_ELASTIC_PROBABILITY:g} of the patches, which scored higher in each of 5 paired "
     "runs (same plan and seed; 40 Hippocampus cases at 5 and 30 minutes, ISBI at 30) by "
-    "0.0003-0.0022: a small gain, but never a loss (docs/augment.md#short-trainings)"
+    "0.0003-0.0022: a small gain, but never a loss (docs/augment.md#elastic-in-short-trainings)"
 )
 
 
