@@ -30,6 +30,7 @@ Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [
        python bench/accuracy.py --dataset DIR --own-test-set     (imagesTs/labelsTs scored)
        ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
        ... --monai-patch 32 32 32   (the baseline's own patch instead of medseg's, rounded)
+       ... --monai-seed 1   (another seed for the baseline)
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def run_monai(
     train_ids: list[str],
     tests: list[tuple[str, Path, Path]],
     patch: list[int],
+    seed: int = 0,
 ) -> dict[str, object]:
     """Train the baseline on ``train_ids`` and score it on ``tests`` (case, image, label)."""
     from monai.data import PILReader
@@ -229,12 +231,12 @@ def run_monai(
             RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         ]
     )  # fmt: skip
-    torch.manual_seed(0)
-    augment.set_random_state(0)
+    torch.manual_seed(seed)
+    augment.set_random_state(seed)
     network = UNet(dims, 1, len(labels), (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(network.parameters(), 1e-3)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     steps = 0
     network.train()
     while time.perf_counter() - start < minutes * 60:
@@ -311,6 +313,7 @@ def main() -> None:
         help="learn from every training case, score the dataset's imagesTs/labelsTs",
     )
     parser.add_argument("--skip-monai", action="store_true", help="medseg only")
+    parser.add_argument("--monai-seed", type=int, default=0, help="the baseline's seed")
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -354,7 +357,7 @@ def main() -> None:
         if args.skip_monai:
             peer = {"dice": dict.fromkeys(ours["dice"], float("nan")), "steps": 0}
         else:
-            peer = run_monai(args.dataset, minutes, train_ids, tests, patch)
+            peer = run_monai(args.dataset, minutes, train_ids, tests, patch, args.monai_seed)
         peer["patch_size"] = patch
         results.append({"minutes": minutes, "medseg": ours, "monai": peer})
         _print(minutes, results[-1])

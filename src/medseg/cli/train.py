@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.runs.locations import default_run_folder
     from medseg.train import TrainOptions, cross_validation_complete, train_folds
     from medseg.train.distributed import PeerStopped, launch, ranks_from_environment
+    from medseg.train.held_out import best_steps
 
     if args.nproc and args.nproc > 1 and not ranks_from_environment().distributed:
         code = launch(args.nproc, _without_nproc(args.argv))
@@ -233,6 +234,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{result.best_epoch}"
             )
         console.print(f"{line}; weights in {result.fold_dir}")
+        if result.search is not None:
+            console.print(
+                f"fold 0 ({result.search.fold_dir.name}) validated best after "
+                f"{best_steps(result.search)} steps; every case trained "
+                f"{result.history[-1].iterations if result.history else 0}"
+            )
         if result.members:
             names = ", ".join(m.name for m in result.members)
             console.print(

@@ -106,6 +106,11 @@ class Plan(BaseModel):
     # with minutes and fold "all": the time a capped training leaves over trains further
     # models with the next seeds, up to this many in all (docs/train.md#budget)
     max_members: int = Field(default=5, ge=1, le=100)
+    # with minutes and fold "all": fold 0 trains first, validated, to find the steps before
+    # overfitting; the model on every case then trains that long (medseg.train.held_out)
+    held_out_stop: bool = False
+    # stop once the smoothed validation Dice has not improved for this many validations
+    early_stop_patience: int | None = Field(default=None, ge=1, le=10**6)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0

@@ -24,8 +24,9 @@ from medseg.io import read_json_file, write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
 from medseg.runs import PLAN_FILE, Plan, record_fold
-from medseg.train import distributed
+from medseg.train import distributed, held_out
 from medseg.train.ensemble import capped_early, remove_members, train_members
+from medseg.train.held_out import Split
 from medseg.train.options import NEEDS_EPOCHS, PlanOptions, TrainOptions
 from medseg.train.plan_dataset import DEFAULT_EPOCHS, configure_plan, plan_dataset
 from medseg.train.resume import STATE_FILE
@@ -271,19 +272,32 @@ def train_run(
     resumed = options.resume and (fold_dir / STATE_FILE).exists()
     if fold == ALL_CASES and not resumed and main:
         remove_members(run_dir)
+        held_out.remove_search(run_dir)
     record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
 
-    def train_one(model_plan: Plan, model_dir: Path, resume: bool = False) -> TrainResult:
-        """Train one model of this fold and record it in the manifest (rank 0)."""
-        result = _train_model(model_plan, fold_cases, model_dir, device, options, resume)
+    def train_one(
+        model_plan: Plan, model_dir: Path, split: Split | None = None, resume: bool = False
+    ) -> TrainResult:
+        """Train one model of this fold (or on ``split``) and record it in the manifest."""
+        split = split or fold_cases
+        result = _train_model(model_plan, split, model_dir, device, options, resume)
         if main:
             details = {**_fold_details(result, resume), "seed": model_plan.seed}
             fold_name = model_dir.name.removeprefix("fold_")
             record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
         return result
 
+    search = None
+    if fold == ALL_CASES and resumed:
+        plan = held_out.resumed_plan(plan, run_dir)
+    elif fold == ALL_CASES and held_out.search_wanted(plan, len(cases)):
+        split = _split(cases, folds, 0)
+        plan, search = held_out.search_then_plan(
+            train_one, plan, split, len(cases), run_dir, options.quiet
+        )
     started = time.perf_counter()
-    result = train_one(plan, fold_dir, resumed)
+    result = train_one(plan, fold_dir, resume=resumed)
+    result.search = search
     if fold == ALL_CASES and not resumed and capped_early(plan, result):
         spent = distributed.from_rank_zero(time.perf_counter() - started)  # ranks agree
         left = plan.minutes * 60 - spent  # type: ignore[operator]
@@ -293,7 +307,7 @@ def train_run(
 
 def _split(
     cases: list[TrainingCase], folds: list[tuple[list[str], list[str]]], fold: Fold
-) -> tuple[list[TrainingCase], list[TrainingCase]]:
+) -> Split:
     """Fold ``fold``'s training and validation cases (every case and none for "all")."""
     if fold == ALL_CASES:
         return cases, []

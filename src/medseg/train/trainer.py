@@ -68,6 +68,8 @@ class TrainResult:
     transfer: TransferReport | None = None
     #: further models trained with the time a capped budget left (fold "all" only)
     members: list[Path] = field(default_factory=list)
+    #: the model whose validation chose the steps (fold "all" with ``held_out_stop`` only)
+    search: TrainResult | None = None
 
 
 class Trainer:
@@ -250,6 +252,15 @@ class Trainer:
         last = epoch_seconds(self.history) if self.history else 0.0
         return distributed.agree(self.budget.epoch_left(len(self.history), last))
 
+    def _patience_spent(self) -> bool:
+        """Whether the plan's ``early_stop_patience`` validations have passed since the best
+        epoch without a better smoothed Dice (never without validation cases)."""
+        patience = self.config.early_stop_patience
+        if patience is None or not self.val_cases:
+            return False
+        later = [r for r in self.history if r.epoch > self.best_epoch and r.val_dice]
+        return len(later) >= patience
+
     def _validation_due(self) -> bool:
         """Whether the epoch just trained validates: every epoch of an epoch budget (which
         stays reproducible); by time, see `validation_due_now`."""
@@ -399,6 +410,10 @@ class Trainer:
                     seconds = self.budget.elapsed()
                     log_line(f"epoch {epoch}: {status}  ({seconds:.0f} s)", self.quiet)
                     self._stop.check()
+                    if distributed.agree(self._patience_spent()):
+                        log_line(f"stopped: no better validation since epoch {self.best_epoch}",
+                                 self.quiet)  # fmt: skip
+                        break
             except KeyboardInterrupt:
                 if not self.ranks.is_main:
                     raise

@@ -1,0 +1,132 @@
+"""How long to train on every case, read from a validation curve (``Plan.held_out_stop``).
+
+A small dataset overfits after a number of steps that depends on the data: on 40 Hippocampus
+cases (40×56×40 patches) after about 1,400 steps, on ISBI's 24 images (384² patches) after
+about 500 (docs/plan.md#steps-per-case). A model trained on every case has no validation
+cases to stop it at its peak. With ``held_out_stop``, a minutes budget and no ``--fold``, a
+search model trains first on fold 0's training cases (``fold_all_search``), validated on
+fold 0's validation cases, for at most ``SEARCH_SHARE`` of the budget, and stops once its
+smoothed validation Dice has not improved for ``PATIENCE`` validations. The model on every
+case (``fold_all``) then trains for the steps of the search's best epoch, scaled by the number
+of cases (the planner's cap, too, grows with the data), and the time left trains further
+models that long (`medseg.train.ensemble`). The search model keeps the weights of its best
+epoch and joins the ensemble that `medseg predict` averages. Measured in
+docs/train.md#held-out-stop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from medseg.errors import RunFolderError, located
+from medseg.io import write_text_atomic
+from medseg.progress import log_line
+from medseg.runs import Plan
+from medseg.train import distributed
+from medseg.train.sampler import TrainingCase
+from medseg.train.trainer import TrainResult
+
+Split = tuple[list[TrainingCase], list[TrainingCase]]
+
+#: The search model's folder beside ``fold_all``.
+SEARCH_DIR = "fold_all_search"
+#: At most this share of the budget goes to the search model.
+SEARCH_SHARE = 0.5
+#: Validations without a better smoothed Dice that end the search.
+PATIENCE = 3
+#: What the search found, for a resumed ``fold_all`` (in the search model's folder).
+FOUND_FILE = "search.json"
+#: The search runs only with at least this many cases (fold 0 validates a fifth of them).
+MIN_CASES = 10
+
+
+def search_wanted(plan: Plan, cases: int) -> bool:
+    """Whether a minutes budget on ``cases`` cases searches its step count first."""
+    return plan.held_out_stop and plan.minutes is not None and cases >= MIN_CASES
+
+
+def search_plan(plan: Plan, search_cases: int, all_cases: int) -> Plan:
+    """The search model's plan: ``SEARCH_SHARE`` of the budget, the step cap scaled to its
+    share of the cases, and the early stop."""
+    assert plan.minutes is not None
+    cap = plan.max_iterations
+    if cap is not None:
+        cap = max(1, round(cap * search_cases / all_cases))
+    return plan.model_copy(
+        update={
+            "minutes": plan.minutes * SEARCH_SHARE,
+            "max_iterations": cap,
+            "early_stop_patience": PATIENCE,
+            "held_out_stop": False,
+        }
+    )
+
+
+def best_steps(result: TrainResult) -> int:
+    """The steps trained at the search's best epoch (its last without validation)."""
+    by_epoch = {r.epoch: r.iterations for r in result.history}
+    return by_epoch.get(result.best_epoch, result.history[-1].iterations)
+
+
+def final_plan(
+    plan: Plan, steps: int, search_cases: int, all_cases: int, minutes_left: float
+) -> Plan:
+    """The plan of the models on every case: the search's ``steps`` scaled from its cases to
+    all of them (never beyond the plan's cap), in the time left."""
+    scaled = max(1, round(steps * all_cases / search_cases))
+    if plan.max_iterations is not None:
+        scaled = min(scaled, plan.max_iterations)
+    return plan.model_copy(update={"max_iterations": scaled, "minutes": max(minutes_left, 1e-3)})
+
+
+def remove_search(run_dir: Path) -> None:
+    """Delete an earlier run's search model (a new ``fold_all`` is being trained)."""
+    shutil.rmtree(run_dir / SEARCH_DIR, ignore_errors=True)
+
+
+def search_then_plan(
+    train_one: Callable[[Plan, Path, Split], TrainResult],
+    plan: Plan,
+    search_split: Split,
+    all_cases: int,
+    run_dir: Path,
+    quiet: bool = True,
+) -> tuple[Plan, TrainResult]:
+    """Train the search model with ``train_one(plan, folder, (training, validation))``;
+    return the plan of the models on every case, and the search's result. Under torchrun
+    rank 0's validation and clock decide for every rank."""
+    assert plan.minutes is not None
+    started = time.perf_counter()
+    searched = len(search_split[0])
+    log_line(f"{SEARCH_DIR}: fold 0 finds how long {all_cases} cases can train", quiet)
+    result = train_one(search_plan(plan, searched, all_cases), run_dir / SEARCH_DIR, search_split)
+    spent = distributed.from_rank_zero(time.perf_counter() - started)
+    steps = int(distributed.from_rank_zero(best_steps(result)))
+    final = final_plan(plan, steps, searched, all_cases, plan.minutes - spent / 60)
+    if distributed.current_ranks().is_main:
+        found = {"best_steps": steps, "search_cases": searched, "all_cases": all_cases,
+                 "max_iterations": final.max_iterations, "minutes": final.minutes}  # fmt: skip
+        write_text_atomic(run_dir / SEARCH_DIR / FOUND_FILE, json.dumps(found, indent=1))
+    log_line(
+        f"fold 0 validated best after {steps} steps: every case trains {final.max_iterations}",
+        quiet,
+    )
+    return final, result
+
+
+def resumed_plan(plan: Plan, run_dir: Path) -> Plan:
+    """The plan a resumed ``fold_all`` continues with: the steps and minutes its search chose
+    (the plan itself when it had no search)."""
+    path = run_dir / SEARCH_DIR / FOUND_FILE
+    if not plan.held_out_stop or not path.is_file():
+        return plan
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        update = {"max_iterations": found["max_iterations"], "minutes": found["minutes"]}
+        return Plan.model_validate({**plan.model_dump(), **update})
+    except (ValueError, KeyError, TypeError) as exc:  # pydantic's errors are ValueErrors
+        raise RunFolderError(located(path, "is not a search record medseg wrote")) from exc

@@ -1,0 +1,119 @@
+"""Fold 0's validation curve chooses how long every case trains (``Plan.held_out_stop``)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medseg.datasets.phantom import write_phantom_dataset
+from medseg.errors import RunFolderError
+from medseg.infer import load_trained_model
+from medseg.loop import EpochRecord
+from medseg.runs import Plan
+from medseg.train import TrainOptions, auto_config, held_out, train_run
+from medseg.train.trainer import Trainer, TrainResult
+
+
+def _plan(**update) -> Plan:
+    """A plan with just the fields the search reads."""
+    fields = {"minutes": 30.0, "max_iterations": 1000, "held_out_stop": True, "seed": 0}
+    return Plan.model_construct(**{**fields, **update})
+
+
+def _result(best_epoch: int, steps: list[int]) -> TrainResult:
+    history = [EpochRecord(e, s, float(e), 0.01, 0.5, 0.8) for e, s in enumerate(steps, start=1)]
+    return TrainResult(Path("x"), len(steps), best_epoch, 0.8, 1.0, history)
+
+
+def test_the_search_takes_half_the_budget_and_a_cap_scaled_to_its_cases():
+    search = held_out.search_plan(_plan(), search_cases=32, all_cases=40)
+    assert search.minutes == 30.0 * held_out.SEARCH_SHARE
+    assert search.max_iterations == 800  # 1,000 steps for 40 cases: 800 for 32
+    assert search.early_stop_patience == held_out.PATIENCE
+    assert not search.held_out_stop  # the search model does not search again
+    assert held_out.search_plan(_plan(max_iterations=None), 8, 10).max_iterations is None
+
+
+def test_every_case_trains_the_searched_steps_scaled_to_all_cases_within_the_cap():
+    final = held_out.final_plan(_plan(), steps=400, search_cases=32, all_cases=40, minutes_left=12)
+    assert (final.max_iterations, final.minutes) == (500, 12)
+    assert held_out.final_plan(_plan(), 900, 32, 40, 12).max_iterations == 1000  # the cap
+    uncapped = held_out.final_plan(_plan(max_iterations=None), 900, 32, 40, 12)
+    assert uncapped.max_iterations == 1125
+
+
+def test_the_best_epochs_steps_are_read_from_the_history():
+    assert held_out.best_steps(_result(2, [100, 200, 300, 400])) == 200
+    # no validated epoch (best epoch 0): the steps trained
+    assert held_out.best_steps(_result(0, [100, 200])) == 200
+
+
+def test_the_search_needs_the_flag_a_minutes_budget_and_ten_cases():
+    assert held_out.search_wanted(_plan(), held_out.MIN_CASES)
+    assert not held_out.search_wanted(_plan(), held_out.MIN_CASES - 1)
+    assert not held_out.search_wanted(_plan(held_out_stop=False), 40)
+    assert not held_out.search_wanted(_plan(minutes=None), 40)
+
+
+def test_a_resumed_model_keeps_the_searched_steps_and_refuses_a_bad_record(tmp_path):
+    plan = Plan.model_validate(
+        {**_complete_plan().model_dump(), "held_out_stop": True, "minutes": 30}
+    )
+    assert held_out.resumed_plan(plan, tmp_path) is plan  # no search: the plan itself
+    record = tmp_path / held_out.SEARCH_DIR / held_out.FOUND_FILE
+    record.parent.mkdir()
+    record.write_text(json.dumps({"max_iterations": 450, "minutes": 14.5}))
+    resumed = held_out.resumed_plan(plan, tmp_path)
+    assert (resumed.max_iterations, resumed.minutes) == (450, 14.5)
+    for bad in ("{", json.dumps({"minutes": 3}), json.dumps({"max_iterations": -1, "minutes": 3})):
+        record.write_text(bad)
+        with pytest.raises(RunFolderError, match="search.json"):
+            held_out.resumed_plan(plan, tmp_path)
+
+
+def _complete_plan() -> Plan:
+    return auto_config(
+        shapes=[(36, 50, 35)], spacings=[(1, 1, 1)], in_channels=1, label_values=[0, 1],
+        label_names=["background", "x"], channel_names=["MR"], file_ending=".nii.gz",
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_training_stops_once_validation_has_not_improved_for_the_patience(tmp_path, monkeypatch):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=6, n_test=1, dim=2, shape=(48, 48))
+    # scripted validation Dice: the smoothed score (0.5 each) peaks at epoch 3
+    scores = iter([0.5, 0.7, 0.8, 0.6, 0.55, 0.5, 0.9, 0.9, 0.9, 0.9])
+    monkeypatch.setattr(Trainer, "validation_step", lambda self: {1: next(scores)})
+    settings = {"early_stop_patience": 3}
+    options = TrainOptions(epochs=10, iterations_per_epoch=1, quiet=True, settings=settings)
+    result = train_run(data, tmp_path / "run", options, fold=0)
+    assert result.best_epoch == 3
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5, 6]  # 3 worse, then stopped
+
+
+@pytest.mark.slow
+def test_fold_zero_chooses_the_steps_of_every_case_and_joins_the_ensemble(tmp_path, monkeypatch):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=10, n_test=1, dim=2, shape=(48, 48))
+    # fold 0's scripted validation peaks (smoothed) after its third epoch of 2 steps
+    scores = iter([0.5, 0.7, 0.8, 0.6, 0.55, 0.5] + [0.1] * 20)
+    monkeypatch.setattr(Trainer, "validation_step", lambda self: {1: next(scores)})
+    settings = {"held_out_stop": True, "max_iterations": 40, "max_members": 1,
+                "validation_share": 1.0}  # fmt: skip
+    options = TrainOptions(minutes=2, iterations_per_epoch=2, quiet=True, settings=settings)
+    run = tmp_path / "run"
+    (run / held_out.SEARCH_DIR).mkdir(parents=True)
+    (run / held_out.SEARCH_DIR / "stale").write_text("an earlier run's search")
+    result = train_run(data, run, options, fold="all")
+    assert result.search is not None and result.search.best_epoch == 3
+    assert [r.iterations for r in result.search.history] == [2, 4, 6, 8, 10, 12]
+    found = json.loads((run / held_out.SEARCH_DIR / held_out.FOUND_FILE).read_text())
+    # 6 steps on fold 0's 8 training cases: 8 (rounded from 7.5) on all 10
+    assert (found["best_steps"], found["search_cases"], found["all_cases"]) == (6, 8, 10)
+    assert found["max_iterations"] == 8
+    assert result.history[-1].iterations == 8
+    assert (run / held_out.SEARCH_DIR / "validation" / "summary.json").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["folds"]["all_search"]["best_epoch"] == 3
+    assert manifest["folds"]["all"]["iterations"] == 8
+    assert len(load_trained_model(run, device="cpu").networks) == 2  # search + every case
+    assert not (run / held_out.SEARCH_DIR / "stale").exists()  # an old search is dropped
