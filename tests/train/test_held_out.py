@@ -55,6 +55,11 @@ def test_the_search_needs_the_flag_a_minutes_budget_and_ten_cases():
     assert not held_out.search_wanted(_plan(minutes=None), 40)
 
 
+def test_the_planner_asks_for_a_search_only_where_its_half_sees_a_peak():
+    assert held_out.search_affordable(2 * held_out.MIN_SEARCH_STEPS)
+    assert not held_out.search_affordable(2 * held_out.MIN_SEARCH_STEPS - 1)
+
+
 def test_a_resumed_model_keeps_the_searched_steps_and_refuses_a_bad_record(tmp_path):
     plan = Plan.model_validate(
         {**_complete_plan().model_dump(), "held_out_stop": True, "minutes": 30}

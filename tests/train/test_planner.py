@@ -147,6 +147,10 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     assert plan.max_iterations == MIN_ITERATIONS
     cap = next(d for d in plan.decisions if d.setting == "max_iterations")
     assert cap.value == MIN_ITERATIONS and "overfit" in cap.reason
+    # and without --fold its steps are found on fold 0 first
+    assert plan.held_out_stop
+    held_out = next(d for d in plan.decisions if d.setting == "held_out_stop")
+    assert "fold 0" in held_out.reason
     recipe = next(d for d in plan.decisions if d.setting == "recipe")
     assert recipe.reason.startswith(f"{MIN_ITERATIONS} planned steps")
     assert steps_cap(fp, plan.preprocessing.target_spacing, [4, 4, 4], 2) > MIN_ITERATIONS
@@ -156,6 +160,10 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     assert short.max_iterations == MIN_ITERATIONS
     reason = next(d.reason for d in short.decisions if d.setting == "max_iterations")
     assert "if the clock has not stopped it" in reason
+    # ... but its 102 steps leave a search on fold 0 too few to see a peak
+    assert not short.held_out_stop
+    why = next(d.reason for d in short.decisions if d.setting == "held_out_stop")
+    assert "affords 102 steps" in why
     # 61,200 steps: still capped and still the short recipe (nnU-Net's overfits too), so a
     # longer budget never gets less than a shorter one
     step["seconds"] = 0.05
@@ -165,6 +173,7 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     monkeypatch.setattr(planner, "PATCHES_PER_SHARE", 10**6)
     plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
     assert plan.max_iterations is None and plan.optimizer == "sgd"
+    assert not plan.held_out_stop
 
 
 def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) -> None:

@@ -34,10 +34,11 @@ plan.json is made from the dataset's fingerprint, fitted to this device and the
 --minutes budget (see medseg plan --help); budgets are per fold. The recipe follows
 the budget: below 10,000 steps AdamW and nnU-Net's augmentation without mirroring,
 above it nnU-Net's SGD + Nesterov and mirroring too (deep supervision and poly decay
-in both). A small dataset caps the steps (more would overfit); without --fold the
-time left then trains up to 4 more models with the next seeds, which medseg predict
-averages. Everything is in plan.json and every field can be changed with --set
-(e.g. --set max_members=1).
+in both). A small dataset caps the steps (more would overfit); without --fold, fold 0
+first trains with a stop on its validation curve (fold_all_search), every case then
+trains the steps it found, and the time left trains up to 4 more models with the next
+seeds; medseg predict averages them all. Everything is in plan.json and every field
+can be changed with --set (e.g. --set max_members=1, --set held_out_stop=false).
 """
 
 

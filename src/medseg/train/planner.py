@@ -27,6 +27,7 @@ from medseg.preprocess import ChannelNormalization, Fingerprint, Preprocessing
 from medseg.preprocess.geometry import ANISOTROPY_RATIO, anisotropic_axis
 from medseg.progress import log_line
 from medseg.runs import Decision, Plan
+from medseg.train import held_out
 from medseg.train.auto_config import auto_config, choose_patch_size
 from medseg.train.mirroring import mirror_decision
 from medseg.train.recipe import FULL_RECIPE_STEPS, with_recipe
@@ -385,6 +386,24 @@ def _cap_decision(cap: int, affordable: int) -> Decision:
     return Decision(setting="max_iterations", value=cap, reason=reason)
 
 
+def _held_out_decision(affordable: int, search: bool) -> Decision:
+    """Whether a small dataset without ``--fold`` first finds its step count on fold 0."""
+    if not search:
+        reason = (
+            f"the budget affords {affordable} steps: half of them would not show fold 0's "
+            f"validation peak (a search needs {held_out.MIN_SEARCH_STEPS}), so one model "
+            "trains on every case for the whole budget (docs/train.md#held-out-stop)"
+        )
+        return Decision(setting="held_out_stop", value=False, reason=reason)
+    reason = (
+        "the cap is an estimate (ISBI's validation peaked at a fifth of it), and a model on "
+        "every case has no validation to stop it: without --fold, fold 0 trains first with a "
+        "stop on its validation curve, every case then trains the steps it found, and "
+        "medseg predict averages both (docs/train.md#held-out-stop)"
+    )
+    return Decision(setting="held_out_stop", value=True, reason=reason)
+
+
 def make_plan(
     fingerprint: Fingerprint,
     spec: DatasetSpec,
@@ -438,8 +457,9 @@ def make_plan(
         decisions += timed
         cap = cap_of(plan)
         if cap is not None:  # also when the budget seems to afford less: timing can be off
-            plan = plan.model_copy(update={"max_iterations": cap})
-            decisions.append(_cap_decision(cap, affordable))
+            search = held_out.search_affordable(affordable)
+            plan = plan.model_copy(update={"max_iterations": cap, "held_out_stop": search})
+            decisions += [_cap_decision(cap, affordable), _held_out_decision(affordable, search)]
             affordable = min(affordable, cap)
     else:
         affordable = planned_steps or 100 * 100
