@@ -3,14 +3,18 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from medseg.datasets import open_dataset
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.errors import RunFolderError
 from medseg.infer import load_trained_model
+from medseg.io import read_image, write_image
 from medseg.loop import EpochRecord
 from medseg.runs import Plan
 from medseg.train import TrainOptions, auto_config, held_out, train_run
+from medseg.train.cross_validation import summarise_cross_validation
 from medseg.train.trainer import Trainer, TrainResult
 
 
@@ -122,3 +126,19 @@ def test_fold_zero_chooses_the_steps_of_every_case_and_joins_the_ensemble(tmp_pa
     assert manifest["folds"]["all"]["iterations"] == 8
     assert len(load_trained_model(run, device="cpu").networks) == 2  # search + every case
     assert not (run / held_out.SEARCH_DIR / "stale").exists()  # an old search is dropped
+    # --resume continues fold "all" with the searched steps, not the plan's cap of 40
+    again = TrainOptions(minutes=2, iterations_per_epoch=2, quiet=True, settings=settings,
+                         resume=True)  # fmt: skip
+    assert train_run(data, run, again, fold="all").history[-1].iterations == 8
+
+
+def test_the_cross_validation_summary_ignores_the_searchs_validation(tmp_path):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=2, n_test=0, dim=2, shape=(16, 16))
+    run = tmp_path / "run"
+    for folder, right in (("fold_0", True), (held_out.SEARCH_DIR, False)):
+        (run / folder / "validation").mkdir(parents=True)
+        label = read_image(data / "labelsTr" / "phantom_000.png")
+        array = label.array if right else np.zeros_like(label.array)
+        write_image(label.with_array(array), run / folder / "validation" / "phantom_000.png")
+    summary = summarise_cross_validation(run, open_dataset(data)).summary
+    assert summary["mean_dice"] == pytest.approx(1.0)  # fold 0's, not the search's

@@ -95,7 +95,9 @@ def summarise_cross_validation(
         shutil.rmtree(predictions)
     predictions.mkdir(parents=True)
     ending = dataset.spec.file_ending
-    for fold_dir in sorted(run_dir.glob("fold_*")):
+    # the numbered folds only: fold_all_search validates fold 0's cases too
+    folds = sorted(p for p in run_dir.glob("fold_*") if p.name[5:].isdigit())
+    for fold_dir in folds:
         for path in sorted((fold_dir / "validation").glob(f"*{ending}")):
             shutil.copy2(path, predictions / path.name)
     evaluation = evaluate_folders(

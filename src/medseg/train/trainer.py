@@ -410,7 +410,7 @@ class Trainer:
                     seconds = self.budget.elapsed()
                     log_line(f"epoch {epoch}: {status}  ({seconds:.0f} s)", self.quiet)
                     self._stop.check()
-                    if distributed.agree(self._patience_spent()):
+                    if c.early_stop_patience and distributed.agree(self._patience_spent()):
                         log_line(f"stopped: no better validation since epoch {self.best_epoch}",
                                  self.quiet)  # fmt: skip
                         break
