@@ -75,8 +75,9 @@ def test_each_rank_takes_its_share_and_one_record_lists_them_all(
 def test_under_torchrun(cohort, untrained_run_dir, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", "-m", "medseg", "predict", str(untrained_run_dir),
-               str(cohort), "--out", str(out), "--device", "cpu"]  # fmt: skip
+               "--nproc-per-node", "2", f"--log-dir={tmp_path / 'torchrun'}", "-m", "medseg",
+               "predict", str(untrained_run_dir), str(cohort), "--out", str(out),
+               "--device", "cpu"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -29,16 +29,19 @@ def test_a_rank_trains_on_its_share_of_the_global_batch() -> None:
         Ranks(0, 3).share(4)
 
 
-def _torchrun(nproc: int, *args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+def _torchrun(
+    nproc: int, logs: Path, *args: object, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``torchrun`` on this machine, its own files in ``logs``."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", *map(str, args)]  # fmt: skip
+               f"--nproc-per-node={nproc}", f"--log-dir={logs}", *map(str, args)]  # fmt: skip
     return subprocess.run(command, env=ONE_THREAD, capture_output=True, text=True,
                           timeout=timeout, check=False)  # fmt: skip
 
 
 def test_two_ranks_keep_identical_weights_and_follow_one_process(tmp_path: Path) -> None:
     two, one = tmp_path / "two", tmp_path / "one"
-    finished = _torchrun(2, WORKER, two)
+    finished = _torchrun(2, tmp_path / "torchrun", WORKER, two)
     assert finished.returncode == 0, finished.stderr[-3000:]
     alone = subprocess.run([sys.executable, WORKER, one], env=ONE_THREAD, capture_output=True,
                            text=True, timeout=300, check=False)  # fmt: skip
@@ -62,7 +65,7 @@ def test_the_ranks_train_the_same_further_models_on_rank_zeros_clock(tmp_path: P
     """The time a capped run leaves over trains further models on every rank alike, even
     when the ranks' clocks disagree about the time left (they would deadlock otherwise)."""
     tmp_path.mkdir(exist_ok=True)
-    finished = _torchrun(2, WORKER, "members", tmp_path)
+    finished = _torchrun(2, tmp_path / "torchrun", WORKER, "members", tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     trained = [json.loads((tmp_path / f"members{r}.json").read_text()) for r in (0, 1)]
     assert trained[0] == trained[1] == ["fold_all_1", "fold_all_2", "fold_all_3"]
@@ -126,13 +129,16 @@ def test_an_input_error_on_rank_zero_is_one_line_and_exit_code_2(phantom3d: Path
 
 
 def test_spread_folds_trains_each_fold_on_one_process(phantom3d: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
+    run, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
     command = [sys.executable, "-m", "medseg", "--quiet", "train", phantom3d, "--out", run,
                "--nproc", "2", "--cross-validation", "--spread-folds", "--epochs", "1",
                "--iterations-per-epoch", "2", "--set", "n_folds=3"]  # fmt: skip
-    done = subprocess.run(list(map(str, command)), env=ONE_THREAD, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(list(map(str, command)), env={**ONE_THREAD, "TMPDIR": str(scratch)},
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    # the launcher's files are not left behind (torch's compile cache may stay)
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor")] == []
     manifest = json.loads((run / "manifest.json").read_text())
     assert sorted(manifest["folds"]) == ["0", "1", "2"]  # every fold recorded, none lost
     assert (run / "cross_validation" / "summary.json").is_file()

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -146,19 +147,23 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     launcher (what ``torchrun --standalone --nproc-per-node N -m medseg ARGV`` does, and what
     ``medseg train --nproc N`` does); returns 0, 2 when a process stopped at a user error
     (which it printed), else 1."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
     # the processes report their own errors in one line; the launcher's log would repeat them
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-    )  # fmt: skip
-    try:
-        elastic_launch(config, sys.executable)("-m", "medseg", *argv)
-    except ChildFailedError as exc:
-        codes = [failure.exitcode for failure in exc.failures.values()]
-        return 2 if 2 in codes else 1
+    # the launcher's own files (error files of the processes) go where nothing is left behind
+    with tempfile.TemporaryDirectory(prefix="medseg-torchrun-") as launcher_files:
+        config = LaunchConfig(
+            min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+            logs_specs=DefaultLogsSpecs(log_dir=launcher_files),
+        )  # fmt: skip
+        try:
+            elastic_launch(config, sys.executable)("-m", "medseg", *argv)
+        except ChildFailedError as exc:
+            codes = [failure.exitcode for failure in exc.failures.values()]
+            return 2 if 2 in codes else 1
     return 0
