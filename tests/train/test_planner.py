@@ -112,6 +112,14 @@ def test_a_cpu_trains_batches_of_two_in_2d_as_in_3d() -> None:
     assert {c.batch_size for c in candidates((144, 200), (1.0, 1.0), 2, "cuda")} == {12}
 
 
+def test_a_cpu_may_narrow_a_2d_network_to_eight_features() -> None:
+    # steps were worth more than width on a 2D set (docs/plan.md#width-against-steps)
+    widths = {c.features[0] for c in candidates((144, 200), (1.0, 1.0), 2, "cpu")}
+    assert widths == {8, 16, 32}
+    assert {c.features[0] for c in candidates((40, 56, 40), (1.0, 1.0, 1.0), 3, "cpu")} == {16, 32}
+    assert {c.features[0] for c in candidates((144, 200), (1.0, 1.0), 2, "cuda")} == {32}
+
+
 def test_a_tiny_budget_still_gets_the_cheapest_candidate() -> None:
     options = candidates((64, 64), (1.0, 1.0), 2, "cpu")
     chosen, _, _ = choose_candidate(options, 1.0, lambda c: 1.0, None)

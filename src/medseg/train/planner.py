@@ -136,7 +136,9 @@ def candidates(
 ) -> list[Candidate]:
     """Network configurations for patches of images of ``shape``, cheapest first."""
     gpu = device_type == "cuda"
-    bases = [32] if gpu else [32, 16]
+    # a CPU in 2D may go down to 8: on a 2D set the extra steps were worth more than the
+    # width (docs/plan.md#width-against-steps); in 3D 16 is the narrowest measured
+    bases = [32] if gpu else [32, 16] if dim == 3 else [32, 16, 8]
     # batch 2 in 2D on a CPU too: more steps beat larger batches there (docs/plan.md)
     batch = 12 if gpu and dim == 2 else 2
     found: dict[tuple, Candidate] = {}
