@@ -81,6 +81,17 @@ def test_auto_postprocess_chooses_from_all_folds_and_writes_the_file(
     np.testing.assert_array_equal(cleaned, _reference(0))
 
 
+def test_the_held_out_searchs_repeat_of_fold_zero_is_not_read(
+    run_and_dataset: tuple[Path, Path],
+) -> None:
+    run_dir, _ = run_and_dataset
+    search = run_dir / "fold_all_search" / "validation"  # fold 0's cases, another model
+    _write(search / f"{CASES[0]}.nii.gz", np.zeros(SHAPE, np.uint8))
+    choice = auto_postprocess(run_dir, jobs=1, quiet=True)
+    assert choice.cases == len(CASES)
+    assert all(label.mean_dice_after == pytest.approx(1.0) for label in choice.labels)
+
+
 def test_dataset_argument_replaces_the_manifest(run_and_dataset: tuple[Path, Path]) -> None:
     run_dir, dataset = run_and_dataset
     (run_dir / "manifest.json").unlink()

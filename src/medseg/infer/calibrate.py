@@ -33,6 +33,7 @@ from medseg.metrics.overlap import dice_per_label, mask_ignored
 from medseg.postprocess.model import Postprocessing, load_postprocessing
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
+from medseg.runs import cross_validation_folders
 
 #: The share of cases the flag sends to review by default (see docs/predict.md).
 REVIEW_FRACTION = 0.1
@@ -55,7 +56,7 @@ def calibrate_run(
     >>> calibration.score, calibration.auroc  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    folds = sorted(p for p in run_dir.glob("fold_*/validation") if p.parent.name[5:].isdigit())
+    folds = cross_validation_folders(run_dir)
     if not folds:
         problem = "no fold_K/validation: train it with --cross-validation first"
         raise RunFolderError(located(run_dir, problem))

@@ -4,7 +4,6 @@ cross-validation predictions and store it in the run folder."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from medseg.parallel import map_in_processes
 from medseg.postprocess.model import Postprocessing, save_postprocessing
 from medseg.postprocess.selection import choose_postprocessing, crop_to_foreground
 from medseg.progress import log_line
+from medseg.runs import cross_validation_folders
 
 PLAN_FILE = "plan.json"
 MANIFEST_FILE = "manifest.json"
@@ -92,11 +92,6 @@ def recorded_dataset_dir(run_dir: Path, dataset_dir: str | Path | None) -> Path:
     return folder
 
 
-def _fold_number(folder: Path) -> tuple[int, str]:
-    digits = re.fullmatch(r"fold_(\d+)", folder.parent.name)
-    return (int(digits.group(1)) if digits else -1, folder.parent.name)
-
-
 @dataclass(frozen=True)
 class _CaseFiles:
     case: str
@@ -117,7 +112,7 @@ class _LoadedCase:
 
 def _validation_cases(run_dir: Path, labels_dir: Path, run: _RunLabels) -> list[_CaseFiles]:
     """Every fold's validation predictions paired with their reference label files."""
-    folders = sorted((p for p in run_dir.glob("fold_*/validation") if p.is_dir()), key=_fold_number)
+    folders = cross_validation_folders(run_dir)  # not fold_all_search's repeat of fold 0
     ending = run.file_ending
     found: dict[str, Path] = {}
     problems: list[str] = []

@@ -11,7 +11,7 @@ from medseg.datasets import DatasetFolder, open_dataset
 from medseg.device import resolve_device
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
-from medseg.runs import Plan
+from medseg.runs import Plan, cross_validation_folders
 from medseg.runs.manifest import run_lock
 from medseg.train.distributed import Ranks, barrier, distributed_training, single_process
 from medseg.train.options import TrainOptions
@@ -95,10 +95,8 @@ def summarise_cross_validation(
         shutil.rmtree(predictions)
     predictions.mkdir(parents=True)
     ending = dataset.spec.file_ending
-    # the numbered folds only: fold_all_search validates fold 0's cases too
-    folds = sorted(p for p in run_dir.glob("fold_*") if p.name[5:].isdigit())
-    for fold_dir in folds:
-        for path in sorted((fold_dir / "validation").glob(f"*{ending}")):
+    for folder in cross_validation_folders(run_dir):
+        for path in sorted(folder.glob(f"*{ending}")):
             shutil.copy2(path, predictions / path.name)
     evaluation = evaluate_folders(
         predictions, dataset.root / "labelsTr", only_predicted=True, quiet=quiet
