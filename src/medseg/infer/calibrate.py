@@ -23,6 +23,7 @@ import numpy as np
 
 from medseg.datasets import DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError, RunFolderError, located
+from medseg.folds import cross_validation_folders
 from medseg.infer.predict import TrainedModel, load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
 from medseg.infer.temperature import TemperatureFit, fit_temperature, voxel_sample
@@ -33,7 +34,6 @@ from medseg.metrics.overlap import dice_per_label, mask_ignored
 from medseg.postprocess.model import Postprocessing, load_postprocessing
 from medseg.postprocess.run_folder import recorded_dataset_dir
 from medseg.progress import make_progress
-from medseg.runs import cross_validation_folders
 
 #: The share of cases the flag sends to review by default (see docs/predict.md).
 REVIEW_FRACTION = 0.1

@@ -17,6 +17,7 @@ from medseg.errors import (
     RunFolderError,
     located,
 )
+from medseg.folds import cross_validation_folders
 from medseg.io import image_files, read_image, read_json_file
 from medseg.metrics.evaluate import label_map
 from medseg.metrics.overlap import mask_ignored
@@ -24,7 +25,6 @@ from medseg.parallel import map_in_processes
 from medseg.postprocess.model import Postprocessing, save_postprocessing
 from medseg.postprocess.selection import choose_postprocessing, crop_to_foreground
 from medseg.progress import log_line
-from medseg.runs import cross_validation_folders
 
 PLAN_FILE = "plan.json"
 MANIFEST_FILE = "manifest.json"

@@ -11,12 +11,7 @@ from medseg.runs.plan import (
     apply_overrides,
     network_for,
 )
-from medseg.runs.weights import (
-    BEST_WEIGHTS,
-    LATEST_WEIGHTS,
-    cross_validation_folders,
-    trained_weights,
-)
+from medseg.runs.weights import BEST_WEIGHTS, LATEST_WEIGHTS, trained_weights
 
 __all__ = [
     "BEST_WEIGHTS",
@@ -28,7 +23,6 @@ __all__ = [
     "Decision",
     "Plan",
     "apply_overrides",
-    "cross_validation_folders",
     "network_for",
     "read_manifest",
     "record_fold",

@@ -24,18 +24,3 @@ def trained_weights(fold_dir: Path) -> Path | None:
         if (fold_dir / name).is_file():
             return fold_dir / name
     return None
-
-
-def cross_validation_folders(run_dir: Path) -> list[Path]:
-    """The ``fold_K/validation`` folders of a run's numbered folds, in fold order: each fold's
-    held-out cases as cross-validation predicted them. ``fold_all_search`` validates fold 0's
-    cases again (``train/held_out.py``) and is not among them.
-
-    Examples
-    --------
-    >>> cross_validation_folders(Path("no/such/run"))
-    []
-    """
-    found = run_dir.glob("fold_*/validation")
-    numbered = [p for p in found if p.parent.name[5:].isdigit() and p.is_dir()]
-    return sorted(numbered, key=lambda p: int(p.parent.name[5:]))

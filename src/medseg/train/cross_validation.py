@@ -9,9 +9,10 @@ from pathlib import Path
 
 from medseg.datasets import DatasetFolder, open_dataset
 from medseg.device import resolve_device
+from medseg.folds import cross_validation_folders
 from medseg.io.outputs import prepare_output_folder
 from medseg.metrics import Evaluation, evaluate_folders, write_evaluation
-from medseg.runs import Plan, cross_validation_folders
+from medseg.runs import Plan
 from medseg.runs.manifest import run_lock
 from medseg.train.distributed import Ranks, barrier, distributed_training, single_process
 from medseg.train.options import TrainOptions

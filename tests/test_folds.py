@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from medseg.folds import cross_validation_folders
+
+
+def test_cross_validation_reads_the_numbered_folds_in_order(tmp_path: Path) -> None:
+    for fold in ("fold_10", "fold_2", "fold_all_search", "fold_all", "fold_x1"):
+        (tmp_path / fold / "validation").mkdir(parents=True)
+    (tmp_path / "fold_3").mkdir()  # a fold that has not validated yet
+    (tmp_path / "fold_4").mkdir()
+    (tmp_path / "fold_4" / "validation").write_text("not a folder")
+    found = cross_validation_folders(tmp_path)
+    assert found == [tmp_path / "fold_2" / "validation", tmp_path / "fold_10" / "validation"]
