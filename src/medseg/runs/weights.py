@@ -1,5 +1,4 @@
-"""Where a fold's trained weights (safetensors, never pickled) and validation predictions live
-in a run folder."""
+"""Where a fold's trained weights live in a run folder (safetensors, never pickled)."""
 
 from __future__ import annotations
 
