@@ -21,4 +21,15 @@ def cross_validation_folders(run_dir: Path) -> list[Path]:
     """
     found = run_dir.glob("fold_*/validation")
     numbered = [p for p in found if p.parent.name[5:].isdigit() and p.is_dir()]
-    return sorted(numbered, key=lambda p: int(p.parent.name[5:]))
+    return sorted(numbered, key=fold_number)
+
+
+def fold_number(validation_folder: Path) -> int:
+    """The fold K of a ``fold_K/validation`` folder that `cross_validation_folders` found.
+
+    Examples
+    --------
+    >>> fold_number(Path("run/fold_12/validation"))
+    12
+    """
+    return int(validation_folder.parent.name[5:])

@@ -177,8 +177,12 @@ def test_a_small_dataset_caps_the_steps_a_long_budget_would_buy(
     step["seconds"] = 0.05
     plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
     assert plan.max_iterations == MIN_ITERATIONS and plan.optimizer == "adamw"
-    # a dataset whose cap is over FULL_RECIPE_STEPS is not capped: nnU-Net's recipe
+    # a dataset whose cap is over UNCAPPED_STEPS is not capped; 16,000 steps keep the short
+    # recipe (it beat nnU-Net's there on the 2D slices set), 61,200 get nnU-Net's
     monkeypatch.setattr(planner, "PATCHES_PER_SHARE", 10**6)
+    plan = make_plan(fp, dataset.spec, budget_minutes=16_000 * 0.05 / 0.85 / 60)
+    assert plan.max_iterations is None and plan.optimizer == "adamw"
+    assert plan.augmentation.mirror.probability == 0.0
     plan = make_plan(fp, dataset.spec, budget_minutes=60.0)
     assert plan.max_iterations is None and plan.optimizer == "sgd"
     assert not plan.held_out_stop

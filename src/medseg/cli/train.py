@@ -32,7 +32,7 @@ without --fold, one model learns from every labelled case; --fold K holds fold K
 for validation (best epoch by validation Dice). Without --plan, the run folder's
 plan.json is made from the dataset's fingerprint, fitted to this device and the
 --minutes budget (see medseg plan --help); budgets are per fold. The recipe follows
-the budget: below 10,000 steps AdamW and nnU-Net's augmentation without mirroring,
+the budget: below 50,000 steps AdamW and nnU-Net's augmentation without mirroring,
 above it nnU-Net's SGD + Nesterov and mirroring too (deep supervision and poly decay
 in both). A small dataset caps the steps (more would overfit); without --fold, fold 0
 first trains with a stop on its validation curve (fold_all_search), every case then

@@ -23,7 +23,7 @@ import numpy as np
 
 from medseg.datasets import DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError, RunFolderError, located
-from medseg.folds import cross_validation_folders
+from medseg.folds import cross_validation_folders, fold_number
 from medseg.infer.predict import TrainedModel, load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
 from medseg.infer.temperature import TemperatureFit, fit_temperature, voxel_sample
@@ -67,10 +67,11 @@ def calibrate_run(
     rng = np.random.default_rng(0)
     ending = dataset.spec.file_ending
     fold_cases = {
-        int(folder.parent.name[5:]): [p.name[: -len(ending)] for p in image_files(folder)
-                                      if p.name.endswith(ending)]
+        fold_number(folder): [
+            p.name[: -len(ending)] for p in image_files(folder) if p.name.endswith(ending)
+        ]
         for folder in folds
-    }  # fmt: skip
+    }
     total = sum(len(cases) for cases in fold_cases.values())
     with make_progress(quiet) as progress:
         for fold, cases in fold_cases.items():
