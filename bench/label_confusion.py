@@ -2,8 +2,9 @@
 
 For each label k, every wrongly labelled voxel is either *confused* (a voxel of k predicted as
 the other label, or of the other label predicted as k) or a *boundary* error (k predicted as
-background, or background as k). Also prints the Dice of the labels merged. Used to ask why
-Hippocampus's posterior label stays below nnU-Net's published Dice (bench/RESULTS.md).
+background, or background as k). Also prints the Dice of the labels merged (a case where both
+masks are empty is skipped, as medseg's metrics do). Used to ask why Hippocampus's posterior
+label stays below nnU-Net's published Dice (bench/RESULTS.md).
 
 Usage: python bench/label_confusion.py PRED_DIR REF_DIR   (NIfTI files, matched by name)
 """
@@ -13,13 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum() + b.sum())
-    return 2 * int((a & b).sum()) / total if total else 1.0
+from medseg.io import read_image
+from medseg.metrics import dice
 
 
 def _counts(reference: np.ndarray, prediction: np.ndarray, k: int, other: int) -> tuple[int, int]:
@@ -40,21 +38,21 @@ def main() -> None:
     if not files:
         raise SystemExit(f"{args.predictions}: no .nii.gz predictions")
     first, second = args.labels
-    merged, dice = [], {first: [], second: []}
+    merged, per_label = [], {first: [], second: []}
     errors = {first: np.zeros(2, int), second: np.zeros(2, int)}
     for path in files:
-        reference = np.asarray(nib.load(args.references / path.name).dataobj).astype(np.int64)
-        prediction = np.asarray(nib.load(path).dataobj).astype(np.int64)
-        merged.append(_dice(reference > 0, prediction > 0))
+        reference = read_image(args.references / path.name).array[0].astype(np.int64)
+        prediction = read_image(path).array[0].astype(np.int64)
+        merged.append(dice(reference > 0, prediction > 0))
         for k, other in ((first, second), (second, first)):
-            dice[k].append(_dice(reference == k, prediction == k))
+            per_label[k].append(dice(reference == k, prediction == k))
             errors[k] += _counts(reference, prediction, k, other)
-    print(f"{len(files)} cases; Dice of the labels merged: {np.mean(merged):.4f}")
+    print(f"{len(files)} cases; Dice of the labels merged: {np.nanmean(merged):.4f}")
     for k in (first, second):
         confused, boundary = errors[k]
         share = 100 * confused / max(confused + boundary, 1)
         print(
-            f"label {k}: Dice {np.mean(dice[k]):.4f}; wrong voxels {confused + boundary}: "
+            f"label {k}: Dice {np.nanmean(per_label[k]):.4f}; wrong voxels {confused + boundary}: "
             f"{confused} against the other label ({share:.0f} %), {boundary} against the background"
         )
 
