@@ -31,6 +31,7 @@ Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [
        ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
        ... --monai-patch 32 32 32   (the baseline's own patch instead of medseg's, rounded)
        ... --monai-seed 1   (another seed for the baseline)
+       ... --skip-monai --set features=[32,64,128,256]   (medseg with a plan field set)
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from medseg.cli.arguments import setting
 
 DATA = Path(os.environ.get("MEDSEG_TEST_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
 DEFAULT = DATA / "Dataset004_Hippocampus"
@@ -128,10 +131,11 @@ def run_medseg(
     fold: int | str,
     test_dir: Path | None,
     reuse: bool = False,
+    settings: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """Train with medseg's defaults; score the fold's validation cases, or with ``test_dir``
     (a dataset folder whose imagesTs/labelsTs hold the held-out cases) predict and score
-    those."""
+    those. ``settings`` are plan fields set as with ``medseg train --set``."""
     from medseg.infer import predict_paths
     from medseg.metrics import evaluate_folders
     from medseg.train import Plan, TrainOptions, train_run
@@ -142,7 +146,12 @@ def run_medseg(
         last = list(csv.DictReader(log.open()))[-1]
         seconds, steps = float(last["seconds"]), int(last["iterations"])
     else:
-        result = train_run(dataset, out, TrainOptions(minutes=minutes, quiet=True), fold=fold)
+        result = train_run(
+            dataset,
+            out,
+            TrainOptions(minutes=minutes, quiet=True, settings=settings or {}),
+            fold=fold,
+        )
         seconds, steps = result.seconds, result.history[-1].iterations
     total = time.perf_counter() - start
     if test_dir is None:
@@ -321,6 +330,14 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
     parser.add_argument(
+        "--set",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a plan field for medseg, as with medseg train --set (repeatable)",
+    )
+    parser.add_argument(
         "--monai-patch",
         type=int,
         nargs="+",
@@ -350,7 +367,13 @@ def main() -> None:
     results = []
     for minutes in args.minutes:
         ours = run_medseg(
-            dataset, out / f"medseg_{minutes:g}min", minutes, fold, subset, args.reuse
+            dataset,
+            out / f"medseg_{minutes:g}min",
+            minutes,
+            fold,
+            subset,
+            args.reuse,
+            dict(args.set),
         )
         # MONAI's UNet (4 strides of 2) needs sizes divisible by 16: medseg's patch rounded up
         patch = args.monai_patch or [16 * -(-int(n) // 16) for n in ours["patch_size"]]  # type: ignore[union-attr]
