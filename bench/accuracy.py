@@ -31,7 +31,7 @@ Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [
        ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
        ... --monai-patch 32 32 32   (the baseline's own patch instead of medseg's, rounded)
        ... --monai-seed 1   (another seed for the baseline)
-       ... --skip-monai --set features=[32,64,128,256]   (medseg with a plan field set)
+       ... --skip-monai --set 'features=[32,64,128,256]'   (medseg with a plan field set)
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def run_medseg(
         "steps": steps,
         "patch_size": plan.patch_size,
         "recipe": next(d.reason for d in plan.decisions if d.setting == "recipe"),
+        "settings": settings or {},
     }
 
 
@@ -304,6 +305,8 @@ def _print(minutes: float, result: dict) -> None:
             f", MONAI {peer.get('false_positive_empty_cases')}"
         )
     print(f"medseg recipe: {ours['recipe']}")
+    if ours["settings"]:
+        print(f"medseg settings: {ours['settings']}")
     print(f"medseg - MONAI, mean Dice: {gain:+.4f}", flush=True)
 
 
