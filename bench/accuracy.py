@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.cli.arguments import setting
+from medseg.cli.arguments import add_settings
 
 DATA = Path(os.environ.get("MEDSEG_TEST_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
 DEFAULT = DATA / "Dataset004_Hippocampus"
@@ -332,14 +332,7 @@ def main() -> None:
         help="with test cases: predict with a finished medseg run in --out instead of training",
     )
     parser.add_argument("--out", type=Path, help="keep medseg's run folders here")
-    parser.add_argument(
-        "--set",
-        type=setting,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a plan field for medseg, as with medseg train --set (repeatable)",
-    )
+    add_settings(parser, "a plan field for medseg, as with medseg train --set (repeatable)")
     parser.add_argument(
         "--monai-patch",
         type=int,
