@@ -46,3 +46,13 @@ def test_every_command_has_examples_and_a_short_summary(run_cli):
         assert len(parser.summary) <= 80, name
         code, out, _ = run_cli([name, "--help"])
         assert code == 0 and f"medseg {name}" in out.split("examples:")[1]
+
+
+def test_the_model_choices_are_the_networks_medseg_builds(run_cli):
+    from medseg.cli.arguments import MODELS as CHOICES
+    from medseg.nn import MODELS
+
+    assert CHOICES == MODELS
+    for command in ("train", "plan"):
+        code, out, _ = run_cli([command, "--help"])
+        assert code == 0 and "{unet,resunet,fcn}" in out

@@ -208,6 +208,22 @@ def test_a_network_set_by_hand_is_timed_against_the_budget(phantom_fingerprint) 
             assert network.value.endswith(f"features 8-{widths[-1]}")
 
 
+def test_a_network_named_with_set_is_the_one_timed(phantom3d, monkeypatch) -> None:
+    from medseg.train import PlanOptions, plan_dataset
+
+    timed: set[str] = set()
+    original = planner.build_network
+
+    def watched(model, *args, **kwargs):
+        timed.add(model)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(planner, "build_network", watched)
+    options = PlanOptions(minutes=0.2, settings={"model": "resunet"}, quiet=True)
+    assert plan_dataset(phantom3d, options).model == "resunet"
+    assert timed == {"resunet"}
+
+
 def test_plan_without_budget_uses_the_default_size(phantom_fingerprint) -> None:
     dataset, fp = phantom_fingerprint
     plan = make_plan(fp, dataset.spec)

@@ -163,14 +163,21 @@ def test_ctrl_c_keeps_a_usable_checkpoint(tiny_phantom, tmp_path, monkeypatch):
     assert len(model.networks) == 1
 
 
-def test_fcn_trains_too(tiny_phantom, tmp_path):
+@pytest.mark.parametrize("model", ["fcn", "resunet"])
+def test_other_networks_train_and_load_too(tiny_phantom, tmp_path, model):
+    from medseg.infer import load_trained_model
+    from medseg.nn.blocks import ResidualBlock
+
     result = train_run(
         tiny_phantom,
         tmp_path / "run",
-        TrainOptions(model="fcn", epochs=1, iterations_per_epoch=2, quiet=True),
+        TrainOptions(model=model, epochs=1, iterations_per_epoch=2, quiet=True),
     )
     assert result.epochs == 1
-    assert Plan.load(tmp_path / "run").model == "fcn"
+    assert Plan.load(tmp_path / "run").model == model
+    network = load_trained_model(tmp_path / "run", device="cpu").networks[0]
+    residual = any(isinstance(m, ResidualBlock) for m in network.modules())
+    assert residual == (model == "resunet")
 
 
 def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tmp_path):

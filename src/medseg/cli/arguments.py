@@ -160,6 +160,19 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The segmentation networks (``medseg.nn.MODELS``, kept here so that the CLI need not import
+#: torch to parse; a test checks that the two agree).
+MODELS = ("unet", "resunet", "fcn")
+
+
+def add_model(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        help=f"{help}: unet, resunet (a residual encoder, as nnU-Net's ResEnc) or fcn",
+    )
+
+
 def add_jobs(
     parser: argparse.ArgumentParser, help: str = "parallel processes (default: per core)"
 ) -> None:

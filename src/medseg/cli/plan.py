@@ -70,7 +70,7 @@ def _add_plan(subparsers: argparse._SubParsersAction) -> None:
         metavar="{2d,3d}",
         help="2d or 3d network (default: the data's)",
     )
-    parser.add_argument("--model", choices=["unet", "fcn"], default="unet", help="default: unet")
+    arguments.add_model(parser, "network (default: unet)")
     arguments.add_plan_options(parser)
     arguments.add_jobs(parser)
     arguments.add_device(parser)

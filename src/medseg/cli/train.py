@@ -64,9 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="{2d,3d}",
         help="2d or 3d network (default: the data's)",
     )
-    parser.add_argument(
-        "--model", choices=["unet", "fcn"], help="network (default: unet, or the run folder's)"
-    )
+    arguments.add_model(parser, "network (default: unet, or the run folder's)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
         "--epochs", type=arguments.positive_int, help="number of epochs (default: 100)"

@@ -9,7 +9,10 @@ from torch import nn
 from medseg.nn.fcn import FCN
 from medseg.nn.unet import UNet
 
-MODELS = ("unet", "fcn")
+MODELS = ("unet", "resunet", "fcn")
+
+#: Residual blocks per encoder stage of ``resunet`` (nnU-Net's ResEnc U-Net: 1, 3, 4, 6, 6, 6).
+RESIDUAL_BLOCKS = (1, 3, 4, 6, 6, 6, 6)
 
 
 def stage_layout(
@@ -62,12 +65,15 @@ def build_network(
     kernel_sizes: Sequence[Sequence[int]],
     deep_supervision: bool = False,
 ) -> nn.Module:
-    """Build a network by name (``unet`` or ``fcn``); ``deep_supervision`` applies to the
-    U-Net only (the FCN has no decoder stages to supervise)."""
-    if model == "unet":
+    """Build a network by name: ``unet``, ``resunet`` (the U-Net with a residual encoder of
+    `RESIDUAL_BLOCKS`) or ``fcn``; ``deep_supervision`` applies to the U-Nets only (the FCN
+    has no decoder stages to supervise)."""
+    if model in ("unet", "resunet"):
+        blocks = RESIDUAL_BLOCKS[: len(features)] if model == "resunet" else None
         return UNet(
-            in_channels, num_classes, dim, features, strides, kernel_sizes, deep_supervision
-        )
+            in_channels, num_classes, dim, features, strides, kernel_sizes, deep_supervision,
+            blocks,
+        )  # fmt: skip
     if model == "fcn":
         return FCN(in_channels, num_classes, dim, features, strides, kernel_sizes)
     raise ValueError(f"unknown model '{model}', expected one of {MODELS}")

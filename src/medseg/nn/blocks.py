@@ -11,6 +11,7 @@ from torch.nn import functional as F
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 
 
@@ -50,6 +51,82 @@ class DoubleConv(nn.Sequential):
             ConvNormAct(dim, in_channels, out_channels, kernel_size, stride),
             ConvNormAct(dim, out_channels, out_channels, kernel_size),
         )
+
+
+def _norm(kind: str, dim: int, channels: int) -> nn.Module:
+    if kind == "instance":
+        return INSTANCE_NORM[dim](channels, eps=1e-5, affine=True)
+    return BATCH_NORM[dim](channels)
+
+
+class ResidualBlock(nn.Module):
+    """ResNet's basic block: two convolutions, each normalised, with a shortcut (a strided 1×1
+    convolution and norm where the shape changes) added before the last LeakyReLU.
+
+    ``norm`` is ``"instance"`` (segmentation, as in `ConvNormAct`) or ``"batch"`` (a classifier:
+    a class can depend on an image's overall brightness, which instance norm would erase).
+    ``kernel_size`` and ``stride`` are per axis or one number for all.
+
+    Examples
+    --------
+    >>> block = ResidualBlock(3, 4, 8, kernel_size=(3, 3, 1), stride=(2, 2, 1))
+    >>> tuple(block(torch.zeros(1, 4, 8, 8, 5)).shape)
+    (1, 8, 4, 4, 5)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int] | int = 3,
+        stride: Sequence[int] | int = 1,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__()
+        kernel = (kernel_size,) * dim if isinstance(kernel_size, int) else tuple(kernel_size)
+        strides = (stride,) * dim if isinstance(stride, int) else tuple(stride)
+        padding = tuple(k // 2 for k in kernel)
+        conv = CONV[dim]
+        self.body = nn.Sequential(
+            conv(in_channels, out_channels, kernel, strides, padding, bias=False),
+            _norm(norm, dim, out_channels),
+            nn.LeakyReLU(0.01, inplace=True),
+            conv(out_channels, out_channels, kernel, 1, padding, bias=False),
+            _norm(norm, dim, out_channels),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if any(s != 1 for s in strides) or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                conv(in_channels, out_channels, 1, strides, bias=False),
+                _norm(norm, dim, out_channels),
+            )
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResidualStage(nn.Sequential):
+    """``blocks`` `ResidualBlock` modules; the first changes the width and applies
+    ``stride``."""
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        out_channels: int,
+        blocks: int,
+        stride: Sequence[int] | int = 1,
+        kernel_size: Sequence[int] | int = 3,
+        norm: str = "instance",
+    ) -> None:
+        layers = [ResidualBlock(dim, in_channels, out_channels, kernel_size, stride, norm)]
+        layers += [
+            ResidualBlock(dim, out_channels, out_channels, kernel_size, 1, norm)
+            for _ in range(blocks - 1)
+        ]
+        super().__init__(*layers)
 
 
 def pad_to_multiple(x: torch.Tensor, divisor: Sequence[int]) -> tuple[torch.Tensor, list[slice]]:

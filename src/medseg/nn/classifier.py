@@ -13,45 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medseg.nn.blocks import CONV
-
-BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-
-
-class ResidualBlock(nn.Module):
-    """Two 3×3 convolutions with batch normalisation and a shortcut (a 1×1 convolution where
-    the shape changes), as in ResNet's basic block. Batch rather than instance normalisation:
-    a class can depend on an image's overall brightness, which instance norm would erase."""
-
-    def __init__(self, dim: int, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        conv, norm = CONV[dim], BATCH_NORM[dim]
-        self.body = nn.Sequential(
-            conv(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-            norm(out_channels),
-            nn.LeakyReLU(0.01, inplace=True),
-            conv(out_channels, out_channels, 3, padding=1, bias=False),
-            norm(out_channels),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                conv(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels)
-            )
-        self.act = nn.LeakyReLU(0.01, inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
-
-
-class ResidualStage(nn.Sequential):
-    """``blocks`` residual blocks; the first changes width and (from stage 1 on) halves
-    the size."""
-
-    def __init__(self, dim: int, in_channels: int, out_channels: int, blocks: int, stride: int):
-        layers = [ResidualBlock(dim, in_channels, out_channels, stride)]
-        layers += [ResidualBlock(dim, out_channels, out_channels, 1) for _ in range(blocks - 1)]
-        super().__init__(*layers)
+from medseg.nn.blocks import ResidualStage
 
 
 class EncoderClassifier(nn.Module):
@@ -130,7 +92,9 @@ class ResidualClassifier(EncoderClassifier):
         widths = [in_channels, *features]
         encoder = nn.Sequential(
             *(
-                ResidualStage(dim, widths[k], widths[k + 1], blocks, 1 if k == 0 else 2)
+                ResidualStage(
+                    dim, widths[k], widths[k + 1], blocks, 1 if k == 0 else 2, norm="batch"
+                )
                 for k in range(len(features))
             )
         )

@@ -10,7 +10,9 @@ from torch import nn
 from medseg.nn.blocks import (
     CONV,
     TRANSPOSED_CONV,
+    ConvNormAct,
     DoubleConv,
+    ResidualStage,
     pad_to_multiple,
     product_of_strides,
     stage_settings,
@@ -45,6 +47,10 @@ class UNet(nn.Module):
         supervision): a list, full resolution first, then each coarser decoder output except
         the coarsest (which nnU-Net weights with zero). In eval mode the output is always the
         full-resolution tensor, so inference is the same with or without it.
+    encoder_blocks
+        Per stage, a number of residual blocks (`ResidualBlock`): a residual encoder, with one
+        convolution per decoder stage instead of two (nnU-Net's residual-encoder U-Net).
+        Default: the plain two-convolution stages.
 
     Examples
     --------
@@ -54,6 +60,9 @@ class UNet(nn.Module):
     >>> net = UNet(1, 3, dim=2, features=(8, 16, 32, 64), deep_supervision=True)
     >>> [tuple(o.shape) for o in net(torch.zeros(2, 1, 32, 32))]
     [(2, 3, 32, 32), (2, 3, 16, 16)]
+    >>> net = UNet(1, 3, dim=2, features=(8, 16, 32), encoder_blocks=(1, 2, 2))
+    >>> net(torch.zeros(2, 1, 37, 50)).shape
+    torch.Size([2, 3, 37, 50])
     """
 
     def __init__(
@@ -65,13 +74,21 @@ class UNet(nn.Module):
         strides: Sequence[Sequence[int]] | None = None,
         kernel_sizes: Sequence[Sequence[int]] | None = None,
         deep_supervision: bool = False,
+        encoder_blocks: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         n = len(features)
         strides, kernel_sizes = stage_settings(n, dim, strides, kernel_sizes)
         self.dim = dim
         self.divisor = product_of_strides(strides, dim)
-        self.encoder = unet_encoder(dim, in_channels, features, strides, kernel_sizes)
+        if encoder_blocks is None:
+            self.encoder = unet_encoder(dim, in_channels, features, strides, kernel_sizes)
+            decoder_block: type[nn.Module] = DoubleConv
+        else:
+            self.encoder = residual_encoder(
+                dim, in_channels, features, strides, kernel_sizes, encoder_blocks
+            )
+            decoder_block = ConvNormAct
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for stage in range(n - 1, 0, -1):
@@ -80,7 +97,7 @@ class UNet(nn.Module):
                 TRANSPOSED_CONV[dim](features[stage], features[stage - 1], stride, stride)
             )
             self.decoder.append(
-                DoubleConv(
+                decoder_block(
                     dim, 2 * features[stage - 1], features[stage - 1], kernel_sizes[stage - 1]
                 )
             )
@@ -133,5 +150,32 @@ def unet_encoder(
     channels = in_channels
     for f, s, k in zip(features, strides, kernel_sizes):
         encoder.append(DoubleConv(dim, channels, f, k, s))
+        channels = f
+    return encoder
+
+
+def residual_encoder(
+    dim: int,
+    in_channels: int,
+    features: Sequence[int],
+    strides: Sequence[Sequence[int]],
+    kernel_sizes: Sequence[Sequence[int]],
+    blocks: Sequence[int],
+) -> nn.ModuleList:
+    """A residual encoder: stage k is ``blocks[k]`` instance-normalised `ResidualBlock`
+    modules, the first applying the stage's stride.
+
+    Examples
+    --------
+    >>> encoder = residual_encoder(2, 1, (8, 16), [[1, 1], [2, 2]], [[3, 3], [3, 3]], (1, 3))
+    >>> [len(stage) for stage in encoder]
+    [1, 3]
+    """
+    if len(blocks) != len(features):
+        raise ValueError("encoder_blocks needs one entry per stage")
+    encoder = nn.ModuleList()
+    channels = in_channels
+    for f, s, k, b in zip(features, strides, kernel_sizes, blocks):
+        encoder.append(ResidualStage(dim, channels, f, b, s, k))
         channels = f
     return encoder

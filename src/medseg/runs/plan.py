@@ -70,7 +70,7 @@ class Plan(BaseModel):
     median_spacing: list[Spacing]
     median_shape: list[Annotated[int, Field(ge=1)]]
     # The network.
-    model: Literal["unet", "fcn"] = "unet"
+    model: Literal["unet", "resunet", "fcn"] = "unet"
     dim: Literal[2, 3]
     slice_axis: Literal[0, 1, 2] | None = None  # 2D networks on 3D data: the axis sliced along
     features: list[Features] = Field(min_length=1, max_length=MAX_LEVELS)

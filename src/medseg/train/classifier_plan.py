@@ -109,7 +109,8 @@ def transferred_encoder(source: str | Path, dim: int) -> tuple[dict[str, object]
     else:
         seg = Plan.load(run_dir)
         if seg.model != "unet":
-            raise ConfigError(located(run_dir, "--init-from: only a U-Net's encoder fits"))
+            problem = "--init-from: only a plain U-Net's encoder fits (model unet)"
+            raise ConfigError(located(run_dir, problem))
         fields = {"encoder": "unet", "features": seg.features, "strides": seg.strides,
                   "kernel_sizes": seg.kernel_sizes}  # fmt: skip
         source_dim = seg.dim

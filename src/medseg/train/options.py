@@ -33,7 +33,7 @@ class PlanOptions:
 
     #: 2 or 3 for the network; None: the data's.
     dim: int | None = None
-    #: "unet" or "fcn"; None: unet, or what the run folder already holds.
+    #: "unet", "resunet" or "fcn"; None: unet, or what the run folder already holds.
     model: str | None = None
     #: The training budget per fold: epochs or wall-clock minutes (not both).
     epochs: int | None = None

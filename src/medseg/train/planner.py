@@ -173,7 +173,7 @@ def seconds_per_iteration(
     dim = len(candidate.patch_size)
     network = build_network(
         model, in_channels, num_classes, dim, candidate.features, candidate.strides,
-        candidate.kernel_sizes, deep_supervision=model == "unet",
+        candidate.kernel_sizes, deep_supervision=model != "fcn",
     ).to(device)  # fmt: skip
     optimizer = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.99, nesterov=True)
     loss_fn = DeepSupervisionLoss(DiceCELoss())
