@@ -13,6 +13,10 @@ Two set-ups:
   labelled cases would be. medseg trains as ``medseg train`` does by default (``--medseg-fold
   all``: one model on every case, no validation hold-out) or on one fold of the N
   (``--medseg-fold 0``), and predicts the M like ``medseg predict``.
+- ``--train-subset N`` (with ``--fold K``): N cases drawn at random (``--subset-seed``) from
+  fold K's training cases, scored on fold K's validation cases: the same test cases for
+  every N, for a curve of Dice against the number of training cases. medseg trains as with
+  ``--train-cases``.
 
 - medseg: ``train_run(dataset, out, TrainOptions(minutes=M))`` with every default (plan timed
   on this CPU, preprocessing, and the recipe the planner picks for the budget and the number
@@ -27,6 +31,7 @@ Two set-ups:
 
 Usage: python bench/accuracy.py [--dataset DIR] [--minutes 5 10 30] [--fold 0] [--out DIR]
        python bench/accuracy.py --train-cases 40 --test-cases 40 --minutes 5 10 30
+       python bench/accuracy.py --fold 0 --train-subset 80 --minutes 10   (fold 0's 40 scored)
        python bench/accuracy.py --dataset DIR --own-test-set     (imagesTs/labelsTs scored)
        ... --out DIR --reuse     (predict with the finished medseg runs in DIR, train MONAI)
        ... --monai-patch 32 32 32   (the baseline's own patch instead of medseg's, rounded)
@@ -72,6 +77,10 @@ def split_cases(dataset: Path, args: argparse.Namespace) -> tuple[list[str], lis
     from medseg.datasets import kfold_splits, open_dataset
 
     ids = sorted(c.case_id for c in open_dataset(dataset).training)
+    if args.train_subset is not None:
+        train, test = kfold_splits(ids, 5)[args.fold]
+        order = np.random.default_rng(args.subset_seed).permutation(len(train))
+        return sorted(train[i] for i in order[: args.train_subset]), test
     if args.train_cases is None:
         return kfold_splits(ids, 5)[args.fold]
     order = np.random.default_rng(args.subset_seed).permutation(len(ids))
@@ -317,6 +326,9 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--train-cases", type=int, help="learn from N random cases")
     parser.add_argument("--test-cases", type=int, default=40, help="score M other cases")
+    parser.add_argument(
+        "--train-subset", type=int, help="learn from N random cases of the fold's training cases"
+    )
     parser.add_argument("--subset-seed", type=int, default=0)
     parser.add_argument("--medseg-fold", default="all", help="with --train-cases: all or K")
     parser.add_argument(
@@ -348,7 +360,7 @@ def main() -> None:
         dataset, fold, subset = args.dataset, "all", args.dataset
         train_ids, tests = _own_test_set(args.dataset)
         where = f"every training case ({len(train_ids)}), its imagesTs ({len(tests)})"
-    elif args.train_cases is None:
+    elif args.train_cases is None and args.train_subset is None:
         dataset, fold = args.dataset, args.fold
         where = f"fold {args.fold}"
     else:
@@ -358,6 +370,8 @@ def main() -> None:
             args.medseg_fold if args.medseg_fold == "all" else int(args.medseg_fold),
         )
         where = f"{len(train_ids)} training cases, {len(test_ids)} test cases, medseg fold {fold}"
+        if args.train_subset is not None:
+            where += f" (drawn from fold {args.fold}; its validation cases are the test cases)"
     print(f"dataset {args.dataset.name}, {where}, torch threads {torch.get_num_threads()}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     results = []

@@ -63,6 +63,9 @@ def test_resunet_has_residual_encoder_stages_and_one_convolution_per_decoder_sta
     assert all(isinstance(stage, ConvNormAct) for stage in net.decoder)
     outputs = net.train()(torch.randn(2, 1, 40, 56, 40))
     assert [tuple(o.shape[2:]) for o in outputs] == [(40, 56, 40), (20, 28, 20)]
+    deep = stage_layout((128, 128, 128), (1.0, 1.0, 1.0))  # six stages: 6 blocks from stage 3
+    net = build_network("resunet", 1, 3, 3, [4, 8, 16, 32, 64, 64], *deep)
+    assert [len(stage) for stage in net.encoder] == [1, 3, 4, 6, 6, 6]
     plain = build_network("unet", 1, 3, 3, [4, 8, 16, 32], strides, kernels)
     assert not any(isinstance(m, ResidualBlock) for m in plain.modules())
     assert set(MODELS) == {"unet", "resunet", "fcn"}
@@ -78,6 +81,8 @@ def test_a_residual_block_projects_its_shortcut_only_where_the_shape_changes():
     assert strided.shortcut[0].stride == (2, 2, 1) and strided.body[0].kernel_size == (3, 3, 1)
     assert isinstance(strided.body[1], torch.nn.InstanceNorm3d)
     assert isinstance(ResidualBlock(2, 8, 8, norm="batch").body[1], torch.nn.BatchNorm2d)
+    with pytest.raises(ValueError, match="unknown norm"):
+        ResidualBlock(2, 8, 8, norm="group")
 
 
 def test_the_classifier_keeps_its_weight_names():

@@ -11,8 +11,20 @@ from medseg.nn.unet import UNet
 
 MODELS = ("unet", "resunet", "fcn")
 
-#: Residual blocks per encoder stage of ``resunet`` (nnU-Net's ResEnc U-Net: 1, 3, 4, 6, 6, 6).
-RESIDUAL_BLOCKS = (1, 3, 4, 6, 6, 6, 6)
+#: Residual blocks in the first encoder stages of ``resunet``, 6 in every deeper one
+#: (nnU-Net's ResEnc U-Net: 1, 3, 4, 6, 6, 6).
+RESIDUAL_BLOCKS = (1, 3, 4, 6)
+
+
+def residual_blocks(n_stages: int) -> list[int]:
+    """Residual blocks per encoder stage of a ``resunet`` with ``n_stages`` stages.
+
+    Examples
+    --------
+    >>> residual_blocks(3), residual_blocks(6)
+    ([1, 3, 4], [1, 3, 4, 6, 6, 6])
+    """
+    return [RESIDUAL_BLOCKS[min(k, len(RESIDUAL_BLOCKS) - 1)] for k in range(n_stages)]
 
 
 def stage_layout(
@@ -65,11 +77,11 @@ def build_network(
     kernel_sizes: Sequence[Sequence[int]],
     deep_supervision: bool = False,
 ) -> nn.Module:
-    """Build a network by name: ``unet``, ``resunet`` (the U-Net with a residual encoder of
-    `RESIDUAL_BLOCKS`) or ``fcn``; ``deep_supervision`` applies to the U-Nets only (the FCN
+    """Build a network by name: ``unet``, ``resunet`` (the U-Net with a residual encoder,
+    `residual_blocks`) or ``fcn``; ``deep_supervision`` applies to the U-Nets only (the FCN
     has no decoder stages to supervise)."""
     if model in ("unet", "resunet"):
-        blocks = RESIDUAL_BLOCKS[: len(features)] if model == "resunet" else None
+        blocks = residual_blocks(len(features)) if model == "resunet" else None
         return UNet(
             in_channels, num_classes, dim, features, strides, kernel_sizes, deep_supervision,
             blocks,

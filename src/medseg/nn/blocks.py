@@ -56,7 +56,9 @@ class DoubleConv(nn.Sequential):
 def _norm(kind: str, dim: int, channels: int) -> nn.Module:
     if kind == "instance":
         return INSTANCE_NORM[dim](channels, eps=1e-5, affine=True)
-    return BATCH_NORM[dim](channels)
+    if kind == "batch":
+        return BATCH_NORM[dim](channels)
+    raise ValueError(f"unknown norm '{kind}', expected instance or batch")
 
 
 class ResidualBlock(nn.Module):
