@@ -193,6 +193,9 @@ def test_second_fold_reuses_the_run_and_refuses_another_network(tiny_phantom, tm
     assert (run / "fold_1" / BEST_WEIGHTS).is_file()
     with pytest.raises(ConfigError, match="holds a fcn run"):
         train_run(tiny_phantom, run, TrainOptions(model="unet", epochs=1, quiet=True), fold=2)
+    with pytest.raises(ConfigError, match="holds a fcn run"):  # --set model=... as well
+        options = TrainOptions(settings={"model": "resunet"}, epochs=1, quiet=True)
+        train_run(tiny_phantom, run, options, fold=2)
     with pytest.raises(ConfigError, match="patch size"):
         train_run(
             tiny_phantom, run, TrainOptions(epochs=1, patch_size=[16, 16], quiet=True), fold=2

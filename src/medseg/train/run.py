@@ -69,7 +69,8 @@ def _check_same_run(config: Plan, run_dir: Path, spec: DatasetSpec, options: Pla
     problems = []
     if options.dim and options.dim != config.dim:
         problems.append(f"it holds a {config.dim}D run")
-    if options.model and options.model != config.model:
+    model = options.settings.get("model") or options.model
+    if model and model != config.model:
         problems.append(f"it holds a {config.model} run")
     patch = options.overrides.get("patch_size")
     if patch and list(patch) != config.patch_size:  # type: ignore[call-overload]
