@@ -49,10 +49,13 @@ def test_every_command_has_examples_and_a_short_summary(run_cli):
 
 
 def test_the_model_choices_are_the_networks_medseg_builds(run_cli):
+    from typing import get_args
+
     from medseg.cli.arguments import MODELS as CHOICES
     from medseg.nn import MODELS
+    from medseg.runs import Plan
 
-    assert CHOICES == MODELS
+    assert CHOICES == MODELS == get_args(Plan.model_fields["model"].annotation)
     for command in ("train", "plan"):
         code, out, _ = run_cli([command, "--help"])
         assert code == 0 and "{unet,resunet,fcn}" in out

@@ -15,6 +15,14 @@ BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 
 
+def _norm(kind: str, dim: int, channels: int) -> nn.Module:
+    if kind == "instance":
+        return INSTANCE_NORM[dim](channels, eps=1e-5, affine=True)
+    if kind == "batch":
+        return BATCH_NORM[dim](channels)
+    raise ValueError(f"unknown norm '{kind}', expected instance or batch")
+
+
 class ConvNormAct(nn.Module):
     """Convolution, instance normalisation (affine) and LeakyReLU(0.01)."""
 
@@ -29,7 +37,7 @@ class ConvNormAct(nn.Module):
         super().__init__()
         padding = tuple(k // 2 for k in kernel_size)
         self.conv = CONV[dim](in_channels, out_channels, tuple(kernel_size), stride, padding)
-        self.norm = INSTANCE_NORM[dim](out_channels, eps=1e-5, affine=True)
+        self.norm = _norm("instance", dim, out_channels)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,14 +59,6 @@ class DoubleConv(nn.Sequential):
             ConvNormAct(dim, in_channels, out_channels, kernel_size, stride),
             ConvNormAct(dim, out_channels, out_channels, kernel_size),
         )
-
-
-def _norm(kind: str, dim: int, channels: int) -> nn.Module:
-    if kind == "instance":
-        return INSTANCE_NORM[dim](channels, eps=1e-5, affine=True)
-    if kind == "batch":
-        return BATCH_NORM[dim](channels)
-    raise ValueError(f"unknown norm '{kind}', expected instance or batch")
 
 
 class ResidualBlock(nn.Module):

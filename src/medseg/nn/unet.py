@@ -81,14 +81,10 @@ class UNet(nn.Module):
         strides, kernel_sizes = stage_settings(n, dim, strides, kernel_sizes)
         self.dim = dim
         self.divisor = product_of_strides(strides, dim)
-        if encoder_blocks is None:
-            self.encoder = unet_encoder(dim, in_channels, features, strides, kernel_sizes)
-            decoder_block: type[nn.Module] = DoubleConv
-        else:
-            self.encoder = residual_encoder(
-                dim, in_channels, features, strides, kernel_sizes, encoder_blocks
-            )
-            decoder_block = ConvNormAct
+        self.encoder = unet_encoder(
+            dim, in_channels, features, strides, kernel_sizes, encoder_blocks
+        )
+        decoder_block = DoubleConv if encoder_blocks is None else ConvNormAct
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for stage in range(n - 1, 0, -1):
@@ -135,47 +131,29 @@ def unet_encoder(
     features: Sequence[int],
     strides: Sequence[Sequence[int]] | None = None,
     kernel_sizes: Sequence[Sequence[int]] | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> nn.ModuleList:
-    """The U-Net's encoder alone: one `DoubleConv` stage per entry of ``features`` (module
-    names ``0`` … ``n-1``, as under ``UNet.encoder``), so a classifier can reuse a trained
-    segmentation network's encoder weights.
+    """The U-Net's encoder alone: one stage per entry of ``features`` (module names ``0`` …
+    ``n-1``, as under ``UNet.encoder``), so a classifier can reuse a trained segmentation
+    network's encoder weights. A stage is a `DoubleConv`, or with ``blocks`` a `ResidualStage`
+    of ``blocks[k]`` instance-normalised residual blocks, the first applying the stride.
 
     Examples
     --------
     >>> [type(stage).__name__ for stage in unet_encoder(2, 1, (8, 16))]
     ['DoubleConv', 'DoubleConv']
-    """
-    strides, kernel_sizes = stage_settings(len(features), dim, strides, kernel_sizes)
-    encoder = nn.ModuleList()
-    channels = in_channels
-    for f, s, k in zip(features, strides, kernel_sizes):
-        encoder.append(DoubleConv(dim, channels, f, k, s))
-        channels = f
-    return encoder
-
-
-def residual_encoder(
-    dim: int,
-    in_channels: int,
-    features: Sequence[int],
-    strides: Sequence[Sequence[int]],
-    kernel_sizes: Sequence[Sequence[int]],
-    blocks: Sequence[int],
-) -> nn.ModuleList:
-    """A residual encoder: stage k is ``blocks[k]`` instance-normalised `ResidualBlock`
-    modules, the first applying the stage's stride.
-
-    Examples
-    --------
-    >>> encoder = residual_encoder(2, 1, (8, 16), [[1, 1], [2, 2]], [[3, 3], [3, 3]], (1, 3))
-    >>> [len(stage) for stage in encoder]
+    >>> [len(stage) for stage in unet_encoder(2, 1, (8, 16), blocks=(1, 3))]
     [1, 3]
     """
-    if len(blocks) != len(features):
+    strides, kernel_sizes = stage_settings(len(features), dim, strides, kernel_sizes)
+    if blocks is not None and len(blocks) != len(features):
         raise ValueError("encoder_blocks needs one entry per stage")
     encoder = nn.ModuleList()
     channels = in_channels
-    for f, s, k, b in zip(features, strides, kernel_sizes, blocks):
-        encoder.append(ResidualStage(dim, channels, f, b, s, k))
+    for k, (f, s, kernel) in enumerate(zip(features, strides, kernel_sizes)):
+        if blocks is None:
+            encoder.append(DoubleConv(dim, channels, f, kernel, s))
+        else:
+            encoder.append(ResidualStage(dim, channels, f, blocks[k], s, kernel))
         channels = f
     return encoder

@@ -58,6 +58,13 @@ class PlanOptions:
             raise ConfigError("give either --epochs or --minutes, not both")
 
     @property
+    def named_model(self) -> str | None:
+        """The network named by ``--set model=...`` (applied last, so it wins) or ``--model``;
+        None when neither names one."""
+        model = self.settings.get("model") or self.model
+        return str(model) if model else None
+
+    @property
     def overrides(self) -> dict[str, object]:
         """The recipe fields given explicitly (``--batch-size`` ...), by plan field name."""
         given = {name: getattr(self, name) for name in RECIPE_FIELDS}

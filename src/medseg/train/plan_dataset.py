@@ -52,7 +52,7 @@ def plan_dataset(
         fingerprint,
         dataset.spec,
         dim=options.dim,
-        model=str(options.settings.get("model") or options.model or "unet"),
+        model=options.named_model or "unet",
         device=resolve_device(options.device),
         budget_minutes=options.minutes,
         memory_gb=options.memory_gb,

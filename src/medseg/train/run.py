@@ -69,7 +69,7 @@ def _check_same_run(config: Plan, run_dir: Path, spec: DatasetSpec, options: Pla
     problems = []
     if options.dim and options.dim != config.dim:
         problems.append(f"it holds a {config.dim}D run")
-    model = options.settings.get("model") or options.model
+    model = options.named_model
     if model and model != config.model:
         problems.append(f"it holds a {config.model} run")
     patch = options.overrides.get("patch_size")
