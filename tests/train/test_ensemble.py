@@ -39,13 +39,18 @@ def test_the_time_left_trains_models_with_the_next_seeds(tmp_path, fake_clock):
     calls: list = []
     plan = _plan(seed=7)
     trained = ensemble.train_members(
-        _recording_trainer(100.0, calls, fake_clock), plan, tmp_path, 100.0, 320.0
+        _recording_trainer(100.0, calls, fake_clock), plan, tmp_path, 100.0, 290.0
     )
-    # 320 s hold three more 100-s models (each needs 105 s left), not a fourth
+    # a model starts while the time left holds 80 % of the first's 100 s: 290 s hold three
+    # more (the third with 90 s), not a fourth
     assert [name for _, name, _ in calls] == ["fold_all_1", "fold_all_2", "fold_all_3"]
     assert [seed for seed, _, _ in calls] == [8, 9, 10]
-    # each model's own budget is the time left when it starts, so it ends in time
-    assert [round(m * 60) for _, _, m in calls] == [320, 220, 120]
+    # each model's own budget is the time left when it starts, so it ends in time (the
+    # third on the clock, a little short of the first's steps)
+    assert [round(m * 60) for _, _, m in calls] == [290, 190, 90]
+    calls.clear()
+    ensemble.train_members(_recording_trainer(100.0, calls, fake_clock), plan, tmp_path, 100, 79)
+    assert calls == []  # 79 s are under 80 % of a model
     assert trained == [tmp_path / f"fold_all_{k}" for k in (1, 2, 3)]
 
 

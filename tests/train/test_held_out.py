@@ -59,9 +59,14 @@ def test_the_search_needs_the_flag_a_minutes_budget_and_ten_cases():
     assert not held_out.search_wanted(_plan(minutes=None), 40)
 
 
-def test_the_planner_asks_for_a_search_only_where_its_half_sees_a_peak():
-    assert held_out.search_affordable(2 * held_out.MIN_SEARCH_STEPS)
-    assert not held_out.search_affordable(2 * held_out.MIN_SEARCH_STEPS - 1)
+def test_the_planner_asks_for_a_search_only_where_its_half_reaches_the_cap():
+    # 40 Hippocampus cases at 10 minutes (3,557 steps, cap 1,365) search; 160 cases at 10
+    # minutes (3,675 steps, cap 5,632) and 40 cases at 5 (about 1,800) train one model
+    assert held_out.search_affordable(3557, 1365)
+    assert not held_out.search_affordable(3675, 5632)
+    assert not held_out.search_affordable(1800, 1365)
+    assert held_out.search_affordable(2 * 1365, 1365)
+    assert not held_out.search_affordable(2 * 1365 - 1, 1365)
 
 
 def test_a_resumed_model_keeps_the_searched_steps_and_refuses_a_bad_record(tmp_path):

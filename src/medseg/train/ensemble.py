@@ -20,8 +20,10 @@ from medseg.runs import Plan
 from medseg.train import distributed
 from medseg.train.trainer import TrainResult
 
-#: A further model starts only if the time left is this many times what the first took.
-MARGIN = 1.05
+#: A further model starts only if the time left is this share of what the first took; a
+#: shorter one ends on the clock, its learning rate decayed over the time it had. At 1.05 a
+#: 10-minute budget on 40 Hippocampus cases missed a third model by 4 of 212 seconds.
+MARGIN = 0.8
 
 
 def capped_early(plan: Plan, result: TrainResult) -> bool:

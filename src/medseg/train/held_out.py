@@ -42,15 +42,15 @@ PATIENCE = 3
 FOUND_FILE = "search.json"
 #: The search runs only with at least this many cases (fold 0 validates a fifth of them).
 MIN_CASES = 10
-#: The planner asks for a search only when its share of the budget affords this many steps:
-#: ISBI's validation peaked after 500, and a 400-step search on 40 Hippocampus cases, still
-#: rising, cost 0.005 Dice against one model trained the whole budget (docs/train.md).
-MIN_SEARCH_STEPS = 600
 
 
-def search_affordable(affordable_steps: int) -> bool:
-    """Whether a budget that affords ``affordable_steps`` leaves the search enough of them."""
-    return affordable_steps * SEARCH_SHARE >= MIN_SEARCH_STEPS
+def search_affordable(affordable_steps: int, cap: int) -> bool:
+    """Whether the search's share of a budget that affords ``affordable_steps`` reaches the
+    whole step ``cap``. Only then can the search run to its peak (or its own, smaller cap)
+    and leave the model on every case as long: on a shorter budget it ends on the clock
+    while still rising and splits the steps between two shorter models, which cost 0.005
+    Dice on 160 Hippocampus cases at 10 minutes (docs/train.md#held-out-stop)."""
+    return affordable_steps * SEARCH_SHARE >= cap
 
 
 def search_wanted(plan: Plan, cases: int) -> bool:

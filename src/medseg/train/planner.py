@@ -392,13 +392,14 @@ def _cap_decision(cap: int, affordable: int) -> Decision:
     return Decision(setting="max_iterations", value=cap, reason=reason)
 
 
-def _held_out_decision(affordable: int, search: bool) -> Decision:
+def _held_out_decision(affordable: int, cap: int, search: bool) -> Decision:
     """Whether a small dataset without ``--fold`` first finds its step count on fold 0."""
     if not search:
         reason = (
-            f"the budget affords {affordable} steps: half of them would not show fold 0's "
-            f"validation peak (a search needs {held_out.MIN_SEARCH_STEPS}), so one model "
-            "trains on every case for the whole budget (docs/train.md#held-out-stop)"
+            f"the budget affords {affordable} steps, under twice the cap ({cap}): a search "
+            "on fold 0 in half of them would end on the clock before its peak and split the "
+            "steps between two shorter models, so one model trains on every case for the "
+            "whole budget (docs/train.md#held-out-stop)"
         )
         return Decision(setting="held_out_stop", value=False, reason=reason)
     reason = (
@@ -463,9 +464,10 @@ def make_plan(
         decisions += timed
         cap = cap_of(plan)
         if cap is not None:  # also when the budget seems to afford less: timing can be off
-            search = held_out.search_affordable(affordable)
+            search = held_out.search_affordable(affordable, cap)
             plan = plan.model_copy(update={"max_iterations": cap, "held_out_stop": search})
-            decisions += [_cap_decision(cap, affordable), _held_out_decision(affordable, search)]
+            decisions.append(_cap_decision(cap, affordable))
+            decisions.append(_held_out_decision(affordable, cap, search))
             affordable = min(affordable, cap)
     else:
         affordable = planned_steps or 100 * 100
