@@ -48,7 +48,7 @@ def search_affordable(affordable_steps: int, cap: int) -> bool:
     """Whether the search's share of a budget that affords ``affordable_steps`` reaches the
     whole step ``cap``. Only then can the search run to its peak (or its own, smaller cap)
     and leave the model on every case as long: on a shorter budget it ends on the clock
-    while still rising and splits the steps between two shorter models, which cost 0.005
+    while still rising and splits the steps between two shorter models, which cost 0.003
     Dice on 160 Hippocampus cases at 10 minutes (docs/train.md#held-out-stop)."""
     return affordable_steps * SEARCH_SHARE >= cap
 
