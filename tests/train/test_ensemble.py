@@ -48,10 +48,10 @@ def test_the_time_left_trains_models_with_the_next_seeds(tmp_path, fake_clock):
     # each model's own budget is the time left when it starts, so it ends in time (the
     # third on the clock, a little short of the first's steps)
     assert [round(m * 60) for _, _, m in calls] == [290, 190, 90]
+    assert trained == [tmp_path / f"fold_all_{k}" for k in (1, 2, 3)]
     calls.clear()
     ensemble.train_members(_recording_trainer(100.0, calls, fake_clock), plan, tmp_path, 100, 79)
     assert calls == []  # 79 s are under 80 % of a model
-    assert trained == [tmp_path / f"fold_all_{k}" for k in (1, 2, 3)]
 
 
 def test_max_members_bounds_the_ensemble(tmp_path, fake_clock):

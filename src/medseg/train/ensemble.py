@@ -2,9 +2,9 @@
 
 On a small dataset the planner caps a minutes budget's steps (``max_iterations``: more steps
 overfit), so the first model can finish with most of the budget left. That time trains more
-models on the same cases with the next seeds, each as long as the first, into
-``fold_all_1``, ``fold_all_2``, ... beside ``fold_all``; `medseg predict` averages every
-``fold_*`` model of a run folder. A distributed run (torchrun) trains them the same way, every
+models on the same cases with the next seeds, each as long as the first (the last one may
+end on the clock a little short of it), into ``fold_all_1``, ``fold_all_2``, ... beside
+``fold_all``; `medseg predict` averages every ``fold_*`` model of a run folder. A distributed run (torchrun) trains them the same way, every
 rank following rank 0's clock. Measured in docs/train.md#budget.
 """
 
@@ -22,7 +22,8 @@ from medseg.train.trainer import TrainResult
 
 #: A further model starts only if the time left is this share of what the first took; a
 #: shorter one ends on the clock, its learning rate decayed over the time it had. At 1.05 a
-#: 10-minute budget on 40 Hippocampus cases missed a third model by 4 of 212 seconds.
+#: 10-minute run on 40 Hippocampus cases left out its third model with about 212 of the 222
+#: seconds it asked for; another run of the same plan trained it.
 MARGIN = 0.8
 
 
@@ -48,8 +49,8 @@ def train_members(
     quiet: bool = True,
 ) -> list[Path]:
     """Train models 1, 2, ... (seed ``plan.seed + k``, into ``run_dir/fold_all_k``) with
-    ``train_one(plan, fold_dir)`` while ``seconds_left`` holds another one as long as the
-    first (``seconds_per_model``) and the plan allows (``max_members`` in all); under
+    ``train_one(plan, fold_dir)`` while ``seconds_left`` holds ``MARGIN`` of the first's
+    time (``seconds_per_model``) and the plan allows (``max_members`` in all); under
     torchrun rank 0's time decides for every rank. A model cut
     short by Ctrl-C is removed, so that `medseg predict` never averages a half-trained one.
     Returns the folders trained."""
