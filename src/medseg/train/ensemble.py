@@ -4,8 +4,9 @@ On a small dataset the planner caps a minutes budget's steps (``max_iterations``
 overfit), so the first model can finish with most of the budget left. That time trains more
 models on the same cases with the next seeds, each as long as the first (the last one may
 end on the clock a little short of it), into ``fold_all_1``, ``fold_all_2``, ... beside
-``fold_all``; `medseg predict` averages every ``fold_*`` model of a run folder. A distributed run (torchrun) trains them the same way, every
-rank following rank 0's clock. Measured in docs/train.md#budget.
+``fold_all``; `medseg predict` averages every ``fold_*`` model of a run folder. A distributed
+run (torchrun) trains them the same way, every rank following rank 0's clock. Measured in
+docs/train.md#budget.
 """
 
 from __future__ import annotations
