@@ -398,8 +398,8 @@ def _held_out_decision(affordable: int, cap: int, search: bool) -> Decision:
         reason = (
             f"the budget affords {affordable} steps, under twice the cap ({cap}): a search "
             "on fold 0 in half of them would end on the clock before its peak and split the "
-            "steps between two shorter models, so one model trains on every case for the "
-            "whole budget (docs/train.md#held-out-stop)"
+            "steps between two shorter models, so one model trains on every case until the "
+            "cap or the clock stops it (docs/train.md#held-out-stop)"
         )
         return Decision(setting="held_out_stop", value=False, reason=reason)
     reason = (
