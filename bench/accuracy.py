@@ -352,6 +352,8 @@ def main() -> None:
         help="the baseline's patch (multiples of 16; default: medseg's, rounded up to 16)",
     )
     args = parser.parse_args()
+    if args.train_subset is not None and args.train_subset < 1:
+        parser.error("--train-subset: give a number of cases of at least 1")
     out = args.out or Path(tempfile.mkdtemp(prefix="medseg_accuracy_"))
     train_ids, test_ids = split_cases(args.dataset, args)
     subset = fold = None
