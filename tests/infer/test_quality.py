@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from medseg.datasets.phantom import write_phantom_dataset
 from medseg.errors import RunFolderError
-from medseg.infer import predict_paths
+from medseg.infer import calibrate, load_trained_model, predict_paths
 from medseg.infer.calibrate import calibrate_run, choose_flag
 from medseg.infer.quality import (
     SCORES,
@@ -140,6 +141,26 @@ def test_the_threshold_rule_is_stored_and_old_files_still_load(cross_validated, 
     for bad in (["--review-fraction", "0"], ["--review-fraction", "0.1", "--youden"]):
         code, _, err = run_cli(["calibrate", str(run), *bad])
         assert code == 2 and "review-fraction" in err
+
+
+def test_calibrate_predicts_each_fold_with_its_further_models(
+    cross_validated, tmp_path, monkeypatch
+):
+    run, _ = cross_validated
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.copytree(copy / "fold_1", copy / "fold_1_1")  # as if the step cap left time
+    shutil.rmtree(copy / "fold_1_1" / "validation")
+    loaded = []
+
+    def spy(run_dir, device="auto", folds=None, **kwargs):
+        loaded.append(list(folds))
+        return load_trained_model(run_dir, device, folds, **kwargs)
+
+    monkeypatch.setattr(calibrate, "load_trained_model", spy)
+    _, rows = calibrate_run(copy, quiet=True)
+    assert loaded == [[0], [1, "1_1"], [2], [3], [4]]
+    assert len(rows) == 10  # fold_1_1 adds no cases of its own
 
 
 def test_a_run_without_cross_validation_cannot_be_calibrated(untrained_run_dir, run_cli):

@@ -63,7 +63,9 @@ def members(out: Path) -> None:
         trained: list[str] = []
         # rank 0 has time for every model, rank 1 (its clock a little behind) for none
         left = 100.0 if ranks.rank == 0 else 5.0
-        ensemble.train_members(lambda p, d: trained.append(d.name), plan, out, 10.0, left)
+        ensemble.train_members(
+            lambda p, d: trained.append(d.name), plan, out / "fold_all", 10.0, left
+        )
         (out / f"members{ranks.rank}.json").write_text(json.dumps(trained))
 
 

@@ -38,6 +38,13 @@ def test_the_search_takes_half_the_budget_and_a_cap_scaled_to_its_cases():
     assert held_out.search_plan(_plan(max_iterations=None), 8, 10).max_iterations is None
 
 
+def test_a_model_on_a_share_of_the_cases_gets_that_share_of_the_cap():
+    assert held_out.cap_for_cases(_plan(), 160, 200).max_iterations == 800
+    assert held_out.cap_for_cases(_plan(), 1, 3000).max_iterations == 1  # never zero
+    assert held_out.cap_for_cases(_plan(), 40, 40).max_iterations == 1000  # every case
+    assert held_out.cap_for_cases(_plan(max_iterations=None), 8, 10).max_iterations is None
+
+
 def test_every_case_trains_the_searched_steps_scaled_to_all_cases_within_the_cap():
     final = held_out.final_plan(_plan(), steps=400, search_cases=32, all_cases=40, minutes_left=12)
     assert (final.max_iterations, final.minutes) == (500, 12)

@@ -61,13 +61,16 @@ def test_a_time_budget_stops_at_the_plans_step_cap(tiny_phantom, tmp_path):
     # 4 phantom steps take well under a second; without the cap the minute would run out
     # after far more than 4 steps, so a broken cap fails here instead of running long
     options = TrainOptions(
-        minutes=1, iterations_per_epoch=2, quiet=True, settings={"max_iterations": 4}
+        minutes=1,
+        iterations_per_epoch=2,
+        quiet=True,
+        settings={"max_iterations": 4, "max_members": 1},  # one model (test_ensemble: more)
     )
     result = train_run(tiny_phantom, tmp_path / "run", options)
     assert [r.iterations for r in result.history] == [2, 4]
     assert result.history[-1].learning_rate < result.history[0].learning_rate
     assert Plan.load(tmp_path / "run").max_iterations == 4
-    assert result.members == []  # a fold with validation is one model; only "all" adds more
+    assert result.members == []
 
 
 class _Clock:

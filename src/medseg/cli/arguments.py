@@ -104,13 +104,29 @@ def share(value: str) -> float:
 
 
 def fold(value: str) -> int | str:
-    """A fold number or ``all``."""
+    """A fold number (plain digits: ``int`` would read ``1_0`` as 10) or ``all``."""
     if value == "all":
         return value
+    if not _plain_digits(value):
+        raise argparse.ArgumentTypeError(f"expected a fold number or all, got {value!r}")
+    return int(value)
+
+
+def _plain_digits(value: str) -> bool:
+    """Whether ``value`` is one or more of the ASCII digits 0-9 and nothing else."""
+    return value.isascii() and value.isdigit()
+
+
+def fold_model(value: str) -> int | str:
+    """A fold number or ``all``, or one of a fold's further models (``0_1``, ``all_2``)."""
+    first, _, member = value.partition("_")
+    if _plain_digits(member) and (first == "all" or _plain_digits(first)):
+        return value
     try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fold number or all, got {value!r}") from None
+        return fold(value)
+    except argparse.ArgumentTypeError:
+        problem = f"expected a fold number, all, or a further model such as 0_1, got {value!r}"
+        raise argparse.ArgumentTypeError(problem) from None
 
 
 def run_folder(value: str) -> Path:

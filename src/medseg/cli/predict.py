@@ -82,12 +82,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fold",
-        type=arguments.fold,
+        type=arguments.fold_model,
         action="append",
         dest="folds",
         metavar="K",
-        help="use only this fold, a number or all (repeat for several; default: every "
-        "trained fold)",
+        help="use only this fold's model, a number or all, or a further model such as 0_1 "
+        "(repeat for several; default: every model of the run folder)",
     )
     parser.add_argument(
         "--no-postprocess",

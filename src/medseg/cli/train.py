@@ -34,11 +34,13 @@ plan.json is made from the dataset's fingerprint, fitted to this device and the
 --minutes budget (see medseg plan --help); budgets are per fold. The recipe follows
 the budget: below 50,000 steps AdamW and nnU-Net's augmentation without mirroring,
 above it nnU-Net's SGD + Nesterov and mirroring too (deep supervision and poly decay
-in both). A small dataset caps the steps (more would overfit); without --fold, fold 0
-first trains with a stop on its validation curve (fold_all_search), every case then
-trains the steps it found, and the time left trains up to 4 more models with the next
-seeds; medseg predict averages them all. Everything is in plan.json and every field
-can be changed with --set (e.g. --set max_members=1, --set held_out_stop=false).
+in both). A small dataset caps the steps (more would overfit), and the time the cap
+leaves trains up to 4 more models with the next seeds (fold_K_1, ... beside fold_K; a
+fold's validation scores its models averaged); medseg predict averages them all.
+Without --fold, a budget of over twice the cap first trains fold 0 with a stop on its
+validation curve (fold_all_search), and every case then trains the steps it found.
+Everything is in plan.json and every field can be changed with --set (e.g. --set
+max_members=1, --set held_out_stop=false).
 """
 
 
@@ -224,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports
     for result in results:
         if result.validation is not None:
-            heading = f"{result.fold_dir.name} validation (50% overlap, best weights): "
+            models = f", its {len(result.members) + 1} models averaged" if result.members else ""
+            heading = f"{result.fold_dir.name} validation (50% overlap, best weights{models}): "
             print_summary(result.validation.summary, heading)
         line = f"trained {result.epochs} epoch(s) in {result.seconds:.0f} s"
         if result.validation is not None:

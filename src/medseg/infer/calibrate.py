@@ -2,7 +2,8 @@
 cross-validation cases, and store them in ``RUN/quality.json``.
 
 Each fold's validation cases (those in ``fold_K/validation``) are predicted again by that
-fold's network (with the mirrored copies too when the model was trained with mirroring), as
+fold's network and its further models (``fold_K_1``, ...: where the step cap left time),
+with the mirrored copies too when the model was trained with mirroring, as
 ``medseg predict --uncertainty`` would, and scored (`medseg.infer.quality`) and compared with
 their references (mean Dice over the foreground labels). The worst cases are the
 ``worst_fraction`` with the lowest Dice. For each score the ROC AUC of detecting them is
@@ -23,7 +24,7 @@ import numpy as np
 
 from medseg.datasets import DatasetFolder, open_dataset, read_training_case
 from medseg.errors import ConfigError, RunFolderError, located
-from medseg.folds import cross_validation_folders, fold_number
+from medseg.folds import cross_validation_folders, fold_number, member_dirs
 from medseg.infer.predict import TrainedModel, load_trained_model, mirror_axes, predict_labels
 from medseg.infer.quality import SCORES, Calibration, case_scores
 from medseg.infer.temperature import TemperatureFit, fit_temperature, voxel_sample
@@ -75,7 +76,8 @@ def calibrate_run(
     total = sum(len(cases) for cases in fold_cases.values())
     with make_progress(quiet) as progress:
         for fold, cases in fold_cases.items():
-            model = load_trained_model(run_dir, device, folds=[fold])
+            members = [p.name.removeprefix("fold_") for p in member_dirs(run_dir, fold)]
+            model = load_trained_model(run_dir, device, folds=[fold, *members])
             if model.config.regions:
                 raise ConfigError(f"{run_dir}: calibration is not yet for region-based runs")
             tta = mirror_axes(model.config) != [()]

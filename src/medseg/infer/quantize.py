@@ -7,8 +7,9 @@ calibrated on windows of ``calibration_cases`` of the fold's training cases (pre
 as for prediction, cut at the sliding window's positions); ``fp16``: weights and
 arithmetic in half precision for GPU runtimes (`medseg.export.half_precision_onnx`) — and
 both models run through the whole prediction pipeline on the fold's validation cases
-(``fold_K/validation``; a fold trained on every case has none, and is checked on
-``calibration_cases`` training cases instead, which the report says). The Dice of each
+(``fold_K/validation``, for its further models ``fold_K_1``, ... too; a fold trained on
+every case has none, and is checked on ``calibration_cases`` training cases instead, which
+the report says). The Dice of each
 label, before and after, and the seconds per case are recorded in the export's
 ``model.json``. A label whose mean Dice drops by more than ``max_dice_drop`` refuses the
 export (`ConfigError`): nothing is written.
@@ -37,6 +38,7 @@ from medseg.datasets import (
 from medseg.errors import ConfigError, located
 from medseg.export import export_onnx, half_precision_onnx, quantize_onnx, record_quantization
 from medseg.export.onnx import SIDECAR
+from medseg.folds import first_model_dir
 from medseg.infer.predict import TrainedModel, load_trained_model, network_input, predict_labels
 from medseg.io import image_files
 from medseg.io.outputs import prepare_output_folder
@@ -111,7 +113,9 @@ def _compress_fold(
 ) -> dict[str, object]:
     """Compress one fold's model in ``small_dir``; its Dice and time before and after."""
     before = load_trained_model(float_dir, folds=[fold[5:]])
-    validation, calibration = _fold_cases(run_dir / fold, dataset, calibration_cases)
+    # a fold's further model (fold_K_1) is checked on the cases fold K held out
+    held_out_by = first_model_dir(run_dir / fold)
+    validation, calibration = _fold_cases(held_out_by, dataset, calibration_cases)
     checked = validation or calibration  # a model trained on every case: its own cases
     source, target = float_dir / f"{fold}.onnx", small_dir / f"{fold}.onnx"
     if kind == "int8":

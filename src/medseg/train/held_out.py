@@ -58,17 +58,30 @@ def search_wanted(plan: Plan, cases: int) -> bool:
     return plan.held_out_stop and plan.minutes is not None and cases >= MIN_CASES
 
 
+def cap_for_cases(plan: Plan, cases: int, all_cases: int) -> Plan:
+    """The plan for a model that trains on ``cases`` of the ``all_cases`` its step cap was
+    set for: the cap scaled to that share (it counts patches per share of the data trained
+    on, docs/plan.md#steps-per-case), as for a fold's training cases.
+
+    Examples
+    --------
+    >>> plan = Plan.model_construct(max_iterations=7000)
+    >>> cap_for_cases(plan, 160, 200).max_iterations
+    5600
+    """
+    if plan.max_iterations is None or cases >= all_cases:
+        return plan
+    cap = max(1, round(plan.max_iterations * cases / all_cases))
+    return plan.model_copy(update={"max_iterations": cap})
+
+
 def search_plan(plan: Plan, search_cases: int, all_cases: int) -> Plan:
     """The search model's plan: ``SEARCH_SHARE`` of the budget, the step cap scaled to its
     share of the cases, and the early stop."""
     assert plan.minutes is not None
-    cap = plan.max_iterations
-    if cap is not None:
-        cap = max(1, round(cap * search_cases / all_cases))
-    return plan.model_copy(
+    return cap_for_cases(plan, search_cases, all_cases).model_copy(
         update={
             "minutes": plan.minutes * SEARCH_SHARE,
-            "max_iterations": cap,
             "early_stop_patience": PATIENCE,
             "held_out_stop": False,
         }

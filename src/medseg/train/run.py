@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -25,7 +26,12 @@ from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
 from medseg.runs import PLAN_FILE, Plan, record_fold
 from medseg.train import distributed, held_out
-from medseg.train.ensemble import capped_early, remove_members, train_members
+from medseg.train.ensemble import (
+    capped_early,
+    remove_members,
+    train_members,
+    validate_ensemble,
+)
 from medseg.train.held_out import Split
 from medseg.train.options import NEEDS_EPOCHS, PlanOptions, TrainOptions
 from medseg.train.plan_dataset import DEFAULT_EPOCHS, configure_plan, plan_dataset
@@ -270,22 +276,33 @@ def train_run(
     else:
         folds = _run_splits(run_dir / "splits.json", ids)
     fold_cases = _split(cases, folds, fold)
+    if fold != ALL_CASES:
+        plan = _fold_cap(plan, len(fold_cases[0]), len(cases), fold_dir.name, options.quiet)
     resumed = options.resume and (fold_dir / STATE_FILE).exists()
-    if fold == ALL_CASES and not resumed and main:
-        remove_members(run_dir)
-        held_out.remove_search(run_dir)
+    if not resumed and main:
+        remove_members(run_dir, fold)
+        if fold == ALL_CASES:
+            held_out.remove_search(run_dir)
     record = {"dataset": dataset.root, "device": device, "deterministic": options.deterministic}
 
-    def train_one(
-        model_plan: Plan, model_dir: Path, split: Split | None = None, resume: bool = False
-    ) -> TrainResult:
-        """Train one model of this fold (or on ``split``) and record it in the manifest."""
-        split = split or fold_cases
-        result = _train_model(model_plan, split, model_dir, device, options, resume)
+    def record_model(model_dir: Path, details: dict[str, object]) -> None:
+        """Record one model of this run in the manifest (rank 0 only)."""
         if main:
-            details = {**_fold_details(result, resume), "seed": model_plan.seed}
             fold_name = model_dir.name.removeprefix("fold_")
             record_fold(run_dir, **record, seed=options.seed, fold=fold_name, details=details)
+
+    def train_one(
+        model_plan: Plan,
+        model_dir: Path,
+        split: Split | None = None,
+        resume: bool = False,
+        validate: bool = True,
+    ) -> TrainResult:
+        """Train one model of this fold (or on ``split``) and record it in the manifest;
+        ``validate``: predict and score its validation cases at the end."""
+        split = split or fold_cases
+        result = _train_model(model_plan, split, model_dir, device, options, resume, validate)
+        record_model(model_dir, {**_fold_details(result, resume), "seed": model_plan.seed})
         return result
 
     search = None
@@ -299,11 +316,43 @@ def train_run(
     started = time.perf_counter()
     result = train_one(plan, fold_dir, resume=resumed)
     result.search = search
-    if fold == ALL_CASES and not resumed and capped_early(plan, result):
-        spent = distributed.from_rank_zero(time.perf_counter() - started)  # ranks agree
+    if not resumed and capped_early(plan, result):
+        # ranks agree; a model's time is its training, without its validation's prediction
+        spent = distributed.from_rank_zero(time.perf_counter() - started)
         left = plan.minutes * 60 - spent  # type: ignore[operator]
-        result.members = train_members(train_one, plan, run_dir, spent, left, options.quiet)
+        per_model = distributed.from_rank_zero(result.seconds)
+        member_one = functools.partial(train_one, validate=False)  # the ensemble is scored
+        result.members = train_members(member_one, plan, fold_dir, per_model, left, options.quiet)
+    if result.members and fold_cases[1] and main:
+        details = _score_ensemble(result, plan, fold_cases[1], device)
+        record_model(fold_dir, {**details, "seed": plan.seed})
     return result
+
+
+def _score_ensemble(
+    result: TrainResult, plan: Plan, cases: list[TrainingCase], device: torch.device
+) -> dict[str, object]:
+    """Score a fold's validation ``cases`` again with its first model and ``result.members``
+    averaged, in place of the first model's scores (``fold_K/validation``); the fold's
+    manifest record, which keeps the first model's own mean Dice beside."""
+    first = result.validation.summary.get("mean_dice") if result.validation else None
+    models = [result.fold_dir, *result.members]
+    out = result.fold_dir / "validation"
+    result.validation = validate_ensemble(plan, models, cases, device, out)
+    members = [m.name for m in result.members]
+    ensemble = {"members": members, "first_model_validation_mean_dice": first}
+    return {**_fold_details(result, False), **ensemble}
+
+
+def _fold_cap(plan: Plan, trained: int, all_cases: int, name: str, quiet: bool) -> Plan:
+    """A fold's plan: the step cap, which counts the data trained on, scaled to the
+    ``trained`` cases of ``all_cases`` (`held_out.cap_for_cases`), as the log says."""
+    if plan.max_iterations is None:
+        return plan
+    scaled = held_out.cap_for_cases(plan, trained, all_cases)
+    cap = f"the step cap {plan.max_iterations} scales to {scaled.max_iterations}"
+    log_line(f"{name} trains {trained} of {all_cases} cases: {cap}", quiet)
+    return scaled
 
 
 def _split(
@@ -324,9 +373,10 @@ def _train_model(
     device: torch.device,
     options: TrainOptions,
     resumed: bool,
+    validate: bool = True,
 ) -> TrainResult:
-    """Train one network on ``cases`` (training, validation) into ``fold_dir``; score the
-    validation cases, if any, with its best weights."""
+    """Train one network on ``cases`` (training, validation) into ``fold_dir``; with
+    ``validate``, score the validation cases, if any, with its best weights."""
     trainer = Trainer(
         plan,
         *cases,
@@ -342,7 +392,7 @@ def _train_model(
     elif trainer.transfer is not None:
         log_line(trainer.transfer.summary(), options.quiet)
     result = trainer.fit()
-    if cases[1] and distributed.current_ranks().is_main:
+    if validate and cases[1] and distributed.current_ranks().is_main:
         result.validation = trainer.predict_validation(fold_dir / "validation")
     return result
 

@@ -66,7 +66,7 @@ class TrainResult:
     history: list[EpochRecord]
     validation: Evaluation | None = None
     transfer: TransferReport | None = None
-    #: further models trained with the time a capped budget left (fold "all" only)
+    #: further models trained with the time a capped budget left (``fold_K_1``, ...)
     members: list[Path] = field(default_factory=list)
     #: the model whose validation chose the steps (fold "all" with ``held_out_stop`` only)
     search: TrainResult | None = None

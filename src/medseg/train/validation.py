@@ -3,6 +3,7 @@ and scoring the validation cases at the end of training."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ def scored_outputs(
 
 @torch.no_grad()
 def predict_and_score(
-    network: nn.Module,
+    network: nn.Module | Sequence[nn.Module],
     config: Plan,
     cases: list[TrainingCase],
     device: torch.device,
@@ -93,10 +94,12 @@ def predict_and_score(
     network under autocast in ``dtype``, back on the case's own grid), write the label maps
     and score them against the original label files with the same code as `medseg evaluate`.
 
+    ``network`` may be a list: the models' probabilities are averaged in every window.
     Writes ``{case}{file_ending}``, ``metrics.csv`` and ``summary.json`` into ``out_dir``.
     """
     c = config
-    network.eval()
+    for model in network if isinstance(network, Sequence) else [network]:
+        model.eval()
     labels, names, regions = scored_outputs(c)
     rows: list[dict[str, object]] = []
     lesion_rows: list[dict[str, object]] = []
