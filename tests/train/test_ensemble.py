@@ -1,5 +1,6 @@
 """The time a capped budget leaves over trains further models, on every case or in a fold."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -149,6 +150,15 @@ def test_a_capped_fold_validates_its_models_averaged_as_predict_runs_them(tmp_pa
         labels, _ = predict_labels(model, image)
         assert np.array_equal(labels.array, read_image(path).array)
     assert any(read_image(p).array.any() for p in written)  # not all background
+    # --resume adds no model, and the fold's validation still averages those it has
+    resumed = train_run(data, run, dataclasses.replace(options, resume=True), fold=0)
+    assert resumed.members == result.members
+    record = json.loads((run / "manifest.json").read_text())["folds"]["0"]
+    assert record["resumed"] and record["members"] == ["fold_0_1", "fold_0_2"]
+    for path in written:
+        case = dataset.case(path.name.removesuffix(ending))
+        labels, _ = predict_labels(model, read_training_case(case, dataset.spec)[0])
+        assert np.array_equal(labels.array, read_image(path).array)
     # training fold 0 anew drops its old further models first
     shutil.rmtree(run / "fold_0")
     again = TrainOptions(

@@ -21,6 +21,7 @@ from medseg.datasets import (
 )
 from medseg.device import rank_device, resolve_device
 from medseg.errors import ConfigError, RunFolderError, located
+from medseg.folds import member_dirs
 from medseg.io import read_json_file, write_text_atomic
 from medseg.preprocess import preprocess_dataset, zscore
 from medseg.progress import log_line, make_progress
@@ -316,7 +317,9 @@ def train_run(
     started = time.perf_counter()
     result = train_one(plan, fold_dir, resume=resumed)
     result.search = search
-    if not resumed and capped_early(plan, result):
+    if resumed:  # adds no models; a fold's validation still averages those it has
+        result.members = member_dirs(run_dir, fold)
+    elif capped_early(plan, result):
         # ranks agree; a model's time is its training, without its validation's prediction
         spent = distributed.from_rank_zero(time.perf_counter() - started)
         left = plan.minutes * 60 - spent  # type: ignore[operator]
@@ -324,13 +327,17 @@ def train_run(
         member_one = functools.partial(train_one, validate=False)  # the ensemble is scored
         result.members = train_members(member_one, plan, fold_dir, per_model, left, options.quiet)
     if result.members and fold_cases[1] and main:
-        details = _score_ensemble(result, plan, fold_cases[1], device)
+        details = _score_ensemble(result, plan, fold_cases[1], device, resumed)
         record_model(fold_dir, {**details, "seed": plan.seed})
     return result
 
 
 def _score_ensemble(
-    result: TrainResult, plan: Plan, cases: list[TrainingCase], device: torch.device
+    result: TrainResult,
+    plan: Plan,
+    cases: list[TrainingCase],
+    device: torch.device,
+    resumed: bool,
 ) -> dict[str, object]:
     """Score a fold's validation ``cases`` again with its first model and ``result.members``
     averaged, in place of the first model's scores (``fold_K/validation``); the fold's
@@ -341,7 +348,7 @@ def _score_ensemble(
     result.validation = validate_ensemble(plan, models, cases, device, out)
     members = [m.name for m in result.members]
     ensemble = {"members": members, "first_model_validation_mean_dice": first}
-    return {**_fold_details(result, False), **ensemble}
+    return {**_fold_details(result, resumed), **ensemble}
 
 
 def _fold_cap(plan: Plan, trained: int, all_cases: int, name: str, quiet: bool) -> Plan:
