@@ -9,10 +9,9 @@ arithmetic in half precision for GPU runtimes (`medseg.export.half_precision_onn
 both models run through the whole prediction pipeline on the fold's validation cases
 (``fold_K/validation``, for its further models ``fold_K_1``, ... too; a fold trained on
 every case has none, and is checked on ``calibration_cases`` training cases instead, which
-the report says). The Dice of each
-label, before and after, and the seconds per case are recorded in the export's
-``model.json``. A label whose mean Dice drops by more than ``max_dice_drop`` refuses the
-export (`ConfigError`): nothing is written.
+the report says). The Dice of each label, before and after, and the seconds per case are
+recorded in the export's ``model.json``. A label whose mean Dice drops by more than
+``max_dice_drop`` refuses the export (`ConfigError`): nothing is written.
 """
 
 from __future__ import annotations
