@@ -165,7 +165,12 @@ def run_medseg(
     total = time.perf_counter() - start
     if test_dir is None:
         assert result.validation is not None
-        summary = result.validation.summary
+        summary = result.validation.summary  # the fold's models averaged, where it has more
+        if result.members:
+            folds = json.loads((out / "manifest.json").read_text())["folds"]
+            first = folds[str(fold)]["first_model_validation_mean_dice"]
+            names = [m.name for m in result.members]
+            print(f"medseg's first model alone: mean Dice {first:.4f}; further models: {names}")
     else:
         predictions = out / "test_predictions"
         predict_paths(out, [test_dir / "imagesTs"], predictions, quiet=True)
