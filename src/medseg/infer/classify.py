@@ -14,10 +14,11 @@ import torch
 from medseg.datasets import read_case_image
 from medseg.device import resolve_device
 from medseg.errors import ImageReadError, located
-from medseg.infer.predict import find_input_cases, trained_networks
+from medseg.infer.predict import find_input_cases
 from medseg.io.atomic import write_text_atomic
 from medseg.io.outputs import prepare_output_folder
 from medseg.progress import make_progress
+from medseg.runs import trained_networks
 from medseg.runs.classifier_plan import ClassifierPlan, network_for_classifier, prepare_image
 
 PREDICTIONS_FILE = "predictions.csv"

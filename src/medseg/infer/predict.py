@@ -29,7 +29,6 @@ from medseg.io import (
 )
 from medseg.io.limits import check_input_file
 from medseg.nn import predict_volume, windows_per_pass
-from medseg.nn.checkpoint import load_weights
 from medseg.postprocess import Postprocessing, apply_postprocessing, load_postprocessing
 from medseg.preprocess import (
     CaseGeometry,
@@ -41,7 +40,7 @@ from medseg.preprocess import (
     was_resampled,
     zscore,
 )
-from medseg.runs import Plan, network_for, trained_weights
+from medseg.runs import Plan, network_for, trained_networks
 
 
 @dataclass
@@ -108,24 +107,6 @@ def compiled(network: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cpu" and not any(shutil.which(name) for name in compilers):
         raise ConfigError("--compile needs a C++ compiler on the CPU (g++ or clang++)")
     return torch.compile(network, dynamic=False)  # type: ignore[return-value]
-
-
-def trained_networks(
-    run_dir: Path, fold_dirs: Sequence[Path], build: Callable[[], nn.Module], device: torch.device
-) -> list[nn.Module]:
-    """One network (``build()``) per fold folder that holds weights, loaded and in evaluation
-    mode on ``device``; `RunFolderError` if none does."""
-    networks = []
-    for fold_dir in fold_dirs:
-        weights = trained_weights(fold_dir)
-        if weights is None:
-            continue
-        network = build()
-        load_weights(network, weights, device)
-        networks.append(network.to(device).eval())
-    if not networks:
-        raise RunFolderError(located(run_dir, "holds no trained model (no fold_*/*.safetensors)"))
-    return networks
 
 
 def mirror_axes(config: Plan) -> list[tuple[int, ...]]:

@@ -11,7 +11,7 @@ from medseg.runs.plan import (
     apply_overrides,
     network_for,
 )
-from medseg.runs.weights import BEST_WEIGHTS, LATEST_WEIGHTS, trained_weights
+from medseg.runs.weights import BEST_WEIGHTS, LATEST_WEIGHTS, trained_networks, trained_weights
 
 __all__ = [
     "BEST_WEIGHTS",
@@ -26,5 +26,6 @@ __all__ = [
     "network_for",
     "read_manifest",
     "record_fold",
+    "trained_networks",
     "trained_weights",
 ]

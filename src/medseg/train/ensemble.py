@@ -23,9 +23,8 @@ import torch
 
 from medseg.folds import member_dirs
 from medseg.metrics import Evaluation
-from medseg.nn.checkpoint import load_weights
 from medseg.progress import log_line
-from medseg.runs import Plan, network_for, trained_weights
+from medseg.runs import Plan, network_for, trained_networks
 from medseg.train import distributed
 from medseg.train.sampler import TrainingCase
 from medseg.train.trainer import TrainResult
@@ -95,13 +94,8 @@ def validate_ensemble(
     in every window, as `medseg predict` averages them (each model's best weights, in the
     training's precision), into ``out_dir``, which is replaced only once every case is
     written."""
-    networks = []
-    for folder in model_dirs:
-        weights = trained_weights(folder)
-        if weights is not None:
-            network = network_for(plan).to(device)
-            load_weights(network, weights, device)
-            networks.append(network)
+    run_dir = model_dirs[0].parent
+    networks = trained_networks(run_dir, model_dirs, lambda: network_for(plan), device)
     partial = out_dir.with_name(f"{out_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     dtype = plan.training_dtype(device)
