@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from medseg.errors import ConfigError
+from medseg.train import distributed
 from medseg.train.distributed import Ranks
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -27,6 +28,42 @@ def test_a_rank_trains_on_its_share_of_the_global_batch() -> None:
     assert [Ranks(r, 2).share(4) for r in (0, 1)] == [slice(0, 2), slice(2, 4)]
     with pytest.raises(ConfigError, match="multiple of 3"):
         Ranks(0, 3).share(4)
+
+
+def _fake_group(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> None:
+    """`distributed_training` as rank 0 of 2, its process group calls recorded in ``calls``."""
+    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: Ranks(0, 2))
+    monkeypatch.setattr(distributed.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(distributed.time, "sleep", lambda s: calls.append(f"sleep {s}"))
+    for name in ("init_process_group", "barrier", "destroy_process_group"):
+        monkeypatch.setattr(distributed.dist, name, lambda *a, name=name, **k: calls.append(name))
+
+
+def test_a_finished_rank_lets_the_collective_threads_go_before_the_group_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gloo thread frees a finished collective's tensors under the GIL a moment later; in
+    Python's shutdown that aborted a finished rank ("terminate called without an active
+    exception", 2 of 30 two-rank runs beside a busy core). So every rank meets at a barrier
+    and sleeps briefly, the GIL released, before the group ends."""
+    calls: list[str] = []
+    _fake_group(monkeypatch, calls)
+    with distributed.distributed_training(torch.device("cpu")):
+        calls.append("train")
+    settle = f"sleep {distributed.SETTLE_SECONDS}"
+    assert calls == ["init_process_group", "train", "barrier", settle, "destroy_process_group"]
+
+
+def test_a_rank_whose_peer_ended_stops_without_waiting_at_a_barrier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    _fake_group(monkeypatch, calls)
+    stopped = pytest.raises(distributed.PeerStopped, match="another process of the run ended")
+    with stopped, distributed.distributed_training(torch.device("cpu")):
+        raise RuntimeError("[gloo] Connection closed by peer")
+    grace = f"sleep {distributed.PEER_GRACE_SECONDS}"
+    assert calls == ["init_process_group", grace, "destroy_process_group"]
 
 
 def _torchrun(

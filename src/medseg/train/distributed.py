@@ -26,6 +26,8 @@ from medseg.parallel import Ranks, available_cores, ranks_from_environment
 
 #: How long a process whose peer ended waits before it ends too (see `distributed_training`).
 PEER_GRACE_SECONDS = 3.0
+#: How long a finished process waits for the collectives' threads (see `_settle`).
+SETTLE_SECONDS = 0.2
 #: How long ranks wait for each other (rank 0 plans and preprocesses while the others wait).
 RENDEZVOUS_TIMEOUT = dt.timedelta(hours=4)
 
@@ -73,9 +75,22 @@ def distributed_training(device: torch.device) -> Iterator[Ranks]:
         time.sleep(PEER_GRACE_SECONDS)
         message = f"process {ranks.rank} stopped: another process of the run ended"
         raise PeerStopped(message) from exc
+    else:
+        _settle()
     finally:
         _current = Ranks()
         dist.destroy_process_group()
+
+
+def _settle() -> None:
+    """Let the collectives' worker threads let go before this process may end. A gloo thread
+    frees a finished collective's tensors a moment after the collective returns, taking the
+    GIL to do so; if that moment falls in Python's shutdown the process aborts ("terminate
+    called without an active exception") after a finished run, and destroying the group does
+    not stop those threads (`DistributedDataParallel` keeps the group alive). Every rank
+    waits at a barrier, then sleeps a little with the GIL released so that the threads run."""
+    dist.barrier()
+    time.sleep(SETTLE_SECONDS)
 
 
 def _peer_gone(exc: RuntimeError) -> bool:
