@@ -34,6 +34,7 @@ def test_the_search_takes_half_the_budget_and_a_cap_scaled_to_its_cases():
     assert search.minutes == 30.0 * held_out.SEARCH_SHARE
     assert search.max_iterations == 800  # 1,000 steps for 40 cases: 800 for 32
     assert search.early_stop_patience == held_out.PATIENCE
+    assert search.early_stop_decline == held_out.DECLINE > 0  # a plateau does not end it
     assert not search.held_out_stop  # the search model does not search again
     assert held_out.search_plan(_plan(max_iterations=None), 8, 10).max_iterations is None
 
@@ -110,6 +111,23 @@ def test_training_stops_once_validation_has_not_improved_for_the_patience(tmp_pa
     result = train_run(data, tmp_path / "run", options, fold=0)
     assert result.best_epoch == 3
     assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5, 6]  # 3 worse, then stopped
+
+
+@pytest.mark.slow
+def test_a_plateau_does_not_stop_training_until_the_dice_falls_by_the_decline(
+    tmp_path, monkeypatch
+):
+    data = write_phantom_dataset(tmp_path / "ds", n_train=6, n_test=1, dim=2, shape=(48, 48))
+    # flat for four validations (patience 3 would stop at epoch 4), then falling
+    scores = iter([0.8, 0.8, 0.8, 0.8, 0.8, 0.79, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5])
+    monkeypatch.setattr(Trainer, "validation_step", lambda self: {1: next(scores)})
+    settings = {"early_stop_patience": 3, "early_stop_decline": 0.05}
+    options = TrainOptions(epochs=12, iterations_per_epoch=1, quiet=True, settings=settings)
+    result = train_run(data, tmp_path / "run", options, fold=0)
+    smoothed = [r.val_dice_smoothed for r in result.history]
+    assert result.best_epoch == 1 and len(smoothed) > 4
+    assert 0.8 - smoothed[-1] >= 0.05  # stopped at the first validation that far under
+    assert all(0.8 - s < 0.05 for s in smoothed[:-1])
 
 
 @pytest.mark.slow

@@ -111,6 +111,8 @@ class Plan(BaseModel):
     held_out_stop: bool = False
     # stop once the smoothed validation Dice has not improved for this many validations
     early_stop_patience: int | None = Field(default=None, ge=1, le=10**6)
+    # ... and has fallen at least this far under its best (a plateau is not a peak)
+    early_stop_decline: float = Field(default=0.0, ge=0, le=1)
     foreground_fraction: float = Field(default=1 / 3, ge=0, le=1)
     n_folds: int = Field(default=5, ge=2)
     seed: int = 0

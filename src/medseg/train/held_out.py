@@ -6,7 +6,8 @@ peaked after 500 (docs/plan.md#steps-per-case). A model trained on every case ha
 cases to stop it at its peak. With ``held_out_stop``, a minutes budget and no ``--fold``, a
 search model trains first on fold 0's training cases (``fold_all_search``), validated on
 fold 0's validation cases, for at most ``SEARCH_SHARE`` of the budget, and stops once its
-smoothed validation Dice has not improved for ``PATIENCE`` validations. The model on every
+smoothed validation Dice has not improved for ``PATIENCE`` validations and has fallen
+``DECLINE`` under its best. The model on every
 case (``fold_all``) then trains for the steps of the search's best epoch, scaled by the number
 of cases (the planner's cap, too, grows with the data), and the time left trains further
 models that long (`medseg.train.ensemble`). The search model keeps the weights of its best
@@ -36,8 +37,11 @@ Split = tuple[list[TrainingCase], list[TrainingCase]]
 SEARCH_DIR = "fold_all_search"
 #: At most this share of the budget goes to the search model.
 SEARCH_SHARE = 0.5
-#: Validations without a better smoothed Dice that end the search.
+#: Validations without a better smoothed Dice that end the search ...
 PATIENCE = 3
+#: ... once the smoothed Dice has also fallen this far under its best: a curve that is flat
+#: while the learning rate is still high climbs again as it decays (docs/train.md#held-out-stop).
+DECLINE = 0.002
 #: What the search found, for a resumed ``fold_all`` (in the search model's folder).
 FOUND_FILE = "search.json"
 #: The search runs only with at least this many cases (fold 0 validates a fifth of them).
@@ -83,6 +87,7 @@ def search_plan(plan: Plan, search_cases: int, all_cases: int) -> Plan:
         update={
             "minutes": plan.minutes * SEARCH_SHARE,
             "early_stop_patience": PATIENCE,
+            "early_stop_decline": DECLINE,
             "held_out_stop": False,
         }
     )

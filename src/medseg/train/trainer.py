@@ -254,12 +254,15 @@ class Trainer:
 
     def _patience_spent(self) -> bool:
         """Whether the plan's ``early_stop_patience`` validations have passed since the best
-        epoch without a better smoothed Dice (never without validation cases)."""
+        epoch without a better smoothed Dice, the last of them ``early_stop_decline`` or more
+        under the best (never without validation cases)."""
         patience = self.config.early_stop_patience
         if patience is None or not self.val_cases:
             return False
         later = [r for r in self.history if r.epoch > self.best_epoch and r.val_dice]
-        return len(later) >= patience
+        if len(later) < patience:
+            return False
+        return self.best_score - later[-1].val_dice_smoothed >= self.config.early_stop_decline
 
     def _validation_due(self) -> bool:
         """Whether the epoch just trained validates: every epoch of an epoch budget (which
