@@ -7,12 +7,11 @@ cases to stop it at its peak. With ``held_out_stop``, a minutes budget and no ``
 search model trains first on fold 0's training cases (``fold_all_search``), validated on
 fold 0's validation cases, for at most ``SEARCH_SHARE`` of the budget, and stops once its
 smoothed validation Dice has not improved for ``PATIENCE`` validations and has fallen
-``DECLINE`` under its best. The model on every
-case (``fold_all``) then trains for the steps of the search's best epoch, scaled by the number
-of cases (the planner's cap, too, grows with the data), and the time left trains further
-models that long (`medseg.train.ensemble`). The search model keeps the weights of its best
-epoch and joins the ensemble that `medseg predict` averages. Measured in
-docs/train.md#held-out-stop.
+``DECLINE`` under its best. The model on every case (``fold_all``) then trains for the steps
+of the search's best epoch, scaled by the number of cases (the planner's cap, too, grows with
+the data), and the time left trains further models that long (`medseg.train.ensemble`). The
+search model keeps the weights of its best epoch and joins the ensemble that `medseg predict`
+averages. Measured in docs/train.md#held-out-stop.
 """
 
 from __future__ import annotations
