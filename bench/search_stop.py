@@ -13,6 +13,7 @@ import csv
 import math
 from pathlib import Path
 
+from medseg.loop import early_stop_due
 from medseg.train.held_out import DECLINE, PATIENCE
 
 
@@ -31,13 +32,13 @@ def smoothed_curve(log: Path) -> list[tuple[int, float, float]]:
 def stop(curve: list[tuple[int, float, float]], decline: float) -> tuple[float, int, int | None]:
     """The best smoothed Dice so far, its steps, and the steps of the validation that stops
     the search (None: it ran to its cap or its clock), as `Trainer` decides them."""
-    best, best_steps, since = -math.inf, 0, 0
+    best, best_steps, since = -math.inf, 0, []
     for steps, smoothed, _ in curve:
         if smoothed > best:
-            best, best_steps, since = smoothed, steps, 0
+            best, best_steps, since = smoothed, steps, []
             continue
-        since += 1
-        if since >= PATIENCE and best - smoothed >= decline:
+        since.append(smoothed)
+        if early_stop_due(best, since, PATIENCE, decline):
             return best, best_steps, steps
     return best, best_steps, None
 

@@ -18,7 +18,7 @@ from medseg.loop.logbook import (
     write_log_rows,
     write_logs,
 )
-from medseg.loop.schedule import poly_learning_rate, validation_due
+from medseg.loop.schedule import early_stop_due, poly_learning_rate, validation_due
 
 __all__ = [
     "CURVES_FILE",
@@ -28,6 +28,7 @@ __all__ = [
     "StopRequest",
     "TensorBoardWriter",
     "deferred_interrupt",
+    "early_stop_due",
     "log_text",
     "poly_learning_rate",
     "table_text",

@@ -1,6 +1,9 @@
-"""The learning-rate schedule of every training loop: polynomial decay over the budget."""
+"""The schedule of every training loop: the learning rate's polynomial decay over the
+budget, when to validate, and when validation ends training early."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 #: The schedule's exponent (nnU-Net's "poly" schedule).
 POWER = 0.9
@@ -58,3 +61,22 @@ def validation_due(
         return True
     after = elapsed + last_validation_seconds  # the time spent once this one is done
     return validation_seconds + last_validation_seconds <= share * after
+
+
+def early_stop_due(best: float, since_best: Sequence[float], patience: int, decline: float) -> bool:
+    """Whether validation ends training: ``patience`` validations since the ``best`` smoothed
+    Dice (``since_best``, their smoothed Dice, none of them better), the last of them at least
+    ``decline`` under it (0: any; a positive fall tells a peak from a plateau).
+
+    Examples
+    --------
+    >>> early_stop_due(0.88, [0.8799, 0.8798, 0.8799], patience=3, decline=0.0)
+    True
+    >>> early_stop_due(0.88, [0.8799, 0.8798, 0.8799], patience=3, decline=0.002)
+    False
+    >>> early_stop_due(0.88, [0.879, 0.876, 0.877], patience=3, decline=0.002)
+    True
+    >>> early_stop_due(0.88, [0.85, 0.84], patience=3, decline=0.002)
+    False
+    """
+    return len(since_best) >= patience and best - since_best[-1] >= decline

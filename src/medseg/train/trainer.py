@@ -26,6 +26,7 @@ from medseg.loop import (
     StopRequest,
     TensorBoardWriter,
     deferred_interrupt,
+    early_stop_due,
     poly_learning_rate,
     write_logs,
 )
@@ -259,10 +260,10 @@ class Trainer:
         patience = self.config.early_stop_patience
         if patience is None or not self.val_cases:
             return False
-        later = [r for r in self.history if r.epoch > self.best_epoch and r.val_dice]
-        if len(later) < patience:
-            return False
-        return self.best_score - later[-1].val_dice_smoothed >= self.config.early_stop_decline
+        later = [
+            r.val_dice_smoothed for r in self.history if r.epoch > self.best_epoch and r.val_dice
+        ]
+        return early_stop_due(self.best_score, later, patience, self.config.early_stop_decline)
 
     def _validation_due(self) -> bool:
         """Whether the epoch just trained validates: every epoch of an epoch budget (which
