@@ -1,7 +1,9 @@
 """Where the held-out search's early stop ends a recorded validation curve, under a given
-fall: replays ``medseg.train.held_out``'s rule (``PATIENCE`` validations without a better
-smoothed Dice, the last of them at least ``--decline`` under the best) on the ``log.csv`` of
-finished searches, so a change of the rule can be judged on every curve already recorded.
+fall, and how long every case then trains: replays ``medseg.train.held_out``'s rules
+(``PATIENCE`` validations without a better smoothed Dice, the last of them at least
+``--decline`` under the best; then the best epoch's steps where the curve fell that far after
+it, else the last epoch's) on the ``log.csv`` of finished searches, so a change of a rule can
+be judged on every curve already recorded.
 
 Usage: python bench/search_stop.py RUN/fold_all_search/log.csv [...] [--decline 0 0.002]
 """
@@ -13,34 +15,45 @@ import csv
 import math
 from pathlib import Path
 
-from medseg.loop import early_stop_due
-from medseg.train.held_out import DECLINE, PATIENCE
+from medseg.loop import EpochRecord, early_stop_due
+from medseg.train.held_out import DECLINE, PATIENCE, chosen_steps
+from medseg.train.trainer import TrainResult
 
 
-def smoothed_curve(log: Path) -> list[tuple[int, float, float]]:
-    """(steps, smoothed validation Dice, learning rate) of each validated epoch."""
+def read_history(log: Path) -> list[EpochRecord]:
+    """The epochs of a search's log.csv (smoothed Dice nan where the epoch was not validated)."""
     with log.open() as handle:
         rows = list(csv.DictReader(handle))
-    curve = []
-    for row in rows:
-        smoothed = float(row["val_dice_smoothed"] or "nan")
-        if not math.isnan(smoothed):
-            curve.append((int(row["iterations"]), smoothed, float(row["learning_rate"])))
-    return curve
+    return [
+        EpochRecord(
+            int(row["epoch"]),
+            int(row["iterations"]),
+            float(row["seconds"]),
+            float(row["learning_rate"]),
+            float(row["train_loss"]),
+            float(row["val_dice_mean"] or "nan"),
+            val_dice_smoothed=float(row["val_dice_smoothed"] or "nan"),
+        )
+        for row in rows
+    ]
 
 
-def stop(curve: list[tuple[int, float, float]], decline: float) -> tuple[float, int, int | None]:
-    """The best smoothed Dice so far, its steps, and the steps of the validation that stops
-    the search (None: it ran to its cap or its clock), as `Trainer` decides them."""
-    best, best_steps, since = -math.inf, 0, []
-    for steps, smoothed, _ in curve:
+def replay(history: list[EpochRecord], decline: float) -> tuple[TrainResult, bool]:
+    """The search's result as `Trainer` would have ended it under ``decline`` (its history cut
+    at the validation that stops it), and whether the early stop ended it."""
+    best, best_epoch, since = -math.inf, 0, []
+    for index, record in enumerate(history):
+        smoothed = record.val_dice_smoothed
+        if math.isnan(smoothed):
+            continue
         if smoothed > best:
-            best, best_steps, since = smoothed, steps, []
+            best, best_epoch, since = smoothed, record.epoch, []
             continue
         since.append(smoothed)
         if early_stop_due(best, since, PATIENCE, decline):
-            return best, best_steps, steps
-    return best, best_steps, None
+            kept = history[: index + 1]
+            return TrainResult(Path(), len(kept), best_epoch, best, 0.0, kept), True
+    return TrainResult(Path(), len(history), best_epoch, best, 0.0, history), False
 
 
 def main() -> None:
@@ -49,21 +62,27 @@ def main() -> None:
     parser.add_argument("--decline", nargs="+", type=float, default=[0.0, DECLINE])
     args = parser.parse_args()
     for log in args.logs:
-        curve = smoothed_curve(log)
-        if not curve:
+        history = read_history(log)
+        validated = [r for r in history if not math.isnan(r.val_dice_smoothed)]
+        if not validated:
             print(f"{log}: no validation")
             continue
-        start_lr = curve[0][2]
-        print(f"{log}: {len(curve)} validations, last at {curve[-1][0]} steps")
+        start_lr = validated[0].learning_rate
+        print(f"{log}: {len(validated)} validations, last at {history[-1].iterations} steps")
         for decline in args.decline:
-            best, best_steps, stopped = stop(curve, decline)
-            if stopped is None:
-                print(f"  fall {decline}: runs to the end; best {best:.4f} at {best_steps}")
-                continue
-            at = next((s, lr) for n, s, lr in curve if n == stopped)
-            print(f"  fall {decline}: stops at {stopped} ({best - at[0]:.4f} under the best "
-                  f"{best:.4f} at {best_steps}; learning rate {at[1] / start_lr:.0%} of "
-                  f"the first validation's)")  # fmt: skip
+            result, stopped = replay(history, decline)
+            best = result.best_val_dice
+            best_at = next(r.iterations for r in history if r.epoch == result.best_epoch)
+            end = result.history[-1]
+            where = (
+                f"stops at {end.iterations} ({best - end.val_dice_smoothed:.4f} under the best "
+                f"{best:.4f} at {best_at}; learning rate {end.learning_rate / start_lr:.0%} of "
+                "the first validation's)"
+                if stopped
+                else f"runs to the end; best {best:.4f} at {best_at}"
+            )
+            print(f"  fall {decline}: {where}; every case trains the search's "
+                  f"{chosen_steps(result, decline)} steps, scaled")  # fmt: skip
 
 
 if __name__ == "__main__":

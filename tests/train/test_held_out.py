@@ -1,6 +1,7 @@
 """Fold 0's validation curve chooses how long every case trains (``Plan.held_out_stop``)."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,15 @@ def _plan(**update) -> Plan:
     return Plan.model_construct(**{**fields, **update})
 
 
-def _result(best_epoch: int, steps: list[int]) -> TrainResult:
-    history = [EpochRecord(e, s, float(e), 0.01, 0.5, 0.8) for e, s in enumerate(steps, start=1)]
-    return TrainResult(Path("x"), len(steps), best_epoch, 0.8, 1.0, history)
+def _result(best_epoch: int, steps: list[int], smoothed: list[float] | None = None) -> TrainResult:
+    """A search's result: epochs of ``steps`` with ``smoothed`` validation Dice (nan: none)."""
+    smoothed = smoothed or [math.nan] * len(steps)
+    history = [
+        EpochRecord(e, s, float(e), 0.01, 0.5, 0.8, val_dice_smoothed=d)
+        for e, (s, d) in enumerate(zip(steps, smoothed, strict=True), start=1)
+    ]
+    best = smoothed[best_epoch - 1] if best_epoch else -1.0
+    return TrainResult(Path("x"), len(steps), best_epoch, best, 1.0, history)
 
 
 def test_the_search_takes_half_the_budget_and_a_cap_scaled_to_its_cases():
@@ -58,6 +65,20 @@ def test_the_best_epochs_steps_are_read_from_the_history():
     assert held_out.best_steps(_result(2, [100, 200, 300, 400])) == 200
     # no validated epoch (best epoch 0): the steps trained
     assert held_out.best_steps(_result(0, [100, 200])) == 200
+
+
+def test_every_case_trains_past_the_best_epoch_unless_the_curve_fell_after_it():
+    steps = [100, 200, 300, 400, 500]
+    peak = [0.80, 0.88, 0.877, 0.875, 0.870]  # 0.010 under the best at the end: overfitting
+    assert held_out.chosen_steps(_result(2, steps, peak)) == 200
+    plateau = [0.80, 0.88, 0.879, 0.8785, 0.8790]  # never DECLINE under the best: noise
+    assert held_out.chosen_steps(_result(2, steps, plateau)) == 500
+    rising = [0.80, 0.85, 0.86, 0.87, 0.88]
+    assert held_out.chosen_steps(_result(5, steps, rising)) == 500
+    # validated every second epoch: the last validation decides, and the steps trained count
+    sparse = [0.80, math.nan, 0.88, math.nan, 0.85]
+    assert held_out.chosen_steps(_result(3, steps, sparse)) == 300
+    assert held_out.chosen_steps(_result(0, [100, 200])) == 200  # no validation at all
 
 
 def test_the_search_needs_the_flag_a_minutes_budget_and_ten_cases():
@@ -148,6 +169,7 @@ def test_fold_zero_chooses_the_steps_of_every_case_and_joins_the_ensemble(tmp_pa
     found = json.loads((run / held_out.SEARCH_DIR / held_out.FOUND_FILE).read_text())
     # 6 steps on fold 0's 8 training cases: 8 (rounded from 7.5) on all 10
     assert (found["best_steps"], found["search_cases"], found["all_cases"]) == (6, 8, 10)
+    assert found["chosen_steps"] == 6  # the smoothed Dice fell well after its best
     assert found["max_iterations"] == 8
     assert result.history[-1].iterations == 8
     assert (run / held_out.SEARCH_DIR / "validation" / "summary.json").is_file()

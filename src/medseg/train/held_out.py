@@ -8,7 +8,8 @@ search model trains first on fold 0's training cases (``fold_all_search``), vali
 fold 0's validation cases, for at most ``SEARCH_SHARE`` of the budget, and stops once its
 smoothed validation Dice has not improved for ``PATIENCE`` validations and has fallen
 ``DECLINE`` under its best. The model on every case (``fold_all``) then trains for the steps
-of the search's best epoch, scaled by the number of cases (the planner's cap, too, grows with
+of the search's best epoch if its curve fell that far after it, else as long as the search
+trained (`chosen_steps`), scaled by the number of cases (the planner's cap, too, grows with
 the data), and the time left trains further models that long (`medseg.train.ensemble`). The
 search model keeps the weights of its best epoch and joins the ensemble that `medseg predict`
 averages. Measured in docs/train.md#held-out-stop.
@@ -17,6 +18,7 @@ averages. Measured in docs/train.md#held-out-stop.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -98,6 +100,18 @@ def best_steps(result: TrainResult) -> int:
     return by_epoch.get(result.best_epoch, result.history[-1].iterations)
 
 
+def chosen_steps(result: TrainResult, decline: float = DECLINE) -> int:
+    """The steps the models on every case train, from the search's ``result``: its best
+    epoch's where the smoothed validation Dice then fell ``decline`` under that best (a peak,
+    past which more steps overfit), else its last epoch's. A curve that stays within
+    ``decline`` of its best, to the search's cap or its clock, is a plateau within noise, as
+    for the early stop, and no evidence that longer overfits (docs/train.md#held-out-stop)."""
+    validated = [r.val_dice_smoothed for r in result.history if not math.isnan(r.val_dice_smoothed)]
+    if validated and result.best_val_dice - validated[-1] >= decline:
+        return best_steps(result)
+    return result.history[-1].iterations
+
+
 def final_plan(
     plan: Plan, steps: int, search_cases: int, all_cases: int, minutes_left: float
 ) -> Plan:
@@ -131,14 +145,18 @@ def search_then_plan(
     log_line(f"{SEARCH_DIR}: fold 0 finds how long {all_cases} cases can train", quiet)
     result = train_one(search_plan(plan, searched, all_cases), run_dir / SEARCH_DIR, search_split)
     spent = distributed.from_rank_zero(time.perf_counter() - started)
-    steps = int(distributed.from_rank_zero(best_steps(result)))
+    best = int(distributed.from_rank_zero(best_steps(result)))
+    steps = int(distributed.from_rank_zero(chosen_steps(result)))
     final = final_plan(plan, steps, searched, all_cases, plan.minutes - spent / 60)
     if distributed.current_ranks().is_main:
-        found = {"best_steps": steps, "search_cases": searched, "all_cases": all_cases,
-                 "max_iterations": final.max_iterations, "minutes": final.minutes}  # fmt: skip
+        found = {"best_steps": best, "chosen_steps": steps, "search_cases": searched,
+                 "all_cases": all_cases, "max_iterations": final.max_iterations,
+                 "minutes": final.minutes}  # fmt: skip
         write_text_atomic(run_dir / SEARCH_DIR / FOUND_FILE, json.dumps(found, indent=1))
+    after = "" if steps == best else f", never {DECLINE} under it by {steps}"
     log_line(
-        f"fold 0 validated best after {steps} steps: every case trains {final.max_iterations}",
+        f"fold 0 validated best after {best} steps{after}: every case trains "
+        f"{final.max_iterations}",
         quiet,
     )
     return final, result
