@@ -153,7 +153,7 @@ def search_then_plan(
                  "all_cases": all_cases, "max_iterations": final.max_iterations,
                  "minutes": final.minutes}  # fmt: skip
         write_text_atomic(run_dir / SEARCH_DIR / FOUND_FILE, json.dumps(found, indent=1))
-    after = "" if steps == best else f", never {DECLINE} under it by {steps}"
+    after = "" if steps == best else f", within {DECLINE} of it to {steps}"
     log_line(
         f"fold 0 validated best after {best} steps{after}: every case trains "
         f"{final.max_iterations}",
